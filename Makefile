@@ -1,0 +1,42 @@
+# The targets people type. The real build is meson + ninja in build/.
+PREFIX ?= /usr/local
+DESTDIR ?=
+BUILD := build
+
+.PHONY: all deps check check-unit check-integration demo images install clean format bench
+
+all: $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD) --prefix=$(PREFIX)
+
+deps:
+	scripts/install-deps
+
+# The whole test suite: unit tests, then integration tests on real pools,
+# guests and namespaces. Ends with "N passed, N failed, N skipped".
+check: all
+	tests/run
+
+check-unit: all
+	tests/run unit
+
+check-integration: all
+	tests/run integration
+
+images: all
+	images/build
+
+demo: deps all
+	scripts/demo
+
+install: all
+	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
+	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild
+
+format:
+	find src tools tests -name '*.[ch]' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD)

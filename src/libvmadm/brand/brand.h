@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Brands: how a VM runs. kvm.c runs QEMU/KVM over QMP; joyent.c runs a system
+ * container through liblxc. Each fills struct vm_brand_ops; callers find it
+ * with vm_brand_ops_by_name(vm's "brand").
+ *
+ * Runtime files of a VM live under ROOT/run/UUID/ (pidfile, QMP socket,
+ * console socket, LXC config) and logs under ROOT/log/.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "node/node.h"
+#include "util/error.h"
+
+/* Live state as SmartOS shows it in "state" and "zone_state". */
+struct vm_runtime {
+	const char *state;      /* "running", "stopped", "stopping", "failed", ... */
+	const char *zone_state; /* "running", "installed", ... */
+	pid_t pid;              /* 0 when not running */
+};
+
+struct vm_brand_ops {
+	const char *name; /* "kvm", "joyent" */
+
+	/* Start the VM described by vm (its record). The caller holds the VM's
+	 * lock and has checked that it is not running. Checks that every dataset
+	 * the VM needs exists and names the missing one if not. On success the
+	 * VM runs; on failure nothing of it runs and no runtime file is left. */
+	int (*start)(struct vm_node *node, json_t *vm, struct vm_error *err);
+
+	/* Stop: ask the guest (ACPI powerdown / container init's SIGPWR or
+	 * lxc shutdown), wait up to timeout_secs, then kill; with force, kill at
+	 * once. Returns when the VM no longer runs. Stopping a stopped VM is 0. */
+	int (*stop)(struct vm_node *node, json_t *vm, int timeout_secs, bool force,
+		    struct vm_error *err);
+
+	/* Reboot a running VM. */
+	int (*reboot)(struct vm_node *node, json_t *vm, struct vm_error *err);
+
+	/* The live state, from the real process (a dead pid is "stopped"). Never
+	 * fails: unknown conditions read as "stopped". */
+	void (*runtime)(struct vm_node *node, json_t *vm, struct vm_runtime *ret);
+
+	/* QEMU's or LXC's view of a running VM, as a JSON object
+	 * (`vmadm info`). */
+	int (*info)(struct vm_node *node, json_t *vm, json_t **ret, struct vm_error *err);
+
+	/* Attach the caller's terminal (in_fd/out_fd) to the VM's console until
+	 * the user detaches (Ctrl-]) or the VM stops. */
+	int (*console)(struct vm_node *node, json_t *vm, int in_fd, int out_fd,
+		       struct vm_error *err);
+};
+
+const struct vm_brand_ops *vm_brand_ops_by_name(const char *name);
+
+extern const struct vm_brand_ops kvm_brand_ops;
+extern const struct vm_brand_ops joyent_brand_ops;

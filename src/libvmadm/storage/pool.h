@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Storage pools: where a node keeps its datasets.
+ *
+ * A dataset has a ZFS-style full name, "POOL/REST": the pool is "zones" and
+ * a VM owns "zones/UUID", "zones/UUID/data" (a delegated dataset) and
+ * "zones/UUID-disk0" ... (volumes). A dataset of name zones/X lives at
+ * MOUNTPOINT/X, where MOUNTPOINT is $VMADM_ROOT/zones. A snapshot is
+ * "DATASET@SNAP".
+ *
+ * A filesystem dataset is a directory tree. A volume (a KVM disk) is a
+ * fixed-size sparse raw image file, VOLUME_FILE, inside its dataset's
+ * directory; vm_pool_volume_path() gives its path.
+ *
+ * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
+ * vm_pool_* wrappers below validate names and then call the ops; callers use
+ * the wrappers, never the ops directly.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define VM_POOL_NAME "zones"
+#define VOLUME_FILE "disk.raw"
+
+enum vm_dataset_kind {
+	VM_DS_NONE = 0, /* does not exist */
+	VM_DS_FILESYSTEM,
+	VM_DS_VOLUME,
+};
+
+/* Encodings a backend can produce and take natively (stream issue). */
+enum vm_send_encoding {
+	VM_ENC_BTRFS = 1, /* `btrfs send` stream */
+	VM_ENC_ZFS = 2,   /* `zfs send` stream */
+};
+
+struct vm_pool {
+	const struct vm_storage_ops *ops;
+	char *name;       /* "zones" */
+	char *root;       /* the node root */
+	char *mountpoint; /* ROOT/zones */
+	json_t *conf;     /* the node config (borrowed reference) */
+	void *priv;       /* backend state */
+};
+
+struct vm_storage_ops {
+	const char *name; /* "btrfs", "dir", "zfs" */
+
+	/* Make the pool usable: create it on first use (btrfs: a sparse loop file
+	 * ROOT/pool.img of conf "pool_size" bytes, or a fraction of free space,
+	 * unless ROOT is on btrfs already), mount it at pool->mountpoint, and
+	 * create the backend's bookkeeping directories. Idempotent: an already
+	 * mounted pool is used as it is. On failure nothing it created is left
+	 * mounted. */
+	int (*open)(struct vm_pool *pool, struct vm_error *err);
+
+	/* Release backend state. Never unmounts: the pool stays for the next
+	 * command. May be NULL. */
+	void (*close)(struct vm_pool *pool);
+
+	/* Create an empty filesystem dataset. The parent must exist (for
+	 * "zones/UUID/data", "zones/UUID"); the name must not. Leaves nothing on
+	 * failure. */
+	int (*create_filesystem)(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
+	/* Create a volume of exactly size bytes, sparse (reads as zeros). Leaves
+	 * nothing on failure; -ENOSPC when the pool cannot hold size. */
+	int (*create_volume)(struct vm_pool *pool, const char *ds, uint64_t size,
+			     struct vm_error *err);
+
+	/* Create ds as a writable copy of snapshot snap ("zones/IMG@final"),
+	 * sharing blocks where the backend can (btrfs snapshot, reflink). The
+	 * new dataset has the kind of the snapshot's dataset. For a volume,
+	 * size_or_0 grows it to that size if larger. Leaves nothing on failure. */
+	int (*clone)(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		     struct vm_error *err);
+
+	/* Take a read-only snapshot ds@name of one dataset (not its children). */
+	int (*snapshot)(struct vm_pool *pool, const char *ds, const char *name,
+			struct vm_error *err);
+
+	/* List the snapshot names (without "ds@") of ds, oldest first, as a
+	 * NULL-terminated vector. */
+	int (*list_snapshots)(struct vm_pool *pool, const char *ds, char ***ret,
+			      struct vm_error *err);
+
+	/* Destroy one snapshot. A missing snapshot is -ENOENT. */
+	int (*destroy_snapshot)(struct vm_pool *pool, const char *ds, const char *name,
+				struct vm_error *err);
+
+	/* Destroy a dataset and its snapshots; with recursive, its child
+	 * datasets too (else -EBUSY if it has any). A missing dataset is
+	 * -ENOENT. */
+	int (*destroy)(struct vm_pool *pool, const char *ds, bool recursive,
+		       struct vm_error *err);
+
+	/* Rename a dataset (with its snapshots and children). The target must
+	 * not exist. Atomic: on failure the old name still holds everything. */
+	int (*rename)(struct vm_pool *pool, const char *from, const char *to,
+		      struct vm_error *err);
+
+	/* What kind ds is, VM_DS_NONE when it does not exist. */
+	enum vm_dataset_kind (*kind)(struct vm_pool *pool, const char *ds);
+
+	/* Bytes ds uses in the pool (allocated blocks of its files, children
+	 * not included). For a volume also its logical size. */
+	int (*used)(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		    uint64_t *ret_volsize, struct vm_error *err);
+
+	/* Bytes still free in the pool. */
+	int (*available)(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
+
+	/* Native send: write the backend's own stream of snapshot ds@snap to fd,
+	 * incremental from ds@from_snap when from_snap is not NULL. Fails with
+	 * the tool's stderr if the tool fails; never reports success on a
+	 * partial stream. NULL when the backend has no native stream. */
+	int (*send)(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		    int fd, struct vm_error *err);
+
+	/* Native receive from fd of a stream produced by send(): the data lands
+	 * under a temporary name and becomes dataset ds, with snapshot ds@snap,
+	 * only when the whole stream was taken; an incremental stream applies on
+	 * top of the existing ds@from_snap. On failure nothing new is left (no
+	 * temporary name). NULL when the backend has no native stream. */
+	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
+		       const char *from_snap, int fd, struct vm_error *err);
+
+	/* Encoding of send/receive, 0 when none. */
+	enum vm_send_encoding native_encoding;
+};
+
+/* Open the pool of the node whose root and config are given: the backend is
+ * VMADM_POOL_TYPE, else conf "pool_type", else "btrfs". */
+int vm_pool_open(const char *root, json_t *conf, struct vm_pool **ret, struct vm_error *err);
+void vm_pool_free(struct vm_pool *pool);
+
+/* Backend ops by name, NULL if unknown. */
+const struct vm_storage_ops *vm_storage_ops_by_name(const char *name);
+
+/* Check a dataset name: "zones/..." components of [A-Za-z0-9_.:-], none
+ * "." or "..", no empty component, at most 255 chars. Returns 0 or -EINVAL
+ * with a message naming it. */
+int vm_dataset_name_check(const char *ds, struct vm_error *err);
+
+/* Path of dataset ds in the pool (malloc'ed), and of a volume's image file. */
+char *vm_pool_dataset_path(struct vm_pool *pool, const char *ds);
+char *vm_pool_volume_path(struct vm_pool *pool, const char *ds);
+
+/* Wrappers that check names and call the ops. Same contracts as the ops. */
+int vm_pool_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err);
+int vm_pool_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			  struct vm_error *err);
+int vm_pool_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		  struct vm_error *err);
+int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+		     struct vm_error *err);
+int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
+			   struct vm_error *err);
+int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			     struct vm_error *err);
+int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,
+		    struct vm_error *err);
+int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to,
+		   struct vm_error *err);
+enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds);
+int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		 uint64_t *ret_volsize, struct vm_error *err);
+int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
+int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		 int fd, struct vm_error *err);
+int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
+		    const char *from_snap, int fd, struct vm_error *err);
+
+extern const struct vm_storage_ops btrfs_storage_ops;
+extern const struct vm_storage_ops dir_storage_ops;

@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM model: SmartOS vmadm property names, types and rules, for brands
+ * kvm and joyent. A VM is a JSON object (jansson) whose keys are these
+ * properties; this table says which a payload may set, at create or update,
+ * for which brand, and which are computed by vmadm.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+enum vm_prop_type {
+	VM_PT_STRING,
+	VM_PT_INT,      /* integer within [min, max] */
+	VM_PT_BOOL,
+	VM_PT_UUID,
+	VM_PT_OBJECT,   /* flat object of string/number/bool values (metadata, tags) */
+	VM_PT_STRLIST,  /* array of strings (resolvers, datasets) */
+	VM_PT_NICS,     /* array of nic objects, see vm_nic_props */
+	VM_PT_DISKS,    /* array of disk objects, see vm_disk_props */
+	VM_PT_FILESYSTEMS, /* array of {source, target, type, options} */
+	VM_PT_TIMESTAMP,   /* ISO 8601 string */
+};
+
+enum vm_prop_flags {
+	VM_PF_KVM = 1 << 0,      /* valid for brand kvm */
+	VM_PF_JOYENT = 1 << 1,   /* valid for brand joyent */
+	VM_PF_CREATE = 1 << 2,   /* a create payload may set it */
+	VM_PF_UPDATE = 1 << 3,   /* an update payload may set it */
+	VM_PF_COMPUTED = 1 << 4, /* set by vmadm; refused in payloads */
+	VM_PF_REQUIRED = 1 << 5, /* a create payload must set it */
+};
+#define VM_PF_BOTH (VM_PF_KVM | VM_PF_JOYENT)
+
+struct vm_prop {
+	const char *name;
+	enum vm_prop_type type;
+	unsigned flags;
+	int64_t min, max; /* for VM_PT_INT */
+	const char *doc;  /* one line, for `vmadm validate` messages and docs */
+};
+
+/* The top-level properties, and the properties of one nic and one disk. */
+extern const struct vm_prop vm_props[];
+extern const struct vm_prop vm_nic_props[];
+extern const struct vm_prop vm_disk_props[];
+
+/* Look a property up in a NULL-name-terminated table; NULL if unknown. */
+const struct vm_prop *vm_prop_lookup(const struct vm_prop *table, const char *name);
+
+/* Brand name to VM_PF_KVM / VM_PF_JOYENT, 0 if unknown. */
+unsigned vm_brand_flag(const char *brand);
+
+/*
+ * Validate a create payload. brand is the brand to validate for (`validate
+ * -b`), or NULL to take it from the payload, where it is then required.
+ * Refuses unknown properties, properties of the other brand, computed ones,
+ * wrong types, out-of-range numbers, bad UUIDs or MACs, duplicate disks, more
+ * than one boot disk, kvm disks with neither size nor image_uuid. The message
+ * names the property ("disks[1].size") and the reason.
+ */
+int vm_validate_create(json_t *payload, const char *brand, struct vm_error *err);
+
+/* Validate an update payload for a VM of the given brand: only VM_PF_UPDATE
+ * properties, plus the SmartOS update keys set_customer_metadata,
+ * remove_customer_metadata, set_internal_metadata, remove_internal_metadata,
+ * set_tags, remove_tags, add_nics, remove_nics, update_nics. */
+int vm_validate_update(json_t *payload, const char *brand, struct vm_error *err);
+
+/* Parse a "PROP=VALUE" command-line assignment into key and JSON value, with
+ * the type the table gives (ints, bools, strings); unknown props are kept as
+ * strings for validation to refuse. */
+int vm_prop_parse_assignment(const char *arg, char **ret_key, json_t **ret_value,
+			     struct vm_error *err);

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * VM records on a node: ROOT/vms/UUID.json, written atomically, guarded by a
+ * per-VM lock ROOT/locks/UUID.lock.
+ *
+ * A record carries "transition" while a create, delete or receive is under
+ * way ("creating", "deleting", "receiving"). A record found with a transition
+ * whose lock is free belongs to a command that died: vm_store_recover()
+ * finishes the delete or undoes the create, so that a VM is either whole or
+ * gone.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "node/node.h"
+#include "util/error.h"
+
+/* Load the record of uuid. -ENOENT with "VM UUID not found" if none. */
+int vm_store_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err);
+
+/* Write the record atomically (sets last_modified). */
+int vm_store_save(struct vm_node *node, json_t *vm, struct vm_error *err);
+
+/* Remove the record (the datasets are the caller's business). */
+int vm_store_remove(struct vm_node *node, const char *uuid, struct vm_error *err);
+
+/* All records, as a JSON array, sorted by create_timestamp then uuid. */
+int vm_store_list(struct vm_node *node, json_t **ret, struct vm_error *err);
+
+bool vm_store_exists(struct vm_node *node, const char *uuid);
+
+/* Take the VM's lock, waiting up to wait_secs. Returns the lock fd. */
+int vm_store_lock(struct vm_node *node, const char *uuid, int wait_secs, struct vm_error *err);
+
+/* Clean up after commands that died mid-transition (see above). Appends a
+ * line per VM it cleaned to *notes (a JSON array of strings, created if
+ * NULL), for the front end to print. */
+int vm_store_recover(struct vm_node *node, json_t **notes, struct vm_error *err);

@@ -1,0 +1,119 @@
+# Shared helpers for integration tests. Source it first:
+#     . "$(dirname "$0")/../lib/common.sh"
+#
+# Everything a test makes lives under $T (a fresh temporary directory):
+# node roots, loop files and their mounts. The EXIT trap stops the processes
+# the test registered (by PID), unmounts what is mounted under $T, deletes the
+# network namespaces the test registered, and removes $T. Nothing else is
+# touched.
+
+set -u
+TOP=${TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BUILD=${BUILD:-$TOP/build}
+VMADM=${VMADM_BIN:-$BUILD/src/vmadm/vmadm}
+VMADMD=${VMADMD_BIN:-$BUILD/src/vmadmd/vmadmd}
+IMGADM=${IMGADM_BIN:-$BUILD/src/imgadm/imgadm}
+T=$(mktemp -d /tmp/vmadm-test.XXXXXX)
+T_PIDS=()
+T_NETNS=()
+T_CLEANUPS=()
+T_FAILED=0
+
+t_cleanup() {
+	local i pid
+	for ((i = ${#T_CLEANUPS[@]} - 1; i >= 0; i--)); do
+		eval "${T_CLEANUPS[$i]}" >/dev/null 2>&1 || true
+	done
+	for pid in "${T_PIDS[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	# Processes the product started for our nodes (QEMU, containers,
+	# vmadmd) write pidfiles under their node root; stop those only.
+	for pidf in $(find "$T" -name '*.pid' 2>/dev/null); do
+		pid=$(cat "$pidf" 2>/dev/null)
+		case "$pid" in '' | *[!0-9]*) continue ;; esac
+		# Only if that process really belongs to this test: its command
+		# line or cwd mentions $T.
+		if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$T"; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	done
+	sleep 0.2
+	# Unmount everything under $T, deepest first.
+	awk -v t="$T" '$5 ~ "^"t {print $5}' /proc/self/mountinfo | sort -r |
+		while read -r m; do umount -l "$m" 2>/dev/null; done
+	for ns in "${T_NETNS[@]}"; do
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	# Loop devices of files under $T that autoclear did not release.
+	losetup -nO NAME,BACK-FILE 2>/dev/null | awk -v t="$T" 'index($2, t) == 1 {print $1}' |
+		while read -r dev; do losetup -d "$dev" 2>/dev/null; done
+	rm -rf "$T"
+}
+trap t_cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_defer() { T_CLEANUPS+=("$*"); }
+
+ok() { echo "ok - $*"; }
+fail() {
+	echo "not ok - $*"
+	T_FAILED=1
+}
+skip() { echo "skip - $*"; }
+
+# check NAME CMD...: ok when CMD succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@" >"$T/.check.out" 2>&1; then
+		ok "$name"
+	else
+		fail "$name: $(tail -n 5 "$T/.check.out" | tr '\n' ' ')"
+	fi
+}
+
+# check_fails NAME EXPECTED_SUBSTRING CMD...: CMD must fail and print the
+# substring (stdout or stderr).
+check_fails() {
+	local name=$1 want=$2 rc
+	shift 2
+	"$@" >"$T/.check.out" 2>&1
+	rc=$?
+	if [ "$rc" -eq 0 ]; then
+		fail "$name: succeeded, expected failure"
+	elif ! grep -qF -- "$want" "$T/.check.out"; then
+		fail "$name: exit $rc, but output lacks '$want': $(head -c 400 "$T/.check.out" | tr '\n' ' ')"
+	else
+		ok "$name"
+	fi
+}
+
+# check_eq NAME EXPECTED ACTUAL
+check_eq() {
+	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
+}
+
+# node NAME [POOL_TYPE] [POOL_SIZE_BYTES]: make a node root $T/NAME with
+# the given pool type (default btrfs on a 2 GiB loop file) and print its path.
+node_make() {
+	local name=$1 type=${2:-btrfs} size=${3:-2147483648}
+	local root=$T/$name
+	mkdir -p "$root"
+	printf '{"pool_type": "%s", "pool_size": %s, "accel": "tcg"}\n' "$type" "$size" >"$root/vmadm.conf"
+	echo "$root"
+}
+
+# on ROOT CMD...: run CMD with VMADM_ROOT=ROOT.
+on() {
+	local root=$1
+	shift
+	VMADM_ROOT=$root "$@"
+}
+
+# The `json` tool from npm, as the SmartOS note uses it.
+JSON=$(command -v json || echo json)
+
+t_done() {
+	[ "$T_FAILED" -eq 0 ]
+}
