@@ -13,7 +13,7 @@
 
 #define CONF_MAX (1024 * 1024)
 
-static const char *const node_dirs[] = { "vms", "locks", "run", "log" };
+static const char *const node_dirs[] = { "vms", "locks", "run", "log", "images", "recv" };
 
 int vm_node_open(struct vm_node **ret, struct vm_error *err)
 {

@@ -8,6 +8,8 @@
  *   ROOT/locks/UUID.lock per-VM locks
  *   ROOT/run/            sockets, pidfiles (QMP, console, vmadmd)
  *   ROOT/log/            logs
+ *   ROOT/images/UUID.json installed image manifests (see image/image.h)
+ *   ROOT/recv/UUID.json  journals of receives in progress (migrate/journal.h)
  *   ROOT/zones/          the pool's mount point: dataset zones/X is ROOT/zones/X
  *   ROOT/pool.img        the btrfs loop file, when the root is not on btrfs
  */

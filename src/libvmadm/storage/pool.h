@@ -12,6 +12,14 @@
  * fixed-size sparse raw image file, VOLUME_FILE, inside its dataset's
  * directory; vm_pool_volume_path() gives its path.
  *
+ * A dataset is a volume when its directory holds a regular file VOLUME_FILE
+ * at the top (so the kind travels with send/receive and snapshots); any
+ * other dataset is a filesystem.
+ *
+ * Snapshots of dataset zones/X are kept at MOUNTPOINT/.snapshots/X/@SNAP;
+ * names beginning with '.' are reserved for such bookkeeping, so no dataset
+ * component and no snapshot name may begin with '.'.
+ *
  * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
  * vm_pool_* wrappers below validate names and then call the ops; callers use
  * the wrappers, never the ops directly.
@@ -26,6 +34,10 @@
 
 #define VM_POOL_NAME "zones"
 #define VOLUME_FILE "disk.raw"
+/* dir backend: an empty file in the root directory of every dataset, so that
+ * a tree walk knows which subdirectories are child datasets (to be skipped,
+ * as ZFS and btrfs snapshots skip them). */
+#define VM_DATASET_MARKER ".vmadm-dataset"
 
 enum vm_dataset_kind {
 	VM_DS_NONE = 0, /* does not exist */
@@ -108,7 +120,9 @@ struct vm_storage_ops {
 	enum vm_dataset_kind (*kind)(struct vm_pool *pool, const char *ds);
 
 	/* Bytes ds uses in the pool (allocated blocks of its files, children
-	 * not included). For a volume also its logical size. */
+	 * not included; blocks shared with snapshots or clones count in each).
+	 * For a volume also its logical size (ret_volsize, 0 for a
+	 * filesystem; may be NULL). */
 	int (*used)(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
 		    uint64_t *ret_volsize, struct vm_error *err);
 
@@ -125,8 +139,11 @@ struct vm_storage_ops {
 	/* Native receive from fd of a stream produced by send(): the data lands
 	 * under a temporary name and becomes dataset ds, with snapshot ds@snap,
 	 * only when the whole stream was taken; an incremental stream applies on
-	 * top of the existing ds@from_snap. On failure nothing new is left (no
-	 * temporary name). NULL when the backend has no native stream. */
+	 * top of the existing ds@from_snap, and ds then becomes a writable copy
+	 * of ds@snap (changes made to ds since from_snap are dropped, as with
+	 * `zfs receive -F`; its child datasets stay). For a full stream ds must
+	 * not exist. On failure nothing new is left (no temporary name) and an
+	 * existing ds is as it was. NULL when the backend has no native stream. */
 	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
 		       const char *from_snap, int fd, struct vm_error *err);
 
@@ -138,14 +155,19 @@ struct vm_storage_ops {
  * VMADM_POOL_TYPE, else conf "pool_type", else "btrfs". */
 int vm_pool_open(const char *root, json_t *conf, struct vm_pool **ret, struct vm_error *err);
 void vm_pool_free(struct vm_pool *pool);
+static inline void vm_pool_freep(struct vm_pool **p) { vm_pool_free(*p); }
 
 /* Backend ops by name, NULL if unknown. */
 const struct vm_storage_ops *vm_storage_ops_by_name(const char *name);
 
 /* Check a dataset name: "zones/..." components of [A-Za-z0-9_.:-], none
- * "." or "..", no empty component, at most 255 chars. Returns 0 or -EINVAL
- * with a message naming it. */
+ * beginning with '.' (so never "." or ".."), no empty component, at most 255
+ * chars. Returns 0 or -EINVAL with a message naming it. */
 int vm_dataset_name_check(const char *ds, struct vm_error *err);
+
+/* Check a snapshot name (the part after '@'): non-empty, [A-Za-z0-9_.:-],
+ * not beginning with '.', at most 200 chars. 0 or -EINVAL. */
+int vm_snapshot_name_check(const char *snap, struct vm_error *err);
 
 /* Path of dataset ds in the pool (malloc'ed), and of a volume's image file. */
 char *vm_pool_dataset_path(struct vm_pool *pool, const char *ds);

@@ -55,13 +55,22 @@ const struct vm_prop *vm_prop_lookup(const struct vm_prop *table, const char *na
 /* Brand name to VM_PF_KVM / VM_PF_JOYENT, 0 if unknown. */
 unsigned vm_brand_flag(const char *brand);
 
+/* Is s a unicast MAC address "xx:xx:xx:xx:xx:xx" (hex, either case, not
+ * multicast, not all zeros)? */
+bool vm_mac_valid(const char *s);
+
+/* Is s a dotted-quad IPv4 address? */
+bool vm_ipv4_valid(const char *s);
+
 /*
  * Validate a create payload. brand is the brand to validate for (`validate
  * -b`), or NULL to take it from the payload, where it is then required.
  * Refuses unknown properties, properties of the other brand, computed ones,
- * wrong types, out-of-range numbers, bad UUIDs or MACs, duplicate disks, more
- * than one boot disk, kvm disks with neither size nor image_uuid. The message
- * names the property ("disks[1].size") and the reason.
+ * wrong types, out-of-range numbers, bad UUIDs or MACs, duplicate nic MACs,
+ * more than one primary nic, more than one boot disk, kvm disks with neither
+ * size nor image_uuid. The message names the property ("disks[1].size") and
+ * the reason. Disks are named by position (their path is computed), so two
+ * equal disk objects are two disks, not a duplicate.
  */
 int vm_validate_create(json_t *payload, const char *brand, struct vm_error *err);
 
@@ -76,3 +85,13 @@ int vm_validate_update(json_t *payload, const char *brand, struct vm_error *err)
  * strings for validation to refuse. */
 int vm_prop_parse_assignment(const char *arg, char **ret_key, json_t **ret_value,
 			     struct vm_error *err);
+
+/* Parse text as a payload. Invalid JSON is -EINVAL with "invalid JSON at
+ * line L, column C: REASON"; duplicate keys and non-objects are refused too.
+ * Does not validate properties (see vm_validate_create/update). */
+int vm_validate_json_text(const char *text, json_t **ret, struct vm_error *err);
+
+/* Check a stored VM record (as vm_store_save writes it): every key known,
+ * valid for the record's brand, and of the right type and range; computed
+ * properties are allowed here. For loading records and for tests. */
+int vm_validate_record(json_t *vm, struct vm_error *err);

@@ -1,0 +1,396 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The dir pool: plain directories on any filesystem, no loop devices.
+ *
+ *   MOUNTPOINT/X/                   dataset zones/X, with an empty marker file
+ *                                   VM_DATASET_MARKER at its top
+ *   MOUNTPOINT/X/disk.raw           the image of a volume
+ *   MOUNTPOINT/.snapshots/X/@SNAP/  snapshot zones/X@SNAP: a copy of the
+ *                                   dataset's tree without its child datasets
+ *
+ * Snapshots and clones share blocks through FICLONE where the filesystem can
+ * (btrfs, xfs), and otherwise are sparse copies; they are read-only by
+ * convention only. There is no native send stream: the portable encoding
+ * of the stream module covers this backend.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/pool-private.h"
+#include "storage/pool.h"
+#include "storage/sparse.h"
+#include "util/fs.h"
+#include "util/macros.h"
+
+static bool dir_is_child(int dirfd, const char *name, const struct stat *st)
+{
+	_cleanup_free_ char *m = strdup_printf("%s/%s", name, VM_DATASET_MARKER);
+	return m && faccessat(dirfd, m, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static bool dir_ds_exists(const char *path)
+{
+	_cleanup_free_ char *m = strdup_printf("%s/%s", path, VM_DATASET_MARKER);
+	struct stat st;
+
+	return m && fs_is_dir(path) && lstat(m, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+static int dir_open(struct vm_pool *pool, struct vm_error *err)
+{
+	_cleanup_free_ char *snaps = strdup_printf("%s/%s", pool->mountpoint, POOL_SNAPDIR);
+	int r;
+
+	if (!snaps)
+		return vm_error_set(err, ENOMEM, "open pool");
+	r = fs_mkdir_p(pool->mountpoint, 0755, err);
+	if (r < 0)
+		return vm_error_prefix(err, "open dir pool");
+	r = fs_mkdir_p(snaps, 0700, err);
+	if (r < 0)
+		return vm_error_prefix(err, "open dir pool");
+	return 0;
+}
+
+/* The parent of ds must exist (the pool itself for "zones/X") and ds must
+ * not. */
+static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
+		     struct vm_error *err)
+{
+	_cleanup_free_ char *parent = pool_parent_name(ds), *ppath = NULL;
+	struct stat st;
+
+	if (!parent)
+		return vm_error_set(err, ENOMEM, "%s %s", what, ds);
+	if (lstat(path, &st) == 0)
+		return vm_error_setx(err, EEXIST, "%s %s: dataset already exists", what, ds);
+	if (!streq(parent, VM_POOL_NAME)) {
+		ppath = vm_pool_dataset_path(pool, parent);
+		if (!ppath || !dir_ds_exists(ppath))
+			return vm_error_setx(err, ENOENT, "%s %s: parent dataset %s does not exist",
+					     what, ds, parent);
+	}
+	return 0;
+}
+
+static int write_marker(const char *path, struct vm_error *err)
+{
+	_cleanup_free_ char *m = strdup_printf("%s/%s", path, VM_DATASET_MARKER);
+	_cleanup_close_ int fd = -1;
+
+	if (!m)
+		return vm_error_set(err, ENOMEM, "create %s", path);
+	fd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return vm_error_set(err, errno, "create %s", m);
+	return 0;
+}
+
+static int dir_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	struct vm_error e2;
+	int r;
+
+	if (!path)
+		return vm_error_set(err, ENOMEM, "create %s", ds);
+	r = check_new(pool, "create filesystem", ds, path, err);
+	if (r < 0)
+		return r;
+	if (mkdir(path, 0755) < 0)
+		return vm_error_set(err, errno, "create filesystem %s: mkdir %s", ds, path);
+	r = write_marker(path, err);
+	if (r < 0) {
+		fs_rm_rf(path, &e2);
+		return vm_error_prefix(err, "create filesystem %s", ds);
+	}
+	return 0;
+}
+
+static int dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			     struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
+	_cleanup_close_ int fd = -1;
+	struct vm_error e2;
+	int r;
+
+	if (!path || !file)
+		return vm_error_set(err, ENOMEM, "create volume %s", ds);
+	r = check_new(pool, "create volume", ds, path, err);
+	if (r < 0)
+		return r;
+	r = pool_check_space(pool, "create volume", ds, size, err);
+	if (r < 0)
+		return r;
+	if (mkdir(path, 0755) < 0)
+		return vm_error_set(err, errno, "create volume %s: mkdir %s", ds, path);
+	r = write_marker(path, err);
+	if (r >= 0) {
+		fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0)
+			r = vm_error_set(err, errno, "create %s", file);
+		else if (ftruncate(fd, (off_t)size) < 0)
+			r = vm_error_set(err, errno, "size %s", file);
+	}
+	if (r < 0) {
+		fs_rm_rf(path, &e2);
+		return vm_error_prefix(err, "create volume %s", ds);
+	}
+	return 0;
+}
+
+static int dir_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
+	struct stat st;
+	int r;
+
+	if (!path || !sdir || !spath)
+		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
+	if (!dir_ds_exists(path))
+		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
+				     name);
+	if (lstat(spath, &st) == 0)
+		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
+				     name);
+	r = fs_mkdir_p(sdir, 0700, err);
+	if (r >= 0)
+		r = sparse_copy_tree(path, spath, dir_is_child, err);
+	if (r < 0)
+		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
+	return 0;
+}
+
+/* Creation order: birth time where the filesystem keeps one, else ctime. */
+static int dir_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2)
+{
+	struct statx stx;
+
+	if (statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_BTIME | STATX_CTIME, &stx) < 0)
+		return -errno;
+	if (stx.stx_mask & STATX_BTIME) {
+		*k1 = stx.stx_btime.tv_sec;
+		*k2 = stx.stx_btime.tv_nsec;
+	} else {
+		*k1 = stx.stx_ctime.tv_sec;
+		*k2 = stx.stx_ctime.tv_nsec;
+	}
+	return 0;
+}
+
+static int dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
+			      struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+
+	if (!path || !sdir)
+		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+	if (!dir_ds_exists(path))
+		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
+				     ds);
+	return pool_list_snapdir(sdir, dir_snap_key, ret, err);
+}
+
+static int dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+				struct vm_error *err)
+{
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
+	int r;
+
+	if (!spath)
+		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
+	if (!fs_is_dir(spath))
+		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
+				     name);
+	r = fs_rm_rf(spath, err);
+	if (r < 0)
+		return vm_error_prefix(err, "destroy %s@%s", ds, name);
+	return 0;
+}
+
+/* First child dataset name of the dataset at path, or NULL. */
+static char *first_child(const char *path)
+{
+	_cleanup_closedir_ DIR *d = opendir(path);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.' || de->d_type != DT_DIR)
+			continue;
+		if (dir_is_child(dirfd(d), de->d_name, NULL))
+			return strdup(de->d_name);
+	}
+	return NULL;
+}
+
+static int dir_destroy(struct vm_pool *pool, const char *ds, bool recursive,
+		       struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+	_cleanup_free_ char *child = NULL;
+	int r;
+
+	if (!path || !sdir)
+		return vm_error_set(err, ENOMEM, "destroy %s", ds);
+	if (!dir_ds_exists(path))
+		return vm_error_setx(err, ENOENT, "destroy %s: dataset does not exist", ds);
+	if (!recursive && (child = first_child(path)))
+		return vm_error_setx(err, EBUSY,
+				     "destroy %s: has child dataset %s/%s (destroy recursively)",
+				     ds, ds, child);
+	r = fs_rm_rf(sdir, err);
+	if (r >= 0)
+		r = fs_rm_rf(path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "destroy %s", ds);
+	return 0;
+}
+
+static int dir_rename(struct vm_pool *pool, const char *from, const char *to,
+		      struct vm_error *err)
+{
+	_cleanup_free_ char *fpath = vm_pool_dataset_path(pool, from);
+	_cleanup_free_ char *tpath = vm_pool_dataset_path(pool, to);
+	_cleanup_free_ char *fsdir = pool_snapdir(pool, from);
+	_cleanup_free_ char *tsdir = pool_snapdir(pool, to);
+	_cleanup_free_ char *tsparent = NULL;
+	int r;
+
+	if (!fpath || !tpath || !fsdir || !tsdir)
+		return vm_error_set(err, ENOMEM, "rename %s", from);
+	if (!dir_ds_exists(fpath))
+		return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
+	r = check_new(pool, "rename to", to, tpath, err);
+	if (r < 0)
+		return vm_error_prefix(err, "rename %s", from);
+	if (fs_exists(tsdir))
+		return vm_error_setx(err, EEXIST, "rename %s to %s: stale snapshots at %s", from,
+				     to, tsdir);
+	if (rename(fpath, tpath) < 0)
+		return vm_error_set(err, errno, "rename %s to %s", from, to);
+	if (fs_is_dir(fsdir)) {
+		tsparent = strdup(tsdir);
+		if (tsparent)
+			*strrchr(tsparent, '/') = '\0';
+		if (!tsparent)
+			r = vm_error_set(err, ENOMEM, "rename %s", from);
+		else
+			r = fs_mkdir_p(tsparent, 0700, err);
+		if (r >= 0 && rename(fsdir, tsdir) < 0)
+			r = vm_error_set(err, errno, "move snapshots %s to %s", fsdir, tsdir);
+		if (r < 0) {
+			(void)rename(tpath, fpath);
+			return vm_error_prefix(err, "rename %s to %s", from, to);
+		}
+	}
+	return 0;
+}
+
+static enum vm_dataset_kind dir_kind(struct vm_pool *pool, const char *ds)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+
+	if (!path || !dir_ds_exists(path))
+		return VM_DS_NONE;
+	return pool_dir_is_volume(path) ? VM_DS_VOLUME : VM_DS_FILESYSTEM;
+}
+
+static int dir_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		    uint64_t *ret_volsize, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
+	struct stat st;
+	uint64_t used;
+	int r;
+
+	if (!path || !file)
+		return vm_error_set(err, ENOMEM, "used %s", ds);
+	if (!dir_ds_exists(path))
+		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
+	r = pool_tree_allocated(path, dir_is_child, &used, err);
+	if (r < 0)
+		return vm_error_prefix(err, "used %s", ds);
+	if (ret_volsize)
+		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
+	*ret_used = used;
+	return 0;
+}
+
+static int dir_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
+{
+	return pool_statfs_free(pool->mountpoint, ret, err);
+}
+
+static int dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		     struct vm_error *err)
+{
+	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
+	_cleanup_free_ char *file = NULL;
+	struct vm_error e2;
+	struct stat st;
+	int r;
+
+	r = pool_split_snapshot(snap, &sds, &sname, err);
+	if (r < 0)
+		return r;
+	spath = pool_snappath(pool, sds, sname);
+	path = vm_pool_dataset_path(pool, ds);
+	file = vm_pool_volume_path(pool, ds);
+	if (!spath || !path || !file)
+		return vm_error_set(err, ENOMEM, "clone %s", snap);
+	if (!fs_is_dir(spath))
+		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
+				     ds);
+	r = check_new(pool, "clone to", ds, path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s", snap);
+	r = sparse_copy_tree(spath, path, NULL, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	if (!dir_ds_exists(path))
+		r = write_marker(path, err);
+	if (r >= 0 && size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < size_or_0) {
+		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
+		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
+			r = vm_error_set(err, errno, "grow %s", file);
+	}
+	if (r < 0) {
+		fs_rm_rf(path, &e2);
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	}
+	return 0;
+}
+
+const struct vm_storage_ops dir_storage_ops = {
+	.name = "dir",
+	.open = dir_open,
+	.close = NULL,
+	.create_filesystem = dir_create_filesystem,
+	.create_volume = dir_create_volume,
+	.clone = dir_clone,
+	.snapshot = dir_snapshot,
+	.list_snapshots = dir_list_snapshots,
+	.destroy_snapshot = dir_destroy_snapshot,
+	.destroy = dir_destroy,
+	.rename = dir_rename,
+	.kind = dir_kind,
+	.used = dir_used,
+	.available = dir_available,
+	.send = NULL,
+	.receive = NULL,
+	.native_encoding = 0,
+};

@@ -1,0 +1,556 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The pool front: backend choice, name checks and path mapping, and the
+ * vm_pool_* wrappers that validate names before calling a backend's ops.
+ */
+#include "storage/pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "storage/pool-private.h"
+#include "util/fs.h"
+#include "util/macros.h"
+
+#define DS_NAME_MAX 255
+#define SNAP_NAME_MAX 200
+
+static const struct vm_storage_ops *const backends[] = {
+	&btrfs_storage_ops,
+	&dir_storage_ops,
+};
+
+const struct vm_storage_ops *vm_storage_ops_by_name(const char *name)
+{
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(backends); i++)
+		if (streq(backends[i]->name, name))
+			return backends[i];
+	return NULL;
+}
+
+void vm_pool_free(struct vm_pool *pool)
+{
+	if (!pool)
+		return;
+	if (pool->ops && pool->ops->close)
+		pool->ops->close(pool);
+	free(pool->name);
+	free(pool->root);
+	free(pool->mountpoint);
+	free(pool);
+}
+
+int vm_pool_open(const char *root, json_t *conf, struct vm_pool **ret, struct vm_error *err)
+{
+	_cleanup_(vm_pool_freep) struct vm_pool *pool = NULL;
+	const char *type = getenv("VMADM_POOL_TYPE");
+	const struct vm_storage_ops *ops;
+	int r;
+
+	if (!type || !*type) {
+		json_t *j = json_object_get(conf, "pool_type");
+		type = json_is_string(j) ? json_string_value(j) : "btrfs";
+	}
+	ops = vm_storage_ops_by_name(type);
+	if (!ops) {
+		char valid[256] = "";
+		for (size_t i = 0; i < ARRAY_SIZE(backends); i++) {
+			if (i)
+				strcat(valid, ", ");
+			strcat(valid, backends[i]->name);
+		}
+		return vm_error_setx(err, EINVAL, "unknown pool type '%s' (valid: %s)", type,
+				     valid);
+	}
+	if (!root || root[0] != '/')
+		return vm_error_setx(err, EINVAL, "pool: node root '%s' is not an absolute path",
+				     root ? root : "");
+
+	pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		return vm_error_set(err, ENOMEM, "open pool");
+	pool->name = strdup(VM_POOL_NAME);
+	pool->root = strdup(root);
+	pool->mountpoint = strdup_printf("%s/%s", root, VM_POOL_NAME);
+	if (!pool->name || !pool->root || !pool->mountpoint)
+		return vm_error_set(err, ENOMEM, "open pool");
+	pool->conf = conf;
+	r = ops->open(pool, err);
+	if (r < 0)
+		return r;
+	/* Set only now, so that a failed open does not call close(). */
+	pool->ops = ops;
+	*ret = TAKE_PTR(pool);
+	return 0;
+}
+
+static bool name_char_ok(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '.' || c == ':' || c == '-';
+}
+
+int vm_dataset_name_check(const char *ds, struct vm_error *err)
+{
+	const char *p, *comp;
+
+	if (!ds || !*ds)
+		return vm_error_setx(err, EINVAL, "invalid dataset name '': empty");
+	if (strlen(ds) > DS_NAME_MAX)
+		return vm_error_setx(err, EINVAL,
+				     "invalid dataset name '%.40s...': longer than %d characters",
+				     ds, DS_NAME_MAX);
+	if (strncmp(ds, VM_POOL_NAME "/", strlen(VM_POOL_NAME) + 1) != 0)
+		return vm_error_setx(err, EINVAL,
+				     "invalid dataset name '%s': must begin with '" VM_POOL_NAME
+				     "/'",
+				     ds);
+	comp = ds + strlen(VM_POOL_NAME) + 1;
+	for (;;) {
+		p = comp;
+		while (*p && *p != '/') {
+			if (!name_char_ok(*p))
+				return vm_error_setx(err, EINVAL,
+						     "invalid dataset name '%s': character '%c' "
+						     "not allowed (use A-Z a-z 0-9 _ . : -)",
+						     ds, *p);
+			p++;
+		}
+		if (p == comp)
+			return vm_error_setx(err, EINVAL,
+					     "invalid dataset name '%s': empty component", ds);
+		if (*comp == '.')
+			return vm_error_setx(err, EINVAL,
+					     "invalid dataset name '%s': a component may not "
+					     "begin with '.'",
+					     ds);
+		if (!*p)
+			break;
+		comp = p + 1;
+	}
+	return 0;
+}
+
+int vm_snapshot_name_check(const char *snap, struct vm_error *err)
+{
+	if (!snap || !*snap)
+		return vm_error_setx(err, EINVAL, "invalid snapshot name '': empty");
+	if (strlen(snap) > SNAP_NAME_MAX)
+		return vm_error_setx(err, EINVAL,
+				     "invalid snapshot name '%.40s...': longer than %d characters",
+				     snap, SNAP_NAME_MAX);
+	if (snap[0] == '.')
+		return vm_error_setx(err, EINVAL,
+				     "invalid snapshot name '%s': may not begin with '.'", snap);
+	for (const char *p = snap; *p; p++)
+		if (!name_char_ok(*p))
+			return vm_error_setx(err, EINVAL,
+					     "invalid snapshot name '%s': character '%c' not "
+					     "allowed (use A-Z a-z 0-9 _ . : -)",
+					     snap, *p);
+	return 0;
+}
+
+int pool_split_snapshot(const char *full, char **ret_ds, char **ret_snap, struct vm_error *err)
+{
+	_cleanup_free_ char *ds = NULL, *snap = NULL;
+	const char *at = full ? strchr(full, '@') : NULL;
+	int r;
+
+	if (!at)
+		return vm_error_setx(err, EINVAL, "invalid snapshot '%s': expected DATASET@NAME",
+				     full ? full : "");
+	ds = strndup(full, at - full);
+	snap = strdup(at + 1);
+	if (!ds || !snap)
+		return vm_error_set(err, ENOMEM, "snapshot %s", full);
+	r = vm_dataset_name_check(ds, err);
+	if (r < 0)
+		return r;
+	r = vm_snapshot_name_check(snap, err);
+	if (r < 0)
+		return r;
+	*ret_ds = TAKE_PTR(ds);
+	*ret_snap = TAKE_PTR(snap);
+	return 0;
+}
+
+char *pool_parent_name(const char *ds)
+{
+	const char *slash = strrchr(ds, '/');
+	return slash ? strndup(ds, slash - ds) : strdup(ds);
+}
+
+static const char *ds_rest(const char *ds)
+{
+	size_t n = strlen(VM_POOL_NAME);
+	if (strncmp(ds, VM_POOL_NAME, n) == 0 && ds[n] == '/')
+		return ds + n + 1;
+	return ds;
+}
+
+char *vm_pool_dataset_path(struct vm_pool *pool, const char *ds)
+{
+	return strdup_printf("%s/%s", pool->mountpoint, ds_rest(ds));
+}
+
+char *vm_pool_volume_path(struct vm_pool *pool, const char *ds)
+{
+	return strdup_printf("%s/%s/%s", pool->mountpoint, ds_rest(ds), VOLUME_FILE);
+}
+
+char *pool_snapdir(struct vm_pool *pool, const char *ds)
+{
+	return strdup_printf("%s/%s/%s", pool->mountpoint, POOL_SNAPDIR, ds_rest(ds));
+}
+
+char *pool_snappath(struct vm_pool *pool, const char *ds, const char *snap)
+{
+	return strdup_printf("%s/%s/%s/@%s", pool->mountpoint, POOL_SNAPDIR, ds_rest(ds), snap);
+}
+
+bool pool_dir_is_volume(const char *path)
+{
+	_cleanup_free_ char *f = strdup_printf("%s/%s", path, VOLUME_FILE);
+	struct stat st;
+
+	return f && lstat(f, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+const char *pool_fmt_size(uint64_t bytes, char buf[32])
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = bytes;
+	size_t u = 0;
+
+	while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+		v /= 1024;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
+	else
+		snprintf(buf, 32, "%.1f %s", v, units[u]);
+	return buf;
+}
+
+int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err)
+{
+	struct statvfs sv;
+
+	if (statvfs(path, &sv) < 0)
+		return vm_error_set(err, errno, "statfs %s", path);
+	*ret = (uint64_t)sv.f_bavail * sv.f_frsize;
+	return 0;
+}
+
+static int tree_allocated_at(int dfd, const char *path,
+			     bool (*is_child)(int, const char *, const struct stat *),
+			     uint64_t *sum, struct vm_error *err)
+{
+	_cleanup_closedir_ DIR *d = fdopendir(dfd);
+	struct dirent *de;
+	int r;
+
+	if (!d) {
+		close(dfd);
+		return vm_error_set(err, errno, "read %s", path);
+	}
+	while ((errno = 0, de = readdir(d))) {
+		struct stat st;
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+			if (errno == ENOENT)
+				continue;
+			return vm_error_set(err, errno, "stat %s/%s", path, de->d_name);
+		}
+		if (S_ISDIR(st.st_mode)) {
+			int fd;
+			if (is_child && is_child(dirfd(d), de->d_name, &st))
+				continue;
+			*sum += (uint64_t)st.st_blocks * 512;
+			fd = openat(dirfd(d), de->d_name,
+				    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (fd < 0)
+				return vm_error_set(err, errno, "open %s/%s", path, de->d_name);
+			_cleanup_free_ char *sub = strdup_printf("%s/%s", path, de->d_name);
+			r = tree_allocated_at(fd, sub ? sub : path, is_child, sum, err);
+			if (r < 0)
+				return r;
+		} else
+			*sum += (uint64_t)st.st_blocks * 512;
+	}
+	if (errno)
+		return vm_error_set(err, errno, "read %s", path);
+	return 0;
+}
+
+int pool_tree_allocated(const char *path,
+			bool (*is_child)(int dirfd, const char *name, const struct stat *st),
+			uint64_t *ret, struct vm_error *err)
+{
+	struct stat st;
+	uint64_t sum = 0;
+	int fd, r;
+
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return vm_error_set(err, errno, "open %s", path);
+	if (fstat(fd, &st) == 0)
+		sum += (uint64_t)st.st_blocks * 512;
+	r = tree_allocated_at(fd, path, is_child, &sum, err);
+	if (r < 0)
+		return r;
+	*ret = sum;
+	return 0;
+}
+
+static int snap_cmp(const void *a, const void *b)
+{
+	const struct pool_snap_entry *x = a, *y = b;
+
+	if (x->key1 != y->key1)
+		return x->key1 < y->key1 ? -1 : 1;
+	if (x->key2 != y->key2)
+		return x->key2 < y->key2 ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+int pool_list_snapdir(const char *snapdir,
+		      int (*key)(int dirfd, const char *name, uint64_t *k1, uint64_t *k2),
+		      char ***ret, struct vm_error *err)
+{
+	_cleanup_closedir_ DIR *d = opendir(snapdir);
+	struct pool_snap_entry *ents = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	char **v;
+	int r = 0;
+
+	if (!d && errno != ENOENT)
+		return vm_error_set(err, errno, "list snapshots in %s", snapdir);
+	while (d && (errno = 0, de = readdir(d))) {
+		if (de->d_name[0] != '@' || !de->d_name[1])
+			continue;
+		if (n == cap) {
+			struct pool_snap_entry *ne;
+			cap = cap ? cap * 2 : 8;
+			ne = realloc(ents, cap * sizeof(*ents));
+			if (!ne) {
+				r = vm_error_set(err, ENOMEM, "list snapshots");
+				goto out;
+			}
+			ents = ne;
+		}
+		ents[n] = (struct pool_snap_entry){ .name = strdup(de->d_name + 1) };
+		if (!ents[n].name) {
+			r = vm_error_set(err, ENOMEM, "list snapshots");
+			goto out;
+		}
+		n++;
+		r = key(dirfd(d), de->d_name, &ents[n - 1].key1, &ents[n - 1].key2);
+		if (r < 0) {
+			r = vm_error_set(err, r, "snapshot %s/%s", snapdir, de->d_name);
+			goto out;
+		}
+	}
+	qsort(ents, n, sizeof(*ents), snap_cmp);
+	v = calloc(n + 1, sizeof(char *));
+	if (!v) {
+		r = vm_error_set(err, ENOMEM, "list snapshots");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		v[i] = TAKE_PTR(ents[i].name);
+	*ret = v;
+out:
+	for (size_t i = 0; i < n; i++)
+		free(ents[i].name);
+	free(ents);
+	return r;
+}
+
+int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uint64_t size,
+		       struct vm_error *err)
+{
+	uint64_t avail;
+	char a[32], b[32];
+	int r = pool->ops && pool->ops->available
+			? pool->ops->available(pool, &avail, err)
+			: pool_statfs_free(pool->mountpoint, &avail, err);
+
+	if (r < 0)
+		return vm_error_prefix(err, "%s %s", what, ds);
+	if (size > avail)
+		return vm_error_setx(err, ENOSPC, "%s %s: pool has %s free, needs %s: %s", what, ds,
+				     pool_fmt_size(avail, a), pool_fmt_size(size, b),
+				     strerror(ENOSPC));
+	return 0;
+}
+
+/* ---- wrappers ---- */
+
+static int no_op(struct vm_pool *pool, const char *what, struct vm_error *err)
+{
+	return vm_error_setx(err, EOPNOTSUPP, "%s: not supported by the %s pool backend", what,
+			     pool->ops->name);
+}
+
+#define CHECK_DS(ds)                                                                       \
+	do {                                                                               \
+		int _r = vm_dataset_name_check((ds), err);                                 \
+		if (_r < 0)                                                                \
+			return _r;                                                         \
+	} while (0)
+#define CHECK_SNAP(s)                                                                      \
+	do {                                                                               \
+		int _r = vm_snapshot_name_check((s), err);                                 \
+		if (_r < 0)                                                                \
+			return _r;                                                         \
+	} while (0)
+
+int vm_pool_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->create_filesystem)
+		return no_op(pool, "create filesystem", err);
+	return pool->ops->create_filesystem(pool, ds, err);
+}
+
+int vm_pool_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			  struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (size == 0)
+		return vm_error_setx(err, EINVAL, "create volume %s: size must be > 0", ds);
+	if (!pool->ops->create_volume)
+		return no_op(pool, "create volume", err);
+	return pool->ops->create_volume(pool, ds, size, err);
+}
+
+int vm_pool_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		  struct vm_error *err)
+{
+	_cleanup_free_ char *sds = NULL, *sname = NULL;
+	int r = pool_split_snapshot(snap, &sds, &sname, err);
+
+	if (r < 0)
+		return r;
+	CHECK_DS(ds);
+	if (!pool->ops->clone)
+		return no_op(pool, "clone", err);
+	return pool->ops->clone(pool, snap, ds, size_or_0, err);
+}
+
+int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+		     struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(name);
+	if (!pool->ops->snapshot)
+		return no_op(pool, "snapshot", err);
+	return pool->ops->snapshot(pool, ds, name, err);
+}
+
+int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
+			   struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->list_snapshots)
+		return no_op(pool, "list snapshots", err);
+	return pool->ops->list_snapshots(pool, ds, ret, err);
+}
+
+int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			     struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(name);
+	if (!pool->ops->destroy_snapshot)
+		return no_op(pool, "destroy snapshot", err);
+	return pool->ops->destroy_snapshot(pool, ds, name, err);
+}
+
+int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,
+		    struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->destroy)
+		return no_op(pool, "destroy", err);
+	return pool->ops->destroy(pool, ds, recursive, err);
+}
+
+int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to,
+		   struct vm_error *err)
+{
+	CHECK_DS(from);
+	CHECK_DS(to);
+	if (streq(from, to))
+		return vm_error_setx(err, EINVAL, "rename %s: same name", from);
+	/* Moving a dataset below itself would make it its own ancestor. */
+	if (strncmp(to, from, strlen(from)) == 0 && to[strlen(from)] == '/')
+		return vm_error_setx(err, EINVAL, "rename %s to %s: target is inside the source",
+				     from, to);
+	if (!pool->ops->rename)
+		return no_op(pool, "rename", err);
+	return pool->ops->rename(pool, from, to, err);
+}
+
+enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds)
+{
+	struct vm_error e;
+
+	if (vm_dataset_name_check(ds, &e) < 0 || !pool->ops->kind)
+		return VM_DS_NONE;
+	return pool->ops->kind(pool, ds);
+}
+
+int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		 uint64_t *ret_volsize, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->used)
+		return no_op(pool, "used", err);
+	return pool->ops->used(pool, ds, ret_used, ret_volsize, err);
+}
+
+int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
+{
+	if (!pool->ops->available)
+		return no_op(pool, "available", err);
+	return pool->ops->available(pool, ret, err);
+}
+
+int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		 int fd, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (from_snap)
+		CHECK_SNAP(from_snap);
+	if (!pool->ops->send)
+		return no_op(pool, "native send", err);
+	return pool->ops->send(pool, ds, snap, from_snap, fd, err);
+}
+
+int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
+		    const char *from_snap, int fd, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (from_snap)
+		CHECK_SNAP(from_snap);
+	if (!pool->ops->receive)
+		return no_op(pool, "native receive", err);
+	return pool->ops->receive(pool, ds, snap, from_snap, fd, err);
+}

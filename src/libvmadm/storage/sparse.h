@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Sparse-aware copying: reflink (FICLONE) where the filesystem shares
+ * blocks, else a copy of the data extents only (SEEK_DATA/SEEK_HOLE), so
+ * that holes stay holes. Used by the dir pool for snapshots and clones, and
+ * by the stream code to iterate the data of a volume.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+/* Find the first data extent of fd at or after from. Returns 1 and sets
+ * [*ret_start, *ret_end) when there is one, 0 when only a hole (or EOF)
+ * follows, or a negative errno. A filesystem without SEEK_DATA support
+ * reports the whole rest of the file as data. */
+int sparse_next_data(int fd, off_t from, off_t *ret_start, off_t *ret_end);
+
+/* Copy the contents of in_fd to out_fd (an empty regular file), sharing
+ * blocks with FICLONE when possible, else copying data extents only; out_fd
+ * ends with the size of in_fd. what names the file in messages. */
+int sparse_copy_fd(int in_fd, int out_fd, const char *what, struct vm_error *err);
+
+/* Copy the tree at src to dst (which must not exist): directories, regular
+ * files (as sparse_copy_fd), symlinks, device nodes and fifos, with modes,
+ * owners and timestamps; hard links within the tree stay hard links.
+ * Subdirectories for which skip(dirfd, name) is true are left out (child
+ * datasets). On failure dst is removed. */
+int sparse_copy_tree(const char *src, const char *dst,
+		     bool (*skip)(int dirfd, const char *name, const struct stat *st),
+		     struct vm_error *err);
