@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+
+#include "util/macros.h"
+#include "vm/vm.h"
+#include "vmadm.h"
+
+/* vmadm delete UUID */
+int cmd_delete(int argc, char **argv, struct vm_error *err)
+{
+	_cleanup_node_ struct vm_node *node = NULL;
+	int r;
+
+	if (argc != 2)
+		return vmadm_usage_error("delete", err, "expected one UUID");
+	r = vmadm_open_node(&node, err);
+	if (r < 0)
+		return r;
+	r = vm_delete(node, argv[1], err);
+	if (r < 0)
+		return r;
+	fprintf(stderr, "Successfully deleted VM %s\n", argv[1]);
+	return 0;
+}
