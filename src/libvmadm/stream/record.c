@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/* Record headers, CRC-32C, and the names a stream may carry. */
+#include "stream/stream.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "stream/stream-private.h"
+#include "util/macros.h"
+#include "util/uuid.h"
+
+/* CRC-32C: SSE4.2's crc32 instruction where the CPU has it (several GB/s),
+ * else a byte-wise table. Both compute the same function. */
+
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_init(void)
+{
+	for (uint32_t i = 0; i < 256; i++) {
+		uint32_t c = i;
+
+		for (int k = 0; k < 8; k++)
+			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+		crc_table[i] = c;
+	}
+}
+
+static uint32_t crc32c_sw(uint32_t c, const uint8_t *p, size_t len)
+{
+	pthread_once(&crc_once, crc_table_init);
+	while (len--)
+		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
+	return c;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p,
+							    size_t len)
+{
+	uint64_t c64 = c;
+
+	while (len >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c64 = __builtin_ia32_crc32di(c64, v);
+		p += 8;
+		len -= 8;
+	}
+	c = (uint32_t)c64;
+	while (len--)
+		c = __builtin_ia32_crc32qi(c, *p++);
+	return c;
+}
+#endif
+
+uint32_t stream_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+	uint32_t c = ~crc;
+
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return ~crc32c_hw(c, buf, len);
+#endif
+	return ~crc32c_sw(c, buf, len);
+}
+
+void stream_header_encode(struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE])
+{
+	put_le32(out, h->type);
+	put_le32(out + 4, h->flags);
+	put_le64(out + 8, h->length);
+	put_le64(out + 16, h->seq);
+	put_le32(out + 24, h->payload_crc);
+	h->header_crc = stream_crc32c(0, out, 28);
+	put_le32(out + 28, h->header_crc);
+}
+
+bool stream_header_decode(const uint8_t in[STREAM_HEADER_SIZE], struct stream_header *h)
+{
+	h->type = get_le32(in);
+	h->flags = get_le32(in + 4);
+	h->length = get_le64(in + 8);
+	h->seq = get_le64(in + 16);
+	h->payload_crc = get_le32(in + 24);
+	h->header_crc = get_le32(in + 28);
+	return stream_crc32c(0, in, 28) == h->header_crc;
+}
+
+const char *stream_record_type_name(uint32_t type)
+{
+	static const char *const names[] = {
+		[STREAM_REC_BEGIN] = "BEGIN",	    [STREAM_REC_CONFIG] = "CONFIG",
+		[STREAM_REC_DS_BEGIN] = "DS_BEGIN", [STREAM_REC_DS_DATA] = "DS_DATA",
+		[STREAM_REC_DS_END] = "DS_END",	    [STREAM_REC_END] = "END",
+	};
+
+	if (type < ARRAY_SIZE(names) && names[type])
+		return names[type];
+	return "unknown";
+}
+
+const char *stream_encoding_name(enum stream_encoding enc)
+{
+	switch (enc) {
+	case STREAM_ENC_BTRFS:
+		return "btrfs";
+	case STREAM_ENC_ZFS:
+		return "zfs";
+	case STREAM_ENC_TAR:
+		return "tar";
+	case STREAM_ENC_BLOCKS:
+		return "blocks";
+	}
+	return "unknown";
+}
+
+const char *stream_kind_name(enum stream_ds_kind kind)
+{
+	switch (kind) {
+	case STREAM_KIND_FILESYSTEM:
+		return "filesystem";
+	case STREAM_KIND_VOLUME:
+		return "volume";
+	}
+	return "unknown";
+}
+
+static bool child_char_ok(char c)
+{
+	return isascii((unsigned char)c) &&
+	       (isalnum((unsigned char)c) || c == '_' || c == '.' || c == ':' || c == '-');
+}
+
+int stream_dataset_name_check(const char *uuid, const char *rel, struct vm_error *err)
+{
+	size_t len;
+
+	if (!uuid || !vm_uuid_valid(uuid))
+		return vm_error_setx(err, EINVAL, "dataset name check: \"%s\" is not a VM uuid",
+				     uuid ? uuid : "(none)");
+	if (!rel)
+		return vm_error_setx(err, EINVAL, "dataset name missing");
+	len = strlen(rel);
+	if (len > STREAM_NAME_MAX)
+		return vm_error_setx(err, EINVAL,
+				     "dataset name of %zu bytes is longer than %u bytes", len,
+				     STREAM_NAME_MAX);
+	for (size_t i = 0; i < len; i++)
+		if (iscntrl((unsigned char)rel[i]) || !isascii((unsigned char)rel[i]))
+			return vm_error_setx(err, EINVAL,
+					     "dataset name \"%.*s...\" has a control or non-ASCII "
+					     "character: it must belong to zones/%s",
+					     (int)i, rel, uuid);
+	if (len == 0)
+		return 0; /* zones/UUID itself */
+	for (const char *p = rel; (p = strstr(p, "..")); p += 2)
+		if ((p == rel || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return vm_error_setx(err, EINVAL,
+					     "dataset name \"%s\" leaves zones/%s (\"..\")", rel,
+					     uuid);
+	if (rel[0] == '/') {
+		const char *c = rel + 1;
+
+		if (!*c)
+			return vm_error_setx(err, EINVAL,
+					     "dataset name \"/\" names no dataset of zones/%s",
+					     uuid);
+		if (streq(c, ".") || streq(c, ".."))
+			return vm_error_setx(
+				err, EINVAL,
+				"dataset name \"%s\" leaves zones/%s (\"..\" or \".\")", rel, uuid);
+		for (; *c; c++)
+			if (!child_char_ok(*c))
+				return vm_error_setx(
+					err, EINVAL,
+					"dataset name \"%s\" is not a single child of zones/%s "
+					"(bad character '%c')",
+					rel, uuid, *c);
+		return 0;
+	}
+	if (strncmp(rel, "-disk", 5) == 0) {
+		const char *n = rel + 5;
+		size_t digits = strspn(n, "0123456789");
+
+		if (digits >= 1 && digits <= 3 && n[digits] == '\0' && !(n[0] == '0' && digits > 1))
+			return 0;
+	}
+	return vm_error_setx(err, EINVAL,
+			     "dataset name \"%s\" does not belong to VM %s (allowed: \"\", "
+			     "\"/CHILD\", \"-diskN\")",
+			     rel, uuid);
+}
+
+void stream_dataset_full_name(const char *uuid, const char *rel, char *out, size_t size)
+{
+	snprintf(out, size, "zones/%s%s", uuid, rel);
+}

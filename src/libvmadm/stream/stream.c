@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: MIT */
+/* Native pass-through: pumps between an fd (btrfs send/receive) and records. */
+#include "stream/stream.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "util/fs.h"
+#include "util/macros.h"
+
+int stream_pump_fd_to_records(struct stream_writer *w, int fd, struct vm_error *err)
+{
+	_cleanup_free_ char *buf = malloc(STREAM_CHUNK_MAX);
+	uint64_t total = 0;
+	int r;
+
+	if (!buf)
+		return vm_error_set(err, ENOMEM, "stream pump");
+	for (;;) {
+		/* a pipe gives what it has; read() rather than fill the buffer, so
+		 * records go out as the producer writes */
+		ssize_t n = read(fd, buf, STREAM_CHUNK_MAX);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return vm_error_set(err, errno, "read the dataset's data after %llu bytes",
+					    (unsigned long long)total);
+		}
+		if (n == 0)
+			return 0;
+		r = stream_write_data(w, buf, n, err);
+		if (r < 0)
+			return r;
+		total += n;
+	}
+}
+
+int stream_pump_records_to_fd(struct stream_reader *r, int fd, struct vm_error *err)
+{
+	uint64_t total = 0;
+
+	for (;;) {
+		const void *buf;
+		size_t len;
+		int k = stream_read_chunk(r, &buf, &len, err);
+
+		if (k <= 0)
+			return k;
+		k = fs_write_all(fd, buf, len);
+		if (k == -EPIPE)
+			return vm_error_setx(err, EPIPE,
+					     "receive %s: the receiving program closed its input "
+					     "after %llu bytes",
+					     stream_reader_dataset_name(r),
+					     (unsigned long long)total);
+		if (k < 0)
+			return vm_error_set(err, k, "receive %s: write after %llu bytes",
+					    stream_reader_dataset_name(r),
+					    (unsigned long long)total);
+		total += len;
+	}
+}

@@ -1,0 +1,276 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The migration stream: `vmadm send` writes a VM (config + datasets) as a
+ * sequence of framed, checksummed records; `vmadm receive` reads it back.
+ * The byte layout is specified in docs/stream-format.md; this is its only
+ * implementation.
+ *
+ * Writer:  stream_writer_open -> stream_write_config -> for each dataset
+ *          (stream_begin_dataset, stream_write_data*, stream_end_dataset,
+ *          or one of the stream_send_* helpers that do all three)
+ *          -> stream_finish -> stream_writer_free.
+ * Reader:  stream_reader_open -> stream_read_config -> while
+ *          stream_next_dataset() == 1 (stream_read_chunk / stream_read_data
+ *          until they return 0, or one of the stream_receive_* helpers)
+ *          -> stream_reader_free. stream_next_dataset returns 0 only after
+ *          the END record and the end of input have been checked.
+ *
+ * Neither end seeks, both work incrementally (a chunk at a time), and the
+ * reader checks every length before it allocates and every checksum before
+ * it hands bytes out. Writes to a closed pipe fail with -EPIPE: the front
+ * end must ignore SIGPIPE.
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+#define STREAM_MAGIC "VMADMSTR"
+#define STREAM_VERSION 1 /* newest version written and read */
+#define STREAM_HEADER_SIZE 32
+
+enum stream_record_type {
+	STREAM_REC_BEGIN = 1,
+	STREAM_REC_CONFIG = 2,
+	STREAM_REC_DS_BEGIN = 3,
+	STREAM_REC_DS_DATA = 4,
+	STREAM_REC_DS_END = 5,
+	STREAM_REC_END = 6,
+};
+
+/* Record header flags. */
+#define STREAM_FLAG_SKIPPABLE 0x1u /* unknown types with this bit are skipped */
+#define STREAM_FLAG_ZSTD 0x2u	   /* payload is one zstd frame (DS_DATA only) */
+#define STREAM_FLAGS_KNOWN (STREAM_FLAG_SKIPPABLE | STREAM_FLAG_ZSTD)
+
+/* BEGIN feature bits. */
+#define STREAM_FEATURE_ZSTD 0x1ull /* required: DS_DATA records may be zstd */
+#define STREAM_FEATURES_REQUIRED_KNOWN STREAM_FEATURE_ZSTD
+#define STREAM_FEATURES_OPTIONAL_KNOWN 0ull
+
+/* Limits (docs/stream-format.md, section 2). */
+#define STREAM_BEGIN_MAX 4096u
+#define STREAM_CONFIG_MAX (16u << 20)
+#define STREAM_DS_BEGIN_MAX (64u << 10)
+#define STREAM_CHUNK_MAX (1u << 20) /* DS_DATA payload after decompression */
+#define STREAM_WIRE_MAX (4u << 20)  /* any payload as stored (DS_DATA, skippable) */
+#define STREAM_DS_END_SIZE 40u
+#define STREAM_END_SIZE 40u
+#define STREAM_BLOCK_MAX (1u << 20) /* "blocks" encoding: data per block record */
+#define STREAM_BLOCK_HEADER_SIZE 16u
+#define STREAM_ZERO_GRAIN (64u << 10) /* all-zero blocks of this size are skipped */
+#define STREAM_NAME_MAX 64u
+
+/* ---- the fixed record header ---- */
+
+struct stream_header {
+	uint32_t type;
+	uint32_t flags;
+	uint64_t length;
+	uint64_t seq;
+	uint32_t payload_crc;
+	uint32_t header_crc;
+};
+
+/* CRC-32C (Castagnoli), as used by the stream: crc32c(0, "123456789", 9) ==
+ * 0xE3069283. Pass the previous result as crc to continue a computation. */
+uint32_t stream_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* Encode h into out[32]; computes and stores h->header_crc (payload_crc must
+ * already be set). */
+void stream_header_encode(struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE]);
+
+/* Decode in[32] into h. Returns false (h still filled) when the header CRC
+ * does not match. */
+bool stream_header_decode(const uint8_t in[STREAM_HEADER_SIZE], struct stream_header *h);
+
+/* "DS_DATA", ..., or "unknown" */
+const char *stream_record_type_name(uint32_t type);
+
+/* ---- dataset descriptions ---- */
+
+enum stream_ds_kind {
+	STREAM_KIND_FILESYSTEM = 1,
+	STREAM_KIND_VOLUME = 2,
+};
+
+enum stream_encoding {
+	STREAM_ENC_BTRFS = 1,  /* `btrfs send` output */
+	STREAM_ENC_ZFS = 2,    /* `zfs send` output (reserved) */
+	STREAM_ENC_TAR = 3,    /* pax archive of a filesystem */
+	STREAM_ENC_BLOCKS = 4, /* (offset, length, data) block records of a volume */
+};
+
+/* What DS_BEGIN says about a dataset. Strings are owned by whoever filled
+ * the struct (the reader owns the one it hands out, until the next dataset). */
+struct stream_dataset {
+	char name[STREAM_NAME_MAX + 1]; /* relative to zones/UUID: "", "/data", "-disk0" */
+	enum stream_ds_kind kind;
+	uint64_t size; /* volume size; for a filesystem, space used (hint) */
+	enum stream_encoding encoding;
+	const char *snapshot;	   /* short snapshot name, required */
+	const char *from_snapshot; /* NULL for a full stream */
+	bool compressed;	   /* reader: the sender said "compression": "zstd" */
+};
+
+const char *stream_encoding_name(enum stream_encoding enc);
+const char *stream_kind_name(enum stream_ds_kind kind);
+
+/* Check a dataset name relative to the VM's dataset zones/UUID: "" (the VM's
+ * own dataset), "/CHILD" (a single child, CHILD of [A-Za-z0-9_.:-], not "."
+ * or ".."), "-diskN" (N decimal, no leading zero, < 1000). Refuses
+ * everything else ("..", "/", other UUIDs or pools, nesting, control
+ * characters) with -EINVAL and a message that quotes the name. uuid must be
+ * a valid UUID. */
+int stream_dataset_name_check(const char *uuid, const char *rel, struct vm_error *err);
+
+/* "zones/UUID" + rel into out (size >= 6 + 36 + STREAM_NAME_MAX + 1). */
+void stream_dataset_full_name(const char *uuid, const char *rel, char *out, size_t size);
+
+/* ---- writer ---- */
+
+struct stream_writer;
+
+#define STREAM_WRITE_ZSTD 0x1u /* compress DS_DATA chunks with zstd (level 3) */
+
+/* Start a stream on fd (not owned: the caller closes it) and write the
+ * BEGIN record. flags: STREAM_WRITE_*. */
+int stream_writer_open(int fd, unsigned flags, struct stream_writer **ret, struct vm_error *err);
+
+/* Write the CONFIG record: exactly once, before any dataset. config must be
+ * an object with a valid "uuid"; dataset names are checked against it. */
+int stream_write_config(struct stream_writer *w, json_t *config, struct vm_error *err);
+
+/* Write DS_BEGIN for ds (name checked against the config's uuid, no
+ * dataset open, no dataset of that name written before). */
+int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *ds,
+			 struct vm_error *err);
+
+/* Append len bytes to the current dataset's data. Buffers up to one 1 MiB
+ * chunk, then writes a DS_DATA record (zstd-compressed if enabled and
+ * smaller). */
+int stream_write_data(struct stream_writer *w, const void *buf, size_t len, struct vm_error *err);
+
+/* Flush the last chunk and write DS_END (byte count + SHA-256). */
+int stream_end_dataset(struct stream_writer *w, struct vm_error *err);
+
+/* Write END (dataset count + SHA-256 of the stream). No dataset may be open.
+ * Does not fsync or close fd. */
+int stream_finish(struct stream_writer *w, struct vm_error *err);
+
+/* Bytes written to fd so far (for progress). */
+uint64_t stream_writer_bytes(const struct stream_writer *w);
+
+/* Free the writer (NULL is fine). A writer freed before stream_finish leaves
+ * a stream that every reader refuses as truncated. */
+void stream_writer_free(struct stream_writer *w);
+static inline void stream_writer_freep(struct stream_writer **w)
+{
+	stream_writer_free(*w);
+}
+#define _cleanup_stream_writer_ __attribute__((cleanup(stream_writer_freep)))
+
+/* ---- reader ---- */
+
+struct stream_reader;
+
+/* Read and check the BEGIN record from fd (not owned). Refuses non-streams
+ * (naming gzip/zstd input), a wrong magic, a newer version, unknown required
+ * features. */
+int stream_reader_open(int fd, struct stream_reader **ret, struct vm_error *err);
+
+/* The same, for a caller that already read the first prefix_len (at most
+ * 64) bytes of the stream from fd, e.g. to tell a stream from JSON: they
+ * are taken as the start of the stream. */
+int stream_reader_open_prefix(int fd, const void *prefix, size_t prefix_len,
+			      struct stream_reader **ret, struct vm_error *err);
+
+/* Read the CONFIG record (must be next): a JSON object with a valid "uuid".
+ * *ret is a new reference. */
+int stream_read_config(struct stream_reader *r, json_t **ret, struct vm_error *err);
+
+/* The VM uuid from the config ("" before stream_read_config). */
+const char *stream_reader_uuid(const struct stream_reader *r);
+
+/* Advance to the next dataset. If the current dataset's data was not fully
+ * read, reads (and checks) the rest of it first. Returns 1 and points *ret
+ * at the dataset (valid until the next call; its name checked against the
+ * VM's uuid, never seen before, kind/encoding known), or 0 at the END record
+ * once the dataset count, the stream hash and the end of input are checked. */
+int stream_next_dataset(struct stream_reader *r, const struct stream_dataset **ret,
+			struct vm_error *err);
+
+/* Next chunk of the current dataset's data, decompressed and checked: 1 with
+ * *ret_buf and *ret_len (1..1 MiB bytes, valid until the next reader call), 0
+ * after the dataset's DS_END record (count and hash checked). A failure to
+ * read or check names the dataset. */
+int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret_len,
+		      struct vm_error *err);
+
+/* read(2)-like access to the same data: copies up to len bytes into buf and
+ * returns their number, 0 at the dataset's end (after DS_END is checked),
+ * or a negative errno. */
+ssize_t stream_read_data(struct stream_reader *r, void *buf, size_t len, struct vm_error *err);
+
+/* Bytes read from fd so far (for progress and messages). */
+uint64_t stream_reader_bytes(const struct stream_reader *r);
+
+/* The full name of the current dataset ("zones/UUID-disk0"), "" if none. */
+const char *stream_reader_dataset_name(const struct stream_reader *r);
+
+void stream_reader_free(struct stream_reader *r);
+static inline void stream_reader_freep(struct stream_reader **r)
+{
+	stream_reader_free(*r);
+}
+#define _cleanup_stream_reader_ __attribute__((cleanup(stream_reader_freep)))
+
+/* ---- native pass-through (btrfs send / receive) ---- */
+
+/* Copy everything read from fd (e.g. `btrfs send`'s stdout) until EOF into
+ * the current dataset's DS_DATA records. The caller opened the dataset with
+ * stream_begin_dataset and ends it with stream_end_dataset after checking
+ * the producer's exit status. Returns 0 or a negative errno. */
+int stream_pump_fd_to_records(struct stream_writer *w, int fd, struct vm_error *err);
+
+/* Write the current dataset's data, until its DS_END is checked, to fd
+ * (e.g. `btrfs receive`'s stdin). A consumer that exits early makes this fail
+ * with -EPIPE ("... closed its input"); the caller then reports the
+ * consumer's own error. */
+int stream_pump_records_to_fd(struct stream_reader *r, int fd, struct vm_error *err);
+
+/* ---- portable encodings ---- */
+
+/* Send the raw image at path (a file or block device) as a volume dataset in
+ * the "blocks" encoding: ds->name, ->snapshot and ->from_snapshot come from
+ * the caller; kind, size (the image's size) and encoding are set here. Holes
+ * and all-zero 64 KiB blocks are left out. Writes DS_BEGIN..DS_END. */
+int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds, const char *path,
+		       struct vm_error *err);
+
+/* Receive the current dataset ("blocks" encoding, kind volume) into path:
+ * creates it if missing, makes it exactly ds->size bytes of holes, then writes
+ * the blocks, refusing any outside the size, and fsyncs. On failure a file
+ * this call created is removed; an existing one is left for the caller to
+ * destroy along with its dataset. */
+int stream_receive_volume(struct stream_reader *r, const char *path, struct vm_error *err);
+
+/* Send the tree under dir as a filesystem dataset in the "tar" encoding
+ * (pax: modes, numeric owners, times, hard links, symlinks, fifos, devices,
+ * xattrs, ACLs, sparse files). skip_names (NULL-terminated, may be NULL)
+ * names top-level entries left out (child datasets' mount points). ds->name
+ * and snapshots come from the caller; kind, encoding and size (bytes of file
+ * data, a hint) are set here. Writes DS_BEGIN..DS_END. */
+int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, const char *dir,
+		     const char *const *skip_names, struct vm_error *err);
+
+/* Receive the current dataset ("tar" encoding, kind filesystem) into the
+ * existing directory dir (the dataset's root, normally empty): restores
+ * everything stream_send_tree keeps, refusing absolute names, ".." and
+ * extraction through symlinks. On failure what was extracted stays; the
+ * caller destroys the dataset. */
+int stream_receive_tree(struct stream_reader *r, const char *dir, struct vm_error *err);
