@@ -117,3 +117,33 @@ JSON=$(command -v json || echo json)
 t_done() {
 	[ "$T_FAILED" -eq 0 ]
 }
+
+# tree_hash DIR: a hash of a tree's names, types, modes, owners, sizes,
+# symlink targets and file contents and mtimes, leaving out vmadm's own
+# bookkeeping (the dir pool's dataset marker).
+tree_hash() {
+	(
+		cd "$1" || exit 1
+		find . -path ./.vmadm-dataset -prune -o -printf '%P|%y|%m|%U|%G|%l\n' | sort
+		find . -type f ! -name .vmadm-dataset -printf '%P|%s|%T@\n' | sort
+		find . -type f ! -name .vmadm-dataset -exec sha256sum {} + | sort -k 2
+	) | sha256sum | cut -d' ' -f1
+}
+
+# vm_get_comparable ROOT UUID: `vmadm get` without what must differ between
+# nodes (pid, boot and modification times) and with the node root replaced
+# by ROOT, so records of two nodes compare equal.
+vm_get_comparable() {
+	VMADM_ROOT=$1 "$VMADM" get "$2" |
+		$JSON -e 'delete this.last_modified; delete this.pid; delete this.boot_timestamp' |
+		sed "s|$1/|NODEROOT/|g"
+}
+
+# leftovers ROOT: what a failed receive or create must not leave: VM records,
+# receive journals, datasets, snapshots, temporary receive directories.
+leftovers() {
+	local root=$1
+	find "$root/vms" "$root/recv" -mindepth 1 2>/dev/null
+	find "$root/zones" -mindepth 1 -maxdepth 1 ! -name .snapshots ! -name .recv 2>/dev/null
+	find "$root/zones/.snapshots" "$root/zones/.recv" -mindepth 1 -maxdepth 1 2>/dev/null
+}

@@ -1,0 +1,200 @@
+/* SPDX-License-Identifier: MIT */
+#include "journal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "migrate/migrate.h"
+#include "util/fault.h"
+#include "util/fs.h"
+#include "util/macros.h"
+#include "util/uuid.h"
+#include "vm/store.h"
+
+char *recv_temp_name(const char *uuid, const char *final)
+{
+	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
+
+	return strdup_printf(VM_POOL_NAME "/%s.recv%s", uuid, final + prefix);
+}
+
+int recv_journal_write(struct vm_node *node, json_t *journal, struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(journal, "uuid"));
+	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid);
+	_cleanup_free_ char *text = json_dumps(journal, JSON_COMPACT | JSON_SORT_KEYS);
+
+	if (!path || !text)
+		return vm_error_set(err, ENOMEM, "write the receive journal");
+	return fs_write_atomic(path, text, strlen(text), 0600, err);
+}
+
+void recv_journal_remove(struct vm_node *node, const char *uuid)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid);
+	unlink(path);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
+		  struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps");
+	const char *uuid = jstr(journal, "uuid");
+	int r = 0;
+
+	for (size_t i = json_array_size(temps); i-- > 0;) {
+		const char *t = json_string_value(json_array_get(temps, i));
+		if (vm_pool_kind(pool, t) == VM_DS_NONE)
+			continue;
+		r = vm_pool_destroy(pool, t, true, err);
+		if (r < 0)
+			return vm_error_prefix(err, "undo the receive of VM %s", uuid);
+	}
+	if (json_is_true(json_object_get(journal, "placeholder"))) {
+		json_t *cur = NULL;
+		struct vm_error e = { 0 };
+		/* Only our placeholder, never a VM that was there before. */
+		if (vm_store_load(node, uuid, &cur, &e) >= 0) {
+			const char *tr = jstr(cur, "transition");
+			if (tr && streq(tr, "receiving"))
+				vm_store_remove(node, uuid, &e);
+			json_decref(cur);
+		}
+	}
+	recv_journal_remove(node, uuid);
+	return 0;
+}
+
+/* Is name a dataset whose parent is also in list (so that renaming the
+ * parent moves it)? */
+static bool parent_in(json_t *list, const char *name)
+{
+	const char *slash = strrchr(name, '/');
+	json_t *x;
+	size_t i;
+
+	if (!slash)
+		return false;
+	json_array_foreach(list, i, x) {
+		const char *p = json_string_value(x);
+		if (strlen(p) == (size_t)(slash - name) && strncmp(p, name, slash - name) == 0)
+			return true;
+	}
+	return false;
+}
+
+int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
+		struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps"), *finals = json_object_get(journal, "finals");
+	json_t *old = json_object_get(journal, "old_datasets"), *x;
+	json_t *record = json_object_get(journal, "record");
+	const char *uuid = jstr(journal, "uuid");
+	size_t i;
+	int r;
+
+	/* The replaced VM's datasets go first (children before parents). A
+	 * final name that is still there belongs to it. */
+	for (i = json_array_size(old); i-- > 0;) {
+		const char *ds = json_string_value(json_array_get(old, i));
+		if (vm_pool_kind(pool, ds) == VM_DS_NONE)
+			continue;
+		r = vm_pool_destroy(pool, ds, true, err);
+		if (r < 0)
+			return vm_error_prefix(err, "replace VM %s", uuid);
+	}
+	vm_fault_point("receive-commit-after-destroy");
+	json_array_foreach(temps, i, x) {
+		const char *t = json_string_value(x);
+		const char *f = json_string_value(json_array_get(finals, i));
+		if (parent_in(temps, t) || vm_pool_kind(pool, t) == VM_DS_NONE)
+			continue;
+		if (vm_pool_kind(pool, f) != VM_DS_NONE) {
+			r = vm_pool_destroy(pool, f, true, err);
+			if (r < 0)
+				return r;
+		}
+		r = vm_pool_rename(pool, t, f, err);
+		if (r < 0)
+			return vm_error_prefix(err, "install VM %s", uuid);
+	}
+	/* Snapshots that came with native streams are not the VM's. */
+	json_array_foreach(finals, i, x) {
+		_cleanup_strv_ char **snaps = NULL;
+		struct vm_error e = { 0 };
+		if (vm_pool_list_snapshots(pool, json_string_value(x), &snaps, &e) < 0)
+			continue;
+		for (char **s = snaps; s && *s; s++)
+			if (strncmp(*s, "vmadm-send-", 11) == 0)
+				vm_pool_destroy_snapshot(pool, json_string_value(x), *s, &e);
+	}
+	r = vm_store_save(node, record, err);
+	if (r < 0)
+		return r;
+	recv_journal_remove(node, uuid);
+	return 0;
+}
+
+int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
+{
+	_cleanup_free_ char *dir = vm_node_path(node, "recv");
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *text = NULL;
+		_cleanup_json_ json_t *j = NULL;
+		_cleanup_close_ int lock = -1;
+		struct vm_error e = { 0 };
+		struct vm_pool *pool;
+		char uuid[37], line[256];
+		const char *phase;
+		int r;
+
+		if (strlen(de->d_name) != 41 || !streq(de->d_name + 36, ".json"))
+			continue;
+		memcpy(uuid, de->d_name, 36);
+		uuid[36] = '\0';
+		if (!vm_uuid_valid(uuid))
+			continue;
+		lock = vm_store_lock(node, uuid, 0, &e);
+		if (lock < 0)
+			continue; /* a receive in progress */
+		path = vm_node_path(node, "recv/%s", de->d_name);
+		if (fs_read_file(path, 16 << 20, &text, NULL, &e) < 0)
+			continue;
+		j = json_loads(text, 0, NULL);
+		if (!json_is_object(j)) {
+			unlink(path);
+			continue;
+		}
+		r = vm_node_pool(node, &pool, err);
+		if (r < 0)
+			return r;
+		phase = jstr(j, "phase");
+		if (phase && streq(phase, "committing")) {
+			r = recv_commit(node, pool, j, err);
+			snprintf(line, sizeof(line), "finished the interrupted receive of VM %s",
+				 uuid);
+		} else {
+			r = recv_rollback(node, pool, j, err);
+			snprintf(line, sizeof(line),
+				 "removed the partial receive of VM %s (interrupted receive)", uuid);
+		}
+		if (r < 0)
+			return r;
+		if (!*notes)
+			*notes = json_array();
+		json_array_append_new(*notes, json_string(line));
+	}
+	return 0;
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The receive journal ROOT/recv/UUID.json, written before a receive makes
+ * anything and removed when it is done or undone:
+ *   { "uuid", "phase": "receiving" | "committing", "temps": [names],
+ *     "finals": [names], "old_datasets": [names] (a replaced VM's),
+ *     "record": the record to install, "placeholder": bool }
+ * While "receiving", a dead receive is undone (temps destroyed, placeholder
+ * record removed); once "committing" (every checksum verified) it is
+ * finished (temps renamed into place, record written).
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "node/node.h"
+#include "storage/pool.h"
+#include "util/error.h"
+
+/* "zones/UUID..." -> "zones/UUID.recv..." (malloc'ed). */
+char *recv_temp_name(const char *uuid, const char *final);
+
+int recv_journal_write(struct vm_node *node, json_t *journal, struct vm_error *err);
+void recv_journal_remove(struct vm_node *node, const char *uuid);
+
+/* Undo a receive in phase "receiving": destroy the temps that exist, remove
+ * the placeholder record. */
+int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
+		  struct vm_error *err);
+
+/* Finish a receive in phase "committing": destroy the replaced VM's
+ * datasets, rename temps into place, write the record. Idempotent, so that
+ * it can be resumed after a crash at any point. */
+int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
+		struct vm_error *err);

@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Moving a VM: `vmadm send` writes a VM (config + every dataset) as a stream
+ * (docs/stream-format.md) to an fd; `vmadm receive` reads one and installs
+ * the VM. The network transport (vmadmd) carries the same stream.
+ *
+ * Promises:
+ * - send snapshots every dataset of a stopped VM at one instant, and leaves
+ *   the source VM intact whatever happens; its snapshots are removed at the
+ *   end;
+ * - receive lands every dataset under a temporary name (zones/UUID.recv...),
+ *   checks every checksum and the END record, and only then renames them
+ *   into place and writes the record; on failure nothing is left, and a
+ *   receive that was killed is rolled back (or, past the point of no return,
+ *   forward) by the next vmadm command (vm_recv_recover).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "node/node.h"
+#include "util/error.h"
+
+/* Progress of a transfer, for the front end to show. */
+struct vm_progress {
+	const char *phase;   /* "stop", "snapshot", "send", "receive", "install", "done" */
+	const char *dataset; /* full name of the dataset moving, or NULL */
+	uint64_t bytes;      /* stream bytes so far */
+	uint64_t total;      /* estimated stream bytes, 0 if unknown */
+};
+typedef void (*vm_progress_fn)(const struct vm_progress *p, void *userdata);
+
+struct vm_send_opts {
+	bool portable;       /* portable encodings even where the pool has a native one */
+	bool compress;       /* zstd inside the records */
+	int stop_timeout;    /* seconds a running VM gets to shut down (default 60) */
+	vm_progress_fn progress;
+	void *userdata;
+};
+
+/* Stop the VM if it runs, snapshot its datasets, write the stream to fd,
+ * remove the snapshots. The VM stays, stopped. *ret_was_running (may be
+ * NULL) tells whether it was running before. */
+int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send_opts *opts,
+	    bool *ret_was_running, struct vm_error *err);
+
+/* Estimated stream size of each dataset of the VM (JSON object name ->
+ * bytes) and the total. */
+int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint64_t *ret_total,
+		     struct vm_error *err);
+
+struct vm_recv_opts {
+	bool force; /* replace an existing stopped VM of the same UUID */
+	vm_progress_fn progress;
+	void *userdata;
+};
+
+/* Receive a stream from fd. prefix/prefix_len are bytes of the stream the
+ * caller already read from fd (to tell a stream from JSON), or NULL/0.
+ * Returns the installed record (state "stopped"). */
+int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+	       const struct vm_recv_opts *opts, json_t **ret_vm, struct vm_error *err);
+
+/* The low-level flow: create the record of a bare JSON config in state
+ * "receiving", with its datasets to be received by hand. */
+int vm_receive_config(struct vm_node *node, json_t *config, bool force, json_t **ret_vm,
+		      struct vm_error *err);
+
+/* `vmadm install UUID`: every dataset of a "receiving" VM is there -> make it
+ * "stopped"; else fail listing the missing datasets. */
+int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err);
+
+/* Roll back (or forward) receives that were killed; see above. Appends a
+ * line per receive it cleaned to *notes. */
+int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
+
+/* Rewrite a record that came from another node for this one: paths under
+ * this node's pool, dataset names derived from the UUID, runtime fields
+ * dropped. Fails if the record's datasets do not match its brand's shape. */
+int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err);

@@ -1,0 +1,372 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "brand/brand.h"
+#include "migrate/journal.h"
+#include "migrate/migrate.h"
+#include "migrate/pump.h"
+#include "stream/stream.h"
+#include "util/fault.h"
+#include "util/fs.h"
+#include "util/macros.h"
+#include "util/uuid.h"
+#include "vm/props.h"
+#include "vm/store.h"
+#include "vm/vm.h"
+
+static const char *jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	const char *uuid = jstr(vm, "uuid");
+	struct vm_pool *pool;
+	_cleanup_free_ char *zonepath = NULL, *zfs = NULL;
+	json_t *disk, *ds, *datasets = json_object_get(vm, "datasets");
+	size_t i;
+	int r;
+
+	r = vm_validate_record(vm, err);
+	if (r < 0)
+		return r;
+	if (!vm_brand_ops_by_name(jstr(vm, "brand")))
+		return vm_error_setx(err, ENOTSUP, "brand %s is not supported on this node",
+				     jstr(vm, "brand"));
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	zonepath = strdup_printf("%s/%s", pool->mountpoint, uuid);
+	zfs = strdup_printf(VM_POOL_NAME "/%s", uuid);
+	json_object_set_new(vm, "zonepath", json_string(zonepath));
+	json_object_set_new(vm, "zfs_filesystem", json_string(zfs));
+	json_object_set_new(vm, "zpool", json_string(VM_POOL_NAME));
+	/* Delegated datasets must be children of the VM's own. */
+	json_array_foreach(datasets, i, ds) {
+		const char *name = json_string_value(ds);
+		if (!name || strncmp(name, zfs, strlen(zfs)) != 0 ||
+		    stream_dataset_name_check(uuid, name + strlen(zfs), err) < 0 ||
+		    name[strlen(zfs)] != '/')
+			return vm_error_setx(err, EINVAL,
+					     "property 'datasets[%zu]': \"%s\" is not a dataset of "
+					     "VM %s",
+					     i, name ? name : "?", uuid);
+	}
+	json_array_foreach(json_object_get(vm, "disks"), i, disk) {
+		_cleanup_free_ char *name = strdup_printf(VM_POOL_NAME "/%s-disk%zu", uuid, i);
+		_cleanup_free_ char *path = vm_pool_volume_path(pool, name);
+		json_object_set_new(disk, "zfs_filesystem", json_string(name));
+		json_object_set_new(disk, "path", json_string(path));
+	}
+	json_object_del(vm, "pid");
+	json_object_del(vm, "transition");
+	json_object_del(vm, "boot_timestamp");
+	json_object_set_new(vm, "state", json_string("receiving"));
+	json_object_set_new(vm, "zone_state", json_string("configured"));
+	return 0;
+}
+
+/* May the VM uuid be (re)placed here? Fills *ret_old with the record being
+ * replaced (force), or NULL. */
+static int check_target(struct vm_node *node, const char *uuid, bool force, json_t **ret_old,
+			struct vm_error *err)
+{
+	_cleanup_json_ json_t *old = NULL;
+	int r;
+
+	*ret_old = NULL;
+	if (!vm_store_exists(node, uuid))
+		return 0;
+	if (!force)
+		return vm_error_setx(err, EEXIST,
+				     "VM %s already exists on this node (use -f to replace it; it "
+				     "must be stopped)",
+				     uuid);
+	r = vm_get(node, uuid, &old, err);
+	if (r < 0)
+		return r;
+	if (streq(jstr(old, "state") ? jstr(old, "state") : "", "running"))
+		return vm_error_setx(err, EBUSY,
+				     "VM %s is running on this node: stop it before replacing it", uuid);
+	*ret_old = TAKE_PTR(old);
+	return 0;
+}
+
+static ssize_t index_of(json_t *list, const char *name)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		if (streq(json_string_value(x), name))
+			return i;
+	return -1;
+}
+
+static bool is_volume_name(const char *uuid, const char *name)
+{
+	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
+	return strncmp(name + prefix, "-disk", 5) == 0;
+}
+
+/* Receive one dataset of the stream into temp. */
+static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
+		       const struct stream_dataset *sd, const char *final, const char *temp,
+		       bool want_volume, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, temp);
+	bool is_volume = sd->kind == STREAM_KIND_VOLUME;
+	uint64_t avail;
+	struct stat st;
+	int r;
+
+	if (is_volume != want_volume)
+		return vm_error_setx(err, EINVAL,
+				     "the stream sends %s as a %s, but the VM's config makes it a %s",
+				     final, is_volume ? "volume" : "filesystem",
+				     want_volume ? "volume" : "filesystem");
+	r = vm_pool_available(pool, &avail, err);
+	if (r < 0)
+		return r;
+	if (sd->size > avail) {
+		char need[32], have[32];
+		snprintf(need, sizeof(need), "%.1f MiB", sd->size / 1048576.0);
+		snprintf(have, sizeof(have), "%.1f MiB", avail / 1048576.0);
+		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final, need,
+				     pool->name, have);
+	}
+	/* A parent received natively may hold an empty directory where its
+	 * child dataset goes (btrfs shows nested subvolumes so). */
+	if (vm_pool_kind(pool, temp) == VM_DS_NONE && lstat(path, &st) == 0 &&
+	    S_ISDIR(st.st_mode))
+		rmdir(path);
+
+	switch (sd->encoding) {
+	case STREAM_ENC_BTRFS:
+		if (pool->ops->native_encoding != VM_ENC_BTRFS)
+			return vm_error_setx(err, EPROTONOSUPPORT,
+					     "this node's %s pool cannot take a btrfs stream: send "
+					     "it with --portable",
+					     pool->ops->name);
+		return migrate_native_receive(pool, temp, sd->snapshot, NULL, rd, err);
+	case STREAM_ENC_BLOCKS: {
+		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
+		r = vm_pool_create_volume(pool, temp, sd->size, err);
+		if (r < 0)
+			return r;
+		return stream_receive_volume(rd, img, err);
+	}
+	case STREAM_ENC_TAR:
+		r = vm_pool_create_filesystem(pool, temp, err);
+		if (r < 0)
+			return r;
+		return stream_receive_tree(rd, path, err);
+	default:
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "encoding %s is not supported by this node: send it with "
+				     "--portable",
+				     stream_encoding_name(sd->encoding));
+	}
+}
+
+static void report(const struct vm_recv_opts *o, const char *phase, const char *ds,
+		   uint64_t bytes)
+{
+	struct vm_progress p = { .phase = phase, .dataset = ds, .bytes = bytes };
+	if (o->progress)
+		o->progress(&p, o->userdata);
+}
+
+int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+	       const struct vm_recv_opts *opts, json_t **ret_vm, struct vm_error *err)
+{
+	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
+	_cleanup_json_ json_t *config = NULL, *old = NULL, *journal = NULL;
+	_cleanup_free_ bool *got = NULL;
+	_cleanup_close_ int lock = -1;
+	json_t *finals, *temps, *x;
+	const struct stream_dataset *sd;
+	struct vm_pool *pool;
+	char uuid[VM_UUID_LEN + 1];
+	size_t i;
+	int r;
+
+	r = stream_reader_open_prefix(fd, prefix, prefix_len, &rd, err);
+	if (r < 0)
+		return r;
+	r = stream_read_config(rd, &config, err);
+	if (r < 0)
+		return r;
+	snprintf(uuid, sizeof(uuid), "%s", stream_reader_uuid(rd));
+	r = vm_record_localize(node, config, err);
+	if (r < 0)
+		return vm_error_prefix(err, "the stream's config of VM %s", uuid);
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = check_target(node, uuid, opts->force, &old, err);
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+
+	finals = vm_datasets(config);
+	temps = json_array();
+	json_array_foreach(finals, i, x) {
+		_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
+		if (vm_pool_kind(pool, t) != VM_DS_NONE) {
+			json_decref(finals);
+			json_decref(temps);
+			return vm_error_setx(err, EEXIST, "dataset %s already exists", t);
+		}
+		json_array_append_new(temps, json_string(t));
+	}
+	journal = json_pack("{s:s, s:s, s:o, s:o, s:o, s:O, s:b}", "uuid", uuid, "phase",
+			    "receiving", "temps", temps, "finals", finals, "old_datasets",
+			    old ? vm_datasets(old) : json_array(), "record", config, "placeholder",
+			    old == NULL);
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		return r;
+	if (!old) {
+		_cleanup_json_ json_t *ph = json_deep_copy(config);
+		json_object_set_new(ph, "transition", json_string("receiving"));
+		r = vm_store_save(node, ph, err);
+		if (r < 0)
+			goto fail;
+	}
+
+	got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	while ((r = stream_next_dataset(rd, &sd, err)) == 1) {
+		const char *name = stream_reader_dataset_name(rd);
+		ssize_t idx = index_of(finals, name);
+
+		if (idx < 0) {
+			r = vm_error_setx(err, EINVAL,
+					  "the stream sends dataset %s, which the VM's config does "
+					  "not have",
+					  name);
+			goto fail;
+		}
+		report(opts, "receive", name, stream_reader_bytes(rd));
+		r = receive_one(pool, rd, sd, name, json_string_value(json_array_get(temps, idx)),
+				is_volume_name(uuid, name), err);
+		if (r < 0) {
+			vm_error_prefix(err, "receive %s", name);
+			goto fail;
+		}
+		got[idx] = true;
+		vm_fault_point("receive-after-dataset");
+	}
+	if (r < 0)
+		goto fail;
+	json_array_foreach(finals, i, x)
+		if (!got[i]) {
+			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
+					  json_string_value(x));
+			goto fail;
+		}
+
+	/* Every checksum and the END record are verified: past this point
+	 * the receive is finished, by us or by the next command. */
+	json_object_set_new(config, "state", json_string("stopped"));
+	json_object_set_new(config, "zone_state", json_string("installed"));
+	json_object_set_new(journal, "phase", json_string("committing"));
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		goto fail;
+	vm_fault_point("receive-before-commit");
+	report(opts, "install", NULL, stream_reader_bytes(rd));
+	r = recv_commit(node, pool, journal, err);
+	if (r < 0)
+		return r;
+	if (ret_vm)
+		*ret_vm = json_incref(config);
+	return 0;
+
+fail:
+	{
+		struct vm_error cerr = { 0 };
+		recv_rollback(node, pool, journal, &cerr);
+	}
+	return vm_error_prefix(err, "receive VM %s", uuid);
+}
+
+int vm_receive_config(struct vm_node *node, json_t *config, bool force, json_t **ret_vm,
+		      struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = json_deep_copy(config), *old = NULL;
+	_cleanup_close_ int lock = -1;
+	const char *uuid;
+	int r;
+
+	r = vm_record_localize(node, vm, err);
+	if (r < 0)
+		return r;
+	uuid = jstr(vm, "uuid");
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = check_target(node, uuid, force, &old, err);
+	if (r < 0)
+		return r;
+	r = vm_store_save(node, vm, err);
+	if (r < 0)
+		return r;
+	if (ret_vm)
+		*ret_vm = TAKE_PTR(vm);
+	return 0;
+}
+
+int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL, *missing = json_array();
+	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *list = NULL;
+	struct vm_pool *pool;
+	json_t *x;
+	size_t i, len = 0;
+	int r;
+
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	if (!streq(jstr(vm, "state") ? jstr(vm, "state") : "", "receiving") ||
+	    json_object_get(vm, "transition"))
+		return vm_error_setx(err, EINVAL, "VM %s is not waiting to be installed (state %s)",
+				     uuid, jstr(vm, "state"));
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	json_array_foreach(names, i, x) {
+		const char *ds = json_string_value(x);
+		enum vm_dataset_kind kind = vm_pool_kind(pool, ds);
+		bool vol = is_volume_name(uuid, ds);
+		if (kind == VM_DS_NONE || (kind == VM_DS_VOLUME) != vol) {
+			json_array_append(missing, x);
+			len += strlen(ds) + 2;
+		}
+	}
+	if (json_array_size(missing) > 0) {
+		list = calloc(1, len + 1);
+		json_array_foreach(missing, i, x) {
+			if (i)
+				strcat(list, ", ");
+			strcat(list, json_string_value(x));
+		}
+		return vm_error_setx(err, ENOENT, "VM %s is missing datasets: %s", uuid, list);
+	}
+	json_object_set_new(vm, "state", json_string("stopped"));
+	json_object_set_new(vm, "zone_state", json_string("installed"));
+	return vm_store_save(node, vm, err);
+}

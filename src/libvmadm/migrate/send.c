@@ -1,0 +1,227 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "brand/brand.h"
+#include "migrate/migrate.h"
+#include "migrate/pump.h"
+#include "storage/pool-private.h"
+#include "stream/stream.h"
+#include "util/fs.h"
+#include "util/macros.h"
+#include "vm/store.h"
+#include "vm/vm.h"
+
+static void report(const struct vm_send_opts *o, const char *phase, const char *ds,
+		   uint64_t bytes, uint64_t total)
+{
+	struct vm_progress p = { .phase = phase, .dataset = ds, .bytes = bytes, .total = total };
+
+	if (o->progress)
+		o->progress(&p, o->userdata);
+}
+
+/* Names of ds's child datasets among the VM's, as the top-level entries a
+ * tree send must leave out. */
+static char **child_names(json_t *names, const char *ds)
+{
+	size_t n = json_array_size(names), k = 0, len = strlen(ds);
+	char **v = calloc(n + 2, sizeof(char *));
+	json_t *x;
+	size_t i;
+
+	if (!v)
+		return NULL;
+	v[k++] = strdup(VM_DATASET_MARKER);
+	json_array_foreach(names, i, x) {
+		const char *c = json_string_value(x);
+		if (strncmp(c, ds, len) == 0 && c[len] == '/' && !strchr(c + len + 1, '/'))
+			v[k++] = strdup(c + len + 1);
+	}
+	return v;
+}
+
+static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
+			const char *uuid, const char *ds, const char *snap, bool portable,
+			struct vm_error *err)
+{
+	struct stream_dataset sd = { .snapshot = snap };
+	enum vm_dataset_kind kind = vm_pool_kind(pool, ds);
+	_cleanup_free_ char *snappath = pool_snappath(pool, ds, snap);
+	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
+	int r;
+
+	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
+	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
+		uint64_t used = 0, volsize = 0;
+		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
+		sd.encoding = STREAM_ENC_BTRFS;
+		r = vm_pool_used(pool, ds, &used, &volsize, err);
+		if (r < 0)
+			return r;
+		sd.size = kind == VM_DS_VOLUME ? volsize : used;
+		r = stream_begin_dataset(w, &sd, err);
+		if (r < 0)
+			return r;
+		r = migrate_native_send(pool, ds, snap, NULL, w, err);
+		if (r < 0)
+			return r;
+		return stream_end_dataset(w, err);
+	}
+	if (kind == VM_DS_VOLUME) {
+		_cleanup_free_ char *img = strdup_printf("%s/%s", snappath, VOLUME_FILE);
+		return stream_send_volume(w, &sd, img, err);
+	}
+	{
+		_cleanup_strv_ char **skip = child_names(names, ds);
+		return stream_send_tree(w, &sd, snappath, (const char *const *)skip, err);
+	}
+}
+
+static void destroy_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(names, i, x) {
+		struct vm_error e = { 0 };
+		vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
+	}
+}
+
+int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint64_t *ret_total,
+		     struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL, *out = json_object();
+	struct vm_pool *pool;
+	uint64_t total = 0;
+	json_t *x;
+	size_t i;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	json_array_foreach(names, i, x) {
+		uint64_t used = 0, volsize = 0;
+		r = vm_pool_used(pool, json_string_value(x), &used, &volsize, err);
+		if (r < 0)
+			return r;
+		json_object_set_new(out, json_string_value(x), json_integer(used));
+		total += used;
+	}
+	*ret = TAKE_PTR(out);
+	*ret_total = total;
+	return 0;
+}
+
+int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send_opts *opts,
+	    bool *ret_was_running, struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL, *config = NULL;
+	_cleanup_close_ int lock = -1;
+	_cleanup_stream_writer_ struct stream_writer *w = NULL;
+	const struct vm_brand_ops *ops;
+	struct vm_runtime rt = { .state = "stopped" };
+	struct vm_pool *pool;
+	char snap[64];
+	uint64_t total = 0;
+	const char *state;
+	size_t i, taken = 0;
+	json_t *x;
+	int r;
+
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	state = json_string_value(json_object_get(vm, "state"));
+	if (state && !streq(state, "stopped") && !streq(state, "running") &&
+	    !streq(state, "failed"))
+		return vm_error_setx(err, EBUSY, "VM %s is %s and cannot be sent", uuid, state);
+	ops = vm_brand_ops_by_name(json_string_value(json_object_get(vm, "brand")));
+	if (!ops)
+		return vm_error_setx(err, EINVAL, "VM %s has an unknown brand", uuid);
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+
+	names = vm_datasets(vm);
+	json_array_foreach(names, i, x) {
+		uint64_t used = 0, volsize = 0;
+		if (vm_pool_kind(pool, json_string_value(x)) == VM_DS_NONE)
+			return vm_error_setx(err, ENOENT, "send VM %s: dataset %s is missing", uuid,
+					     json_string_value(x));
+		if (vm_pool_used(pool, json_string_value(x), &used, &volsize, err) >= 0)
+			total += used;
+		vm_error_clear(err);
+	}
+
+	/* The seed note: send stops the VM. */
+	ops->runtime(node, vm, &rt);
+	if (ret_was_running)
+		*ret_was_running = !streq(rt.state, "stopped");
+	if (!streq(rt.state, "stopped")) {
+		report(opts, "stop", NULL, 0, total);
+		r = ops->stop(node, vm, opts->stop_timeout > 0 ? opts->stop_timeout : 60, false,
+			      err);
+		if (r < 0)
+			return vm_error_prefix(err, "send VM %s: stop", uuid);
+		json_object_set_new(vm, "state", json_string("stopped"));
+		json_object_set_new(vm, "zone_state", json_string("installed"));
+		json_object_del(vm, "boot_timestamp");
+		r = vm_store_save(node, vm, err);
+		if (r < 0)
+			return r;
+	}
+
+	/* One instant for all datasets: the VM is stopped and we hold its lock. */
+	snprintf(snap, sizeof(snap), "vmadm-send-%lld-%d", (long long)time(NULL), getpid());
+	report(opts, "snapshot", NULL, 0, total);
+	json_array_foreach(names, i, x) {
+		r = vm_pool_snapshot(pool, json_string_value(x), snap, err);
+		if (r < 0)
+			break;
+		taken++;
+	}
+	if (r < 0) {
+		for (i = 0; i < taken; i++) {
+			struct vm_error e = { 0 };
+			vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)),
+						 snap, &e);
+		}
+		return vm_error_prefix(err, "send VM %s", uuid);
+	}
+
+	config = json_deep_copy(vm);
+	json_object_del(config, "pid");
+	json_object_del(config, "transition");
+	r = stream_writer_open(fd, opts->compress ? STREAM_WRITE_ZSTD : 0, &w, err);
+	if (r >= 0)
+		r = stream_write_config(w, config, err);
+	json_array_foreach(names, i, x) {
+		const char *ds = json_string_value(x);
+		if (r < 0)
+			break;
+		report(opts, "send", ds, stream_writer_bytes(w), total);
+		r = send_dataset(pool, w, names, uuid, ds, snap, opts->portable, err);
+		if (r < 0)
+			vm_error_prefix(err, "send %s", ds);
+	}
+	if (r >= 0)
+		r = stream_finish(w, err);
+	destroy_snapshots(pool, names, snap);
+	if (r < 0)
+		return -err->code;
+	report(opts, "done", NULL, stream_writer_bytes(w), total);
+	return 0;
+}
