@@ -32,7 +32,8 @@ demo: deps all
 	scripts/demo
 
 install: all
-	meson configure $(BUILD) --prefix=$(PREFIX) >/dev/null
+	meson configure $(BUILD) -Dprefix=$(PREFIX) >/dev/null
+	ninja -C $(BUILD) >/dev/null
 	DESTDIR=$(DESTDIR) meson install -C $(BUILD) --no-rebuild
 
 format:

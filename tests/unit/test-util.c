@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/* Unit tests of util/: the error object, the spawn helper, file helpers,
+ * UUIDs, locks. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "util/error.h"
+#include "util/fs.h"
+#include "util/lock.h"
+#include "util/macros.h"
+#include "util/spawn.h"
+#include "util/uuid.h"
+
+static char tmpdir[] = "/tmp/vmadm-unit.XXXXXX";
+
+static void error_set_appends_strerror(void)
+{
+	struct vm_error err = { 0 };
+	int r = vm_error_set(&err, ENOENT, "open %s", "/x");
+
+	CHECK(r == -ENOENT);
+	CHECK(err.code == ENOENT);
+	CHECK_STR(err.msg, "open /x: No such file or directory");
+	r = vm_error_set(&err, -EPERM, "again");
+	CHECK(r == -EPERM);
+	CHECK(vm_error_set(&err, 0, "zero") == -EIO);
+}
+
+static void error_prefix_adds_context(void)
+{
+	struct vm_error err = { 0 };
+
+	vm_error_setx(&err, EINVAL, "stream checksum mismatch at byte %d", 1048576);
+	CHECK(vm_error_prefix(&err, "receive %s", "zones/U-disk0") == -EINVAL);
+	CHECK_STR(err.msg, "receive zones/U-disk0: stream checksum mismatch at byte 1048576");
+}
+
+static void spawn_captures_status_and_stderr(void)
+{
+	const char *argv[] = { "sh", "-c", "echo out; echo oops >&2; exit 3", NULL };
+	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1,
+			       .capture_stdout = true };
+	struct vm_error err = { 0 };
+	int r = vm_spawn_run(&sp, &err);
+
+	CHECK(r == -EIO);
+	CHECK(sp.status == 3);
+	CHECK_STR(sp.out, "out\n");
+	CHECK_STR(sp.errout, "oops");
+	CHECK_HAS(err.msg, "failed (exit 3): oops");
+	vm_spawn_clear(&sp);
+}
+
+static void spawn_missing_program_is_enoent(void)
+{
+	const char *argv[] = { "/nonexistent/program", NULL };
+	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1 };
+	struct vm_error err = { 0 };
+
+	CHECK(vm_spawn_run(&sp, &err) == -ENOENT);
+	CHECK_HAS(err.msg, "/nonexistent/program");
+	vm_spawn_clear(&sp);
+}
+
+static void spawn_reports_signals(void)
+{
+	const char *argv[] = { "sh", "-c", "kill -9 $$", NULL };
+	pid_t pid;
+	struct vm_error err = { 0 };
+
+	pid = vm_spawn_start(argv, -1, -1, -1, &err);
+	CHECK(pid > 0);
+	CHECK(vm_spawn_wait(pid, "sh", &err) == -EIO);
+	CHECK_HAS(err.msg, "killed by signal 9");
+}
+
+static void argv_string_quotes(void)
+{
+	const char *argv[] = { "btrfs", "send", "a b", "it's", "", NULL };
+	_cleanup_free_ char *s = vm_spawn_argv_string(argv);
+
+	CHECK_STR(s, "btrfs send 'a b' 'it'\\''s' ''");
+}
+
+static void atomic_write_and_read(void)
+{
+	_cleanup_free_ char *path = strdup_printf("%s/f.json", tmpdir), *text = NULL;
+	struct vm_error err = { 0 };
+	size_t len;
+	struct stat st;
+
+	CHECK(fs_write_atomic(path, "{\"a\":1}", 7, 0600, &err) == 0);
+	CHECK(fs_read_file(path, 100, &text, &len, &err) == 0);
+	CHECK(len == 7);
+	CHECK_STR(text, "{\"a\":1}");
+	CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+	free(TAKE_PTR(text));
+	CHECK(fs_read_file(path, 3, &text, &len, &err) == -EFBIG);
+	CHECK_HAS(err.msg, "larger than 3 bytes");
+	/* a write into a missing directory fails and leaves no temp file */
+	free(path);
+	path = strdup_printf("%s/missing/f.json", tmpdir);
+	CHECK(fs_write_atomic(path, "x", 1, 0600, &err) == -ENOENT);
+	CHECK_HAS(err.msg, "missing/f.json.tmp");
+}
+
+static void mkdir_p_and_rm_rf(void)
+{
+	_cleanup_free_ char *deep = strdup_printf("%s/a/b/c", tmpdir);
+	_cleanup_free_ char *top = strdup_printf("%s/a", tmpdir);
+	_cleanup_free_ char *file = strdup_printf("%s/a/b/c/f", tmpdir);
+	_cleanup_free_ char *link = strdup_printf("%s/a/link", tmpdir);
+	struct vm_error err = { 0 };
+	int fd;
+
+	CHECK(fs_mkdir_p(deep, 0755, &err) == 0);
+	CHECK(fs_is_dir(deep));
+	fd = open(file, O_CREAT | O_WRONLY, 0644);
+	CHECK(fd >= 0);
+	close(fd);
+	/* a symlink to outside must be removed, not followed */
+	CHECK(symlink(tmpdir, link) == 0);
+	CHECK(fs_rm_rf(top, &err) == 0);
+	CHECK(!fs_exists(top));
+	CHECK(fs_is_dir(tmpdir));
+	CHECK(fs_rm_rf(top, &err) == 0); /* missing is fine */
+}
+
+static void uuids(void)
+{
+	char u[VM_UUID_LEN + 1], v[VM_UUID_LEN + 1];
+
+	CHECK(vm_uuid_generate(u) == 0);
+	CHECK(vm_uuid_generate(v) == 0);
+	CHECK(vm_uuid_valid(u));
+	CHECK(strcmp(u, v) != 0);
+	CHECK(u[14] == '4');
+	CHECK(vm_uuid_valid("0C9D2A3E-5B1F-4C6E-9A47-3F2E1D0B7A61"));
+	CHECK(!vm_uuid_valid("0c9d2a3e-5b1f-4c6e-9a47-3f2e1d0b7a6"));
+	CHECK(!vm_uuid_valid("0c9d2a3e-5b1f-4c6e-9a47_3f2e1d0b7a61"));
+	CHECK(!vm_uuid_valid("../../../../etc/passwd/../../../x"));
+	CHECK(!vm_uuid_valid(NULL));
+}
+
+static void lock_is_exclusive(void)
+{
+	_cleanup_free_ char *path = strdup_printf("%s/l.lock", tmpdir);
+	struct vm_error err = { 0 };
+	int fd = vm_lock_file(path, 0, "VM x", &err), status;
+	pid_t pid;
+
+	CHECK(fd >= 0);
+	pid = fork();
+	if (pid == 0) {
+		struct vm_error e = { 0 };
+		_exit(vm_lock_file(path, 0, "VM x", &e) == -EBUSY &&
+			      strstr(e.msg, "VM x is busy") ? 0 : 1);
+	}
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fd);
+	fd = vm_lock_file(path, 0, "VM x", &err);
+	CHECK(fd >= 0);
+	close(fd);
+}
+
+int main(void)
+{
+	if (!mkdtemp(tmpdir))
+		return 1;
+	RUN(error_set_appends_strerror);
+	RUN(error_prefix_adds_context);
+	RUN(spawn_captures_status_and_stderr);
+	RUN(spawn_missing_program_is_enoent);
+	RUN(spawn_reports_signals);
+	RUN(argv_string_quotes);
+	RUN(atomic_write_and_read);
+	RUN(mkdir_p_and_rm_rf);
+	RUN(uuids);
+	RUN(lock_is_exclusive);
+	{
+		struct vm_error err = { 0 };
+		fs_rm_rf(tmpdir, &err);
+	}
+	CHECK_EXIT();
+}
