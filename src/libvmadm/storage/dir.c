@@ -59,23 +59,33 @@ static int dir_open(struct vm_pool *pool, struct vm_error *err)
 
 /* The parent of ds must exist (the pool itself for "zones/X") and ds must
  * not. */
+
+static const struct pool_dataset_tests dir_tests = {
+	.exists = dir_ds_exists,
+	.is_child = dir_is_child,
+};
+
 static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
 		     struct vm_error *err)
 {
-	_cleanup_free_ char *parent = pool_parent_name(ds), *ppath = NULL;
-	struct stat st;
+	return pool_check_new(pool, &dir_tests, what, ds, path, err);
+}
 
-	if (!parent)
-		return vm_error_set(err, ENOMEM, "%s %s", what, ds);
-	if (lstat(path, &st) == 0)
-		return vm_error_setx(err, EEXIST, "%s %s: dataset already exists", what, ds);
-	if (!streq(parent, VM_POOL_NAME)) {
-		ppath = vm_pool_dataset_path(pool, parent);
-		if (!ppath || !dir_ds_exists(ppath))
-			return vm_error_setx(err, ENOENT, "%s %s: parent dataset %s does not exist",
-					     what, ds, parent);
-	}
-	return 0;
+static int dir_rename(struct vm_pool *pool, const char *from, const char *to,
+		      struct vm_error *err)
+{
+	return pool_rename_dataset(pool, &dir_tests, from, to, err);
+}
+
+static enum vm_dataset_kind dir_kind(struct vm_pool *pool, const char *ds)
+{
+	return pool_dataset_kind(pool, &dir_tests, ds);
+}
+
+static int dir_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		    uint64_t *ret_volsize, struct vm_error *err)
+{
+	return pool_dataset_used(pool, &dir_tests, ds, ret_used, ret_volsize, err);
 }
 
 static int write_marker(const char *path, struct vm_error *err)
@@ -258,76 +268,8 @@ static int dir_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 	return 0;
 }
 
-static int dir_rename(struct vm_pool *pool, const char *from, const char *to,
-		      struct vm_error *err)
-{
-	_cleanup_free_ char *fpath = vm_pool_dataset_path(pool, from);
-	_cleanup_free_ char *tpath = vm_pool_dataset_path(pool, to);
-	_cleanup_free_ char *fsdir = pool_snapdir(pool, from);
-	_cleanup_free_ char *tsdir = pool_snapdir(pool, to);
-	_cleanup_free_ char *tsparent = NULL;
-	int r;
 
-	if (!fpath || !tpath || !fsdir || !tsdir)
-		return vm_error_set(err, ENOMEM, "rename %s", from);
-	if (!dir_ds_exists(fpath))
-		return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
-	r = check_new(pool, "rename to", to, tpath, err);
-	if (r < 0)
-		return vm_error_prefix(err, "rename %s", from);
-	if (fs_exists(tsdir))
-		return vm_error_setx(err, EEXIST, "rename %s to %s: stale snapshots at %s", from,
-				     to, tsdir);
-	if (rename(fpath, tpath) < 0)
-		return vm_error_set(err, errno, "rename %s to %s", from, to);
-	if (fs_is_dir(fsdir)) {
-		tsparent = strdup(tsdir);
-		if (tsparent)
-			*strrchr(tsparent, '/') = '\0';
-		if (!tsparent)
-			r = vm_error_set(err, ENOMEM, "rename %s", from);
-		else
-			r = fs_mkdir_p(tsparent, 0700, err);
-		if (r >= 0 && rename(fsdir, tsdir) < 0)
-			r = vm_error_set(err, errno, "move snapshots %s to %s", fsdir, tsdir);
-		if (r < 0) {
-			(void)rename(tpath, fpath);
-			return vm_error_prefix(err, "rename %s to %s", from, to);
-		}
-	}
-	return 0;
-}
 
-static enum vm_dataset_kind dir_kind(struct vm_pool *pool, const char *ds)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-
-	if (!path || !dir_ds_exists(path))
-		return VM_DS_NONE;
-	return pool_dir_is_volume(path) ? VM_DS_VOLUME : VM_DS_FILESYSTEM;
-}
-
-static int dir_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		    uint64_t *ret_volsize, struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
-	struct stat st;
-	uint64_t used;
-	int r;
-
-	if (!path || !file)
-		return vm_error_set(err, ENOMEM, "used %s", ds);
-	if (!dir_ds_exists(path))
-		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
-	r = pool_tree_allocated(path, dir_is_child, &used, err);
-	if (r < 0)
-		return vm_error_prefix(err, "used %s", ds);
-	if (ret_volsize)
-		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
-	*ret_used = used;
-	return 0;
-}
 
 static int dir_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 {

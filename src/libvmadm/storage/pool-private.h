@@ -49,5 +49,26 @@ int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err);
 int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uint64_t size,
 		     struct vm_error *err);
 
+/* How a backend tells its datasets from plain directories: the shared
+ * implementations below work for any backend whose datasets are directories
+ * under the mount point. */
+struct pool_dataset_tests {
+	bool (*exists)(const char *path); /* path is the root of a dataset */
+	bool (*is_child)(int dirfd, const char *name, const struct stat *st);
+};
+
+/* May dataset ds (at path) be created? -EEXIST if it exists, -ENOENT if its
+ * parent dataset does not. what names the operation in the message. */
+int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *what,
+		   const char *ds, const char *path, struct vm_error *err);
+
+/* The rename, kind and used ops, for directory-shaped backends. */
+int pool_rename_dataset(struct vm_pool *pool, const struct pool_dataset_tests *t,
+			const char *from, const char *to, struct vm_error *err);
+enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const struct pool_dataset_tests *t,
+				       const char *ds);
+int pool_dataset_used(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *ds,
+		      uint64_t *ret_used, uint64_t *ret_volsize, struct vm_error *err);
+
 /* "1.2 GiB" style rendering into buf. */
 const char *pool_fmt_size(uint64_t bytes, char buf[32]);

@@ -554,3 +554,94 @@ int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		return no_op(pool, "native receive", err);
 	return pool->ops->receive(pool, ds, snap, from_snap, fd, err);
 }
+
+int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *what,
+		   const char *ds, const char *path, struct vm_error *err)
+{
+	_cleanup_free_ char *parent = pool_parent_name(ds), *ppath = NULL;
+	struct stat st;
+
+	if (!parent)
+		return vm_error_set(err, ENOMEM, "%s %s", what, ds);
+	if (lstat(path, &st) == 0)
+		return vm_error_setx(err, EEXIST, "%s %s: dataset already exists", what, ds);
+	if (!streq(parent, VM_POOL_NAME)) {
+		ppath = vm_pool_dataset_path(pool, parent);
+		if (!ppath || !t->exists(ppath))
+			return vm_error_setx(err, ENOENT, "%s %s: parent dataset %s does not exist",
+					     what, ds, parent);
+	}
+	return 0;
+}
+
+int pool_rename_dataset(struct vm_pool *pool, const struct pool_dataset_tests *t,
+			const char *from, const char *to, struct vm_error *err)
+{
+	_cleanup_free_ char *fpath = vm_pool_dataset_path(pool, from);
+	_cleanup_free_ char *tpath = vm_pool_dataset_path(pool, to);
+	_cleanup_free_ char *fsdir = pool_snapdir(pool, from);
+	_cleanup_free_ char *tsdir = pool_snapdir(pool, to);
+	_cleanup_free_ char *tsparent = NULL;
+	int r;
+
+	if (!fpath || !tpath || !fsdir || !tsdir)
+		return vm_error_set(err, ENOMEM, "rename %s", from);
+	if (!t->exists(fpath))
+		return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
+	r = pool_check_new(pool, t, "rename to", to, tpath, err);
+	if (r < 0)
+		return vm_error_prefix(err, "rename %s", from);
+	if (fs_exists(tsdir))
+		return vm_error_setx(err, EEXIST, "rename %s to %s: stale snapshots at %s", from,
+				     to, tsdir);
+	if (rename(fpath, tpath) < 0)
+		return vm_error_set(err, errno, "rename %s to %s", from, to);
+	if (fs_is_dir(fsdir)) {
+		tsparent = strdup(tsdir);
+		if (tsparent)
+			*strrchr(tsparent, '/') = '\0';
+		if (!tsparent)
+			r = vm_error_set(err, ENOMEM, "rename %s", from);
+		else
+			r = fs_mkdir_p(tsparent, 0700, err);
+		if (r >= 0 && rename(fsdir, tsdir) < 0)
+			r = vm_error_set(err, errno, "move snapshots %s to %s", fsdir, tsdir);
+		if (r < 0) {
+			(void)rename(tpath, fpath);
+			return vm_error_prefix(err, "rename %s to %s", from, to);
+		}
+	}
+	return 0;
+}
+
+enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const struct pool_dataset_tests *t,
+				       const char *ds)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+
+	if (!path || !t->exists(path))
+		return VM_DS_NONE;
+	return pool_dir_is_volume(path) ? VM_DS_VOLUME : VM_DS_FILESYSTEM;
+}
+
+int pool_dataset_used(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *ds,
+		      uint64_t *ret_used, uint64_t *ret_volsize, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
+	struct stat st;
+	uint64_t used;
+	int r;
+
+	if (!path || !file)
+		return vm_error_set(err, ENOMEM, "used %s", ds);
+	if (!t->exists(path))
+		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
+	r = pool_tree_allocated(path, t->is_child, &used, err);
+	if (r < 0)
+		return vm_error_prefix(err, "used %s", ds);
+	if (ret_volsize)
+		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
+	*ret_used = used;
+	return 0;
+}
