@@ -86,8 +86,7 @@ int vm_reconcile_states(struct vm_node *node, json_t *log, struct vm_error *err)
 		vm_fill_runtime(node, cur);
 		if (!streq(json_string_value(json_object_get(cur, "state")), "stopped"))
 			continue;
-		json_object_del(cur, "pid");
-		json_object_del(cur, "boot_timestamp");
+		vm_record_set_stopped(cur);
 		if (vm_store_save(node, cur, &lerr) < 0)
 			logf_append(log, "VM %s exited; recording it failed: %s", uuid, lerr.msg);
 		else

@@ -137,6 +137,21 @@ int vm_store_lock(struct vm_node *node, const char *uuid, int wait_secs, struct 
 	return vm_lock_file(path, wait_secs, what, err);
 }
 
+int vm_store_lock_load(struct vm_node *node, const char *uuid, int *ret_lock, json_t **ret_vm,
+		       struct vm_error *err)
+{
+	_cleanup_close_ int lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	int r;
+
+	if (lock < 0)
+		return lock;
+	r = vm_store_load(node, uuid, ret_vm, err);
+	if (r < 0)
+		return r;
+	*ret_lock = TAKE_FD(lock);
+	return 0;
+}
+
 /* Destroy whatever datasets of vm exist; used to undo a create and to finish
  * a delete. */
 static int destroy_datasets(struct vm_node *node, json_t *vm, struct vm_error *err)

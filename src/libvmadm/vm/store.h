@@ -34,6 +34,12 @@ bool vm_store_exists(struct vm_node *node, const char *uuid);
 /* Take the VM's lock, waiting up to wait_secs. Returns the lock fd. */
 int vm_store_lock(struct vm_node *node, const char *uuid, int wait_secs, struct vm_error *err);
 
+/* Take the VM's lock (waiting up to VM_LOCK_WAIT_SECS) and load its record
+ * under it: what every command that changes a VM starts with. On success the
+ * caller owns *ret_lock (close it to release) and *ret_vm. */
+int vm_store_lock_load(struct vm_node *node, const char *uuid, int *ret_lock, json_t **ret_vm,
+		       struct vm_error *err);
+
 /* Clean up after commands that died mid-transition (see above). Appends a
  * line per VM it cleaned to *notes (a JSON array of strings, created if
  * NULL), for the front end to print. */

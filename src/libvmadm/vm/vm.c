@@ -382,6 +382,14 @@ int vm_create(struct vm_node *node, json_t *payload, json_t **ret_vm, struct vm_
 	return 0;
 }
 
+void vm_record_set_stopped(json_t *vm)
+{
+	json_object_set_new(vm, "state", json_string("stopped"));
+	json_object_set_new(vm, "zone_state", json_string("installed"));
+	json_object_del(vm, "pid");
+	json_object_del(vm, "boot_timestamp");
+}
+
 void vm_fill_runtime(struct vm_node *node, json_t *vm)
 {
 	const struct vm_brand_ops *ops = vm_brand_ops_by_name(str(vm, "brand"));
@@ -402,6 +410,10 @@ void vm_fill_runtime(struct vm_node *node, json_t *vm)
 		json_object_set_new(vm, "pid", json_integer(rt.pid));
 	else
 		json_object_del(vm, "pid");
+	if (rt.accel[0])
+		json_object_set_new(vm, "accel", json_string(rt.accel));
+	else
+		json_object_del(vm, "accel");
 }
 
 int vm_get(struct vm_node *node, const char *uuid, json_t **ret_vm, struct vm_error *err)
@@ -526,10 +538,7 @@ int vm_update(struct vm_node *node, const char *uuid, json_t *payload, json_t **
 	_cleanup_close_ int lock = -1;
 	int r;
 
-	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
-	if (lock < 0)
-		return lock;
-	r = vm_store_load(node, uuid, &vm, err);
+	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
 	r = vm_validate_update(payload, str(vm, "brand"), err);
@@ -557,10 +566,7 @@ int vm_delete(struct vm_node *node, const char *uuid, struct vm_error *err)
 	struct vm_pool *pool;
 	int r;
 
-	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
-	if (lock < 0)
-		return lock;
-	r = vm_store_load(node, uuid, &vm, err);
+	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
 	ops = vm_brand_ops_by_name(str(vm, "brand"));
@@ -601,10 +607,7 @@ static int with_brand(struct vm_node *node, const char *uuid, json_t **ret_vm, i
 	_cleanup_close_ int lock = -1;
 	int r;
 
-	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
-	if (lock < 0)
-		return lock;
-	r = vm_store_load(node, uuid, &vm, err);
+	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
 	*ret_ops = vm_brand_ops_by_name(str(vm, "brand"));
@@ -673,8 +676,7 @@ int vm_stop(struct vm_node *node, const char *uuid, int timeout_secs, bool force
 	ops->runtime(node, vm, &rt);
 	if (streq(rt.state, "stopped")) {
 		if (streq(str(vm, "state") ? str(vm, "state") : "", "running")) {
-			json_object_set_new(vm, "state", json_string("stopped"));
-			json_object_set_new(vm, "zone_state", json_string("installed"));
+			vm_record_set_stopped(vm);
 			vm_store_save(node, vm, err);
 		}
 		return vm_error_setx(err, EALREADY, "VM %s is not running", uuid);
@@ -682,9 +684,7 @@ int vm_stop(struct vm_node *node, const char *uuid, int timeout_secs, bool force
 	r = ops->stop(node, vm, timeout_secs, force, err);
 	if (r < 0)
 		return r;
-	json_object_set_new(vm, "state", json_string("stopped"));
-	json_object_set_new(vm, "zone_state", json_string("installed"));
-	json_object_del(vm, "boot_timestamp");
+	vm_record_set_stopped(vm);
 	return vm_store_save(node, vm, err);
 }
 

@@ -48,5 +48,8 @@ json_t *vm_datasets(json_t *vm);
 /* Fill the live state of a record from its brand. */
 void vm_fill_runtime(struct vm_node *node, json_t *vm);
 
+/* Record a VM as stopped: state, zone_state, no pid or boot time. */
+void vm_record_set_stopped(json_t *vm);
+
 /* The current time as SmartOS prints timestamps: 2026-11-27T05:39:01.000Z */
 void vm_timestamp_now(char buf[32]);
