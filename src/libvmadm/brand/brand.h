@@ -21,6 +21,7 @@ struct vm_runtime {
 	const char *state;      /* "running", "stopped", "stopping", "failed", ... */
 	const char *zone_state; /* "running", "installed", ... */
 	pid_t pid;              /* 0 when not running */
+	char accel[8];          /* kvm: "kvm" or "tcg" while running, else "" */
 };
 
 struct vm_brand_ops {
