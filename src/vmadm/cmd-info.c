@@ -67,8 +67,9 @@ int cmd_console(int argc, char **argv, struct vm_error *err)
 	if (r < 0)
 		return r;
 	if (tty) {
-		fprintf(stderr, "Connected to the console of VM %s. Detach with Ctrl-].\n",
-			argv[1]);
+		/* liblxc's console wants its escape key followed by q. */
+		fprintf(stderr, "Connected to the console of VM %s. Detach with Ctrl-]%s.\n",
+			argv[1], streq(ops->name, "joyent") ? " q" : "");
 		tcgetattr(0, &saved);
 		raw = saved;
 		cfmakeraw(&raw);

@@ -3,6 +3,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "util/macros.h"
 #include "vm/vm.h"
@@ -26,31 +27,41 @@ int cmd_start(int argc, char **argv, struct vm_error *err)
 	return 0;
 }
 
-/* vmadm stop UUID [-F] [-t SECS] */
+/* vmadm stop UUID [-F] [-t SECS], options before or after the UUID as on
+ * SmartOS. Parsed by hand: getopt's argument permutation depends on state
+ * left from earlier calls and refused "stop UUID -t 30". */
 int cmd_stop(int argc, char **argv, struct vm_error *err)
 {
 	_cleanup_node_ struct vm_node *node = NULL;
 	const char *uuid = NULL;
 	bool force = false;
-	int timeout = 60, c, r;
+	int timeout = 60, r;
 
-	while (optind < argc) {
-		if ((c = getopt(argc, argv, "Ft:")) == -1) {
-			if (uuid)
-				return vmadm_usage_error("stop", err, "expected one UUID");
-			uuid = argv[optind++];
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *val;
+		char *end;
+
+		if (streq(a, "-F")) {
+			force = true;
 			continue;
 		}
-		if (c == 'F')
-			force = true;
-		else if (c == 't') {
-			char *end;
-			timeout = strtol(optarg, &end, 10);
-			if (*end || timeout < 0)
+		if (strncmp(a, "-t", 2) == 0) {
+			val = a[2] ? a + 2 : (i + 1 < argc ? argv[++i] : NULL);
+			if (!val)
+				return vmadm_usage_error("stop", err,
+							 "-t needs a number of seconds");
+			errno = 0;
+			timeout = strtol(val, &end, 10);
+			if (errno || !*val || *end || timeout < 0)
 				return vmadm_usage_error("stop", err, "-t: not a number of seconds: %s",
-							 optarg);
-		} else
-			return vmadm_usage_error("stop", err, "unknown option");
+							 val);
+			continue;
+		}
+		if (a[0] == '-' && a[1])
+			return vmadm_usage_error("stop", err, "unknown option %s", a);
+		if (uuid)
+			return vmadm_usage_error("stop", err, "expected one UUID");
+		uuid = a;
 	}
 	if (!uuid)
 		return vmadm_usage_error("stop", err, "expected one UUID");

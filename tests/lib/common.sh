@@ -34,7 +34,7 @@ t_cleanup() {
 		case "$pid" in '' | *[!0-9]*) continue ;; esac
 		# Only if that process really belongs to this test: its command
 		# line or cwd mentions $T.
-		if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "$T"; then
+		if { tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null | grep -q "$T"; then
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done

@@ -467,6 +467,15 @@ int kvm_start_vm(struct vm_node *node, json_t *vm, bool incoming, struct vm_erro
 	if (pid > 0)
 		return vm_error_setx(err, EBUSY, "start %s: already running (QEMU pid %d)", uuid,
 				     (int)pid);
+	/* Leftovers of a QEMU that died without stop are stale (it does not
+	 * run): gone before anything can fail, so a failed start leaves no
+	 * runtime file, not even an old one. */
+	run = kvm_run_path(node, uuid, NULL);
+	if (!run)
+		return vm_error_set(err, ENOMEM, "start %s", uuid);
+	r = fs_rm_rf(run, err);
+	if (r < 0)
+		return vm_error_prefix(err, "start %s", uuid);
 	r = check_disks(vm, uuid, err);
 	if (r < 0)
 		return r;
@@ -477,7 +486,6 @@ int kvm_start_vm(struct vm_node *node, json_t *vm, bool incoming, struct vm_erro
 	if (r < 0)
 		return vm_error_prefix(err, "start %s", uuid);
 
-	run = kvm_run_path(node, uuid, NULL);
 	qmp_path = kvm_run_path(node, uuid, "qmp.sock");
 	accel_path = kvm_run_path(node, uuid, "accel");
 	log_dir = vm_node_path(node, "log");
@@ -490,11 +498,7 @@ int kvm_start_vm(struct vm_node *node, json_t *vm, bool incoming, struct vm_erro
 				     "start %s: run directory %s is too long for unix socket paths",
 				     uuid, run);
 
-	/* Leftovers of a VM that died without stop are stale by now: the
-	 * caller checked that it does not run. */
-	r = fs_rm_rf(run, err);
-	if (r >= 0)
-		r = fs_mkdir_p(run, 0700, err);
+	r = fs_mkdir_p(run, 0700, err);
 	if (r >= 0)
 		r = fs_mkdir_p(log_dir, 0700, err);
 	if (r < 0)
@@ -587,6 +591,16 @@ static void kvm_runtime(struct vm_node *node, json_t *vm, struct vm_runtime *ret
 	ret->pid = pid;
 	ret->state = pid ? "running" : "stopped";
 	ret->zone_state = pid ? "running" : "installed";
+	ret->accel[0] = '\0';
+	if (pid) {
+		/* What kvm_start_vm() recorded: the accelerator QEMU runs with. */
+		_cleanup_free_ char *path = kvm_run_path(node, uuid, "accel"), *text = NULL;
+		struct vm_error ignore = { 0 };
+
+		if (path && fs_read_file(path, 64, &text, NULL, &ignore) >= 0 &&
+		    (streq(text, "kvm") || streq(text, "tcg")))
+			snprintf(ret->accel, sizeof(ret->accel), "%s", text);
+	}
 }
 
 static int kvm_stop(struct vm_node *node, json_t *vm, int timeout_secs, bool force,

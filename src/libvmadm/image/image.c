@@ -182,16 +182,30 @@ out:
 	return r;
 }
 
+/* Is an archive entry name absolute, or has it a ".." component? */
+static bool escapes_root(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (name[0] == '/')
+		return true;
+	for (const char *p = name; (p = strstr(p, "..")); p += 2)
+		if ((p == name || p[-1] == '/') && (p[2] == '\0' || p[2] == '/'))
+			return true;
+	return n == 0;
+}
+
 /* Unpack a tar archive of a root filesystem into dir, refusing absolute
  * paths, ".." and writes through symlinks. */
 static int unpack_tree(const char *file, const char *dir, struct vm_error *err)
 {
 	struct archive *a = archive_read_new(), *w = archive_write_disk_new();
 	struct archive_entry *entry;
+	/* No ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS: every entry is renamed
+	 * to dir/NAME, an absolute path; names are checked before that. */
 	int flags = ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_TIME |
 		    ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-		    ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-		    ARCHIVE_EXTRACT_SPARSE;
+		    ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SPARSE;
 	int r = 0, ar;
 
 	archive_read_support_filter_all(a);
@@ -203,25 +217,29 @@ static int unpack_tree(const char *file, const char *dir, struct vm_error *err)
 		goto out;
 	}
 	while ((ar = archive_read_next_header(a, &entry)) == ARCHIVE_OK) {
-		_cleanup_free_ char *path =
-			strdup_printf("%s/%s", dir, archive_entry_pathname(entry));
+		const char *name = archive_entry_pathname(entry);
 		const char *hl = archive_entry_hardlink(entry);
-		_cleanup_free_ char *hlpath = hl ? strdup_printf("%s/%s", dir, hl) : NULL;
+		_cleanup_free_ char *path = NULL, *hlpath = NULL;
 		const void *blk;
 		size_t sz;
 		la_int64_t off;
 
+		/* The SECURE flags would see our rewritten absolute names, so
+		 * absolute names and ".." are refused here, on the archive's. */
+		if (!name || escapes_root(name) || (hl && escapes_root(hl))) {
+			r = vm_error_setx(err, EINVAL, "image %s: entry \"%s\" escapes the root",
+					  file, name ? name : "(no name)");
+			goto out;
+		}
+		path = strdup_printf("%s/%s", dir, name);
+		hlpath = hl ? strdup_printf("%s/%s", dir, hl) : NULL;
+		if (!path || (hl && !hlpath)) {
+			r = vm_error_set(err, ENOMEM, "image %s", file);
+			goto out;
+		}
 		archive_entry_set_pathname(entry, path);
 		if (hlpath)
 			archive_entry_set_hardlink(entry, hlpath);
-		/* Absolute names and ".." are refused by the SECURE flags, which
-		 * look at the name as it was in the archive, so check it here. */
-		if (strstr(path + strlen(dir), "/../") ||
-		    (strlen(path) >= 3 && streq(path + strlen(path) - 3, "/.."))) {
-			r = vm_error_setx(err, EINVAL, "image %s: entry \"%s\" escapes the root",
-					  file, path + strlen(dir) + 1);
-			goto out;
-		}
 		if (archive_write_header(w, entry) < ARCHIVE_WARN) {
 			r = vm_error_setx(err, EIO, "image %s: unpack %s: %s", file,
 					  path + strlen(dir) + 1, archive_error_string(w));
@@ -371,6 +389,33 @@ int vm_image_get(struct vm_node *node, const char *uuid, json_t **ret, struct vm
 	return load_manifest(path, ret, err);
 }
 
+static int manifest_cmp(const void *a, const void *b)
+{
+	json_t *ma = *(json_t *const *)a, *mb = *(json_t *const *)b;
+	int c = strcmp(mstr(ma, "name"), mstr(mb, "name"));
+
+	if (c == 0)
+		c = strverscmp(mstr(ma, "version"), mstr(mb, "version"));
+	return c ? c : strcmp(mstr(ma, "uuid"), mstr(mb, "uuid"));
+}
+
+/* Sort by name, then version (1.10 after 1.9), then uuid. The manifests
+ * were checked at install, so these strings exist. */
+static void sort_manifests(json_t *list)
+{
+	size_t n = json_array_size(list);
+	_cleanup_free_ json_t **v = n ? calloc(n, sizeof(*v)) : NULL;
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < n; i++)
+		v[i] = json_incref(json_array_get(list, i));
+	qsort(v, n, sizeof(*v), manifest_cmp);
+	json_array_clear(list);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(list, v[i]);
+}
+
 int vm_image_list(struct vm_node *node, json_t **ret, struct vm_error *err)
 {
 	_cleanup_free_ char *dir = vm_node_path(node, "images");
@@ -395,6 +440,7 @@ int vm_image_list(struct vm_node *node, json_t **ret, struct vm_error *err)
 			return -err->code;
 		json_array_append_new(list, m);
 	}
+	sort_manifests(list);
 	*ret = TAKE_PTR(list);
 	return 0;
 }

@@ -364,7 +364,8 @@ int pool_list_snapdir(const char *snapdir,
 			goto out;
 		}
 	}
-	qsort(ents, n, sizeof(*ents), snap_cmp);
+	if (n > 1)
+		qsort(ents, n, sizeof(*ents), snap_cmp);
 	v = calloc(n + 1, sizeof(char *));
 	if (!v) {
 		r = vm_error_set(err, ENOMEM, "list snapshots");

@@ -62,11 +62,19 @@ int vm_autoboot_all(struct vm_node *node, json_t *log, struct vm_error *err)
 
 int vm_reconcile_states(struct vm_node *node, json_t *log, struct vm_error *err)
 {
-	_cleanup_json_ json_t *vms = NULL;
+	_cleanup_json_ json_t *vms = NULL, *notes = NULL;
 	json_t *vm;
 	size_t i;
-	int r = vm_store_list(node, &vms, err);
+	int r;
 
+	/* A create that died leaves a "provisioning" record (and maybe
+	 * datasets) that nothing else would remove while no command runs. */
+	r = vm_store_recover(node, &notes, err);
+	json_array_foreach(notes, i, vm)
+		json_array_append(log, vm);
+	if (r < 0)
+		return r;
+	r = vm_store_list(node, &vms, err);
 	if (r < 0)
 		return r;
 	json_array_foreach(vms, i, vm) {

@@ -19,5 +19,6 @@ int vm_autoboot_all(struct vm_node *node, json_t *log, struct vm_error *err);
 
 /* For each VM whose record says running but whose process is gone, record
  * it as stopped and append a line to *log. VMs locked by a command are
- * skipped (the command owns them). */
+ * skipped (the command owns them). First undoes creates and deletes whose
+ * command died (vm_store_recover()), as the next vmadm command would. */
 int vm_reconcile_states(struct vm_node *node, json_t *log, struct vm_error *err);

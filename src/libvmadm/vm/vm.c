@@ -648,11 +648,24 @@ int vm_start(struct vm_node *node, const char *uuid, struct vm_error *err)
 	if (streq(rt.state, "running"))
 		return vm_error_setx(err, EALREADY, "VM %s is already running", uuid);
 	r = ops->start(node, vm, err);
-	if (r < 0)
+	if (r < 0) {
+		/* Nothing runs (the start slot's promise). A start refused before
+		 * anything ran (a missing dataset: -ENOENT) leaves the VM stopped;
+		 * one whose hypervisor or container died on the way shows as
+		 * "failed", as on SmartOS, until the next start or stop. */
+		struct vm_error serr = { 0 };
+		if (r != -ENOENT) {
+			vm_record_set_stopped(vm);
+			json_object_set_new(vm, "state", json_string("failed"));
+			vm_store_save(node, vm, &serr);
+		} else if (streq(str(vm, "state") ? str(vm, "state") : "", "running")) {
+			vm_record_set_stopped(vm);
+			vm_store_save(node, vm, &serr);
+		}
 		return r;
+	}
 	json_object_set_new(vm, "state", json_string("running"));
 	json_object_set_new(vm, "zone_state", json_string("running"));
-	json_object_set_new(vm, "boot_timestamp", NULL);
 	{
 		char ts[32];
 		vm_timestamp_now(ts);
@@ -702,5 +715,14 @@ int vm_reboot(struct vm_node *node, const char *uuid, struct vm_error *err)
 	ops->runtime(node, vm, &rt);
 	if (!streq(rt.state, "running"))
 		return vm_error_setx(err, EINVAL, "VM %s is not running", uuid);
-	return ops->reboot(node, vm, err);
+	r = ops->reboot(node, vm, err);
+	if (r < 0)
+		return r;
+	/* The guest booted again: boot_timestamp says when, as on SmartOS. */
+	{
+		char ts[32];
+		vm_timestamp_now(ts);
+		json_object_set_new(vm, "boot_timestamp", json_string(ts));
+	}
+	return vm_store_save(node, vm, err);
 }
