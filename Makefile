@@ -25,6 +25,13 @@ check-unit: all
 check-integration: all
 	tests/run integration
 
+# Every bench/* script, each printing its results table (see BENCHMARKS.md).
+bench: all
+	@for b in bench/*; do \
+		[ -x "$$b" ] || continue; \
+		echo "== $$b"; BUILD=$(abspath $(BUILD)) "$$b" || exit 1; \
+	done
+
 images: all
 	images/build
 

@@ -36,7 +36,7 @@ struct stream_reader {
 	uint32_t version;
 	uint64_t features_req, features_opt;
 	enum reader_state state;
-	EVP_MD_CTX *stream_hash;
+	EVP_MD_CTX *stream_hash; /* headers and non-DS_DATA payloads before END */
 	EVP_MD_CTX *ds_hash;
 	ZSTD_DCtx *zd;
 
@@ -56,12 +56,16 @@ struct stream_reader {
 	char ds_full[128];
 	uint64_t ds_bytes, ds_count;
 	char **names;
+	struct hash_worker *hw; /* the dataset hash on a helper thread */
+	bool chunk_hashed;	/* the last DS_DATA payload is (being) added to ds_hash */
+	bool hash_pending;	/* the helper thread may still be reading r->payload */
 };
 
 void stream_reader_free(struct stream_reader *r)
 {
 	if (!r)
 		return;
+	hash_worker_free(r->hw);
 	EVP_MD_CTX_free(r->stream_hash);
 	EVP_MD_CTX_free(r->ds_hash);
 	ZSTD_freeDCtx(r->zd);
@@ -153,36 +157,6 @@ static const char *compressed_input_hint(const uint8_t *b, size_t n)
 	return "";
 }
 
-static int payload_limit(struct stream_reader *r, const struct stream_header *h, uint64_t *min,
-			 uint64_t *max)
-{
-	*min = 1;
-	switch (h->type) {
-	case STREAM_REC_BEGIN:
-		*min = 32;
-		*max = STREAM_BEGIN_MAX;
-		return 0;
-	case STREAM_REC_CONFIG:
-		*max = STREAM_CONFIG_MAX;
-		return 0;
-	case STREAM_REC_DS_BEGIN:
-		*max = STREAM_DS_BEGIN_MAX;
-		return 0;
-	case STREAM_REC_DS_DATA:
-		*max = STREAM_WIRE_MAX;
-		return 0;
-	case STREAM_REC_DS_END:
-		*min = *max = STREAM_DS_END_SIZE;
-		return 0;
-	case STREAM_REC_END:
-		*min = *max = STREAM_END_SIZE;
-		return 0;
-	}
-	*min = 0;
-	*max = STREAM_WIRE_MAX;
-	return -1;
-}
-
 /* Read the next record into r->h / r->payload, skipping unknown skippable
  * ones. Returns 1, 0 at end of input on a record boundary, or -errno. */
 static int read_record(struct stream_reader *r, struct vm_error *err)
@@ -197,6 +171,10 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 		size_t n = 0;
 		int k;
 
+		if (r->hash_pending) {
+			hash_worker_wait(r->hw);
+			r->hash_pending = false;
+		}
 		if (r->state == ST_FAILED)
 			return vm_error_setx(err, EIO, "stream: unusable after an earlier error");
 		r->rec_off = r->offset;
@@ -232,7 +210,7 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 				    "expected %llu%s",
 				    (unsigned long long)r->rec_off, (unsigned long long)h->seq,
 				    (unsigned long long)r->seq, where(r, w, sizeof(w)));
-		known = payload_limit(r, h, &min, &max) == 0;
+		known = stream_record_limits(h->type, &min, &max);
 		if (!known && !(h->flags & STREAM_FLAG_SKIPPABLE))
 			return fail(r, EPROTO,
 				    "record %llu at byte %llu has unknown type %u: the stream "
@@ -280,9 +258,21 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 				    "checksum mismatch in record %llu (type %s) at byte %llu%s",
 				    (unsigned long long)r->seq, stream_record_type_name(h->type),
 				    (unsigned long long)r->rec_off, where(r, w, sizeof(w)));
+		/* The stream hash binds every header (seq, CRC) and every payload
+		 * but DS_DATA's, whose bytes the dataset hash covers. */
 		if (h->type != STREAM_REC_END) {
 			EVP_DigestUpdate(r->stream_hash, hdr, sizeof(hdr));
-			EVP_DigestUpdate(r->stream_hash, r->payload, h->length);
+			if (h->type != STREAM_REC_DS_DATA)
+				EVP_DigestUpdate(r->stream_hash, r->payload, h->length);
+		}
+		/* An uncompressed chunk is its own data: its dataset hash on the
+		 * helper thread while the caller uses the chunk; waited for
+		 * before the payload buffer is reused (top of this function). */
+		r->chunk_hashed = h->type == STREAM_REC_DS_DATA && r->state == ST_DATA &&
+				  !(h->flags & STREAM_FLAG_ZSTD);
+		if (r->chunk_hashed) {
+			hash_worker_post(r->hw, r->ds_hash, r->payload, h->length);
+			r->hash_pending = true;
 		}
 		r->seq++;
 		if (known)
@@ -307,6 +297,8 @@ int stream_reader_open_prefix(int fd, const void *prefix, size_t prefix_len,
 	if (!r)
 		return vm_error_set(err, ENOMEM, "stream reader");
 	r->fd = fd;
+	stream_pipe_grow(fd);
+	r->hw = hash_worker_new(); /* NULL: hashes inline */
 	if (prefix_len > sizeof(r->prefix))
 		return vm_error_setx(err, EINVAL, "stream reader: prefix too long");
 	if (prefix_len)
@@ -475,6 +467,10 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 		r->ds.encoding = STREAM_ENC_TAR;
 	else if (streq(enc, "blocks") && r->ds.kind == STREAM_KIND_VOLUME)
 		r->ds.encoding = STREAM_ENC_BLOCKS;
+	else if (streq(enc, "blocks-delta") && r->ds.kind == STREAM_KIND_VOLUME)
+		r->ds.encoding = STREAM_ENC_BLOCKS_DELTA;
+	else if (streq(enc, "tar-delta") && r->ds.kind == STREAM_KIND_FILESYSTEM)
+		r->ds.encoding = STREAM_ENC_TAR_DELTA;
 	else
 		return fail(r, EPROTO,
 			    "DS_BEGIN record %llu at byte %llu: unknown encoding \"%s\" "
@@ -485,6 +481,11 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	if (!json_is_integer(v) || json_integer_value(v) < 0)
 		return bad("missing or negative \"size\"");
 	r->ds.size = (uint64_t)json_integer_value(v);
+	v = json_object_get(o, "used");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < 0))
+		return bad("invalid \"used\"");
+	r->ds.has_used = v != NULL;
+	r->ds.used = v ? (uint64_t)json_integer_value(v) : 0;
 	if (comp && !streq(comp, "none") && !streq(comp, "zstd"))
 		return bad("unknown \"compression\"");
 	if (!snap || !snapshot_name_ok(snap))
@@ -495,6 +496,9 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 		if (!from || !snapshot_name_ok(from))
 			return bad("invalid \"from_snapshot\"");
 	}
+	if (!from && (r->ds.encoding == STREAM_ENC_BLOCKS_DELTA ||
+		      r->ds.encoding == STREAM_ENC_TAR_DELTA))
+		return bad("a delta encoding without \"from_snapshot\"");
 #undef bad
 
 	free(r->snapshot);
@@ -619,6 +623,13 @@ int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret
 		return 0; /* the dataset has ended */
 	if (r->state != ST_DATA)
 		return vm_error_setx(err, EINVAL, "stream: no dataset to read");
+	if (r->cur_len > 0) {
+		/* what stream_read_data left of the last chunk comes first */
+		*ret_buf = r->cur;
+		*ret_len = r->cur_len;
+		r->cur_len = 0;
+		return 1;
+	}
 	k = read_record(r, err);
 	if (k < 0)
 		return k;
@@ -664,7 +675,8 @@ int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret
 			    (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off,
 			    r->ds_full, len, STREAM_CHUNK_MAX);
 	}
-	EVP_DigestUpdate(r->ds_hash, data, len);
+	if (!r->chunk_hashed)
+		EVP_DigestUpdate(r->ds_hash, data, len);
 	r->ds_bytes += len;
 	*ret_buf = data;
 	*ret_len = len;

@@ -58,6 +58,11 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const ui
 }
 #endif
 
+uint32_t stream_crc32c_portable(uint32_t crc, const void *buf, size_t len)
+{
+	return ~crc32c_sw(~crc, buf, len);
+}
+
 uint32_t stream_crc32c(uint32_t crc, const void *buf, size_t len)
 {
 	uint32_t c = ~crc;
@@ -115,6 +120,10 @@ const char *stream_encoding_name(enum stream_encoding enc)
 		return "tar";
 	case STREAM_ENC_BLOCKS:
 		return "blocks";
+	case STREAM_ENC_BLOCKS_DELTA:
+		return "blocks-delta";
+	case STREAM_ENC_TAR_DELTA:
+		return "tar-delta";
 	}
 	return "unknown";
 }

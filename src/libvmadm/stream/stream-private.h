@@ -37,6 +37,10 @@ static inline uint64_t get_le64(const uint8_t *p)
 
 #define STREAM_SHA256_LEN 32
 
+/* stream_crc32c without the SSE4.2 path: the byte-wise table (for tests
+ * that check both compute the same function). */
+uint32_t stream_crc32c_portable(uint32_t crc, const void *buf, size_t len);
+
 /* Read exactly len bytes of the current dataset's data; returns len, 0 when
  * the dataset ended before the first byte, or a negative errno (a dataset
  * ending inside the len bytes is an error naming what). */
@@ -51,3 +55,25 @@ const struct stream_dataset *stream_reader_current(const struct stream_reader *r
 /* The full name of the writer's current dataset ("zones/UUID-disk0"). */
 struct stream_writer;
 const char *stream_writer_dataset_name(const struct stream_writer *w);
+
+/* The extraction of stream_receive_tree (tree.c), for a pax archive that
+ * starts at the reader's position in the current dataset: extracts it
+ * under dir with the same checks, then reads the dataset to its DS_END.
+ * Shared with the "tar-delta" encoding (delta.c). */
+int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_error *err);
+
+/* The same entry-name check the tar receiver applies: relative, no ".."
+ * component, non-empty. ds names the dataset in the message. */
+int stream_entry_name_check(const char *ds, const char *name, struct vm_error *err);
+
+/* A helper thread that feeds one buffer to a SHA-256 context while the
+ * caller does something else (the other hash, the CRC, the write): the
+ * stream and dataset hashes cover the same bytes, and on a machine with a
+ * spare core they cost half the time side by side. Without a thread (it
+ * could not be started) post() hashes at once. The buffer must stay valid
+ * and unchanged until wait(). */
+struct hash_worker;
+struct hash_worker *hash_worker_new(void);
+void hash_worker_post(struct hash_worker *hw, void *md_ctx, const void *buf, size_t len);
+void hash_worker_wait(struct hash_worker *hw);
+void hash_worker_free(struct hash_worker *hw);

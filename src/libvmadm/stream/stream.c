@@ -3,11 +3,22 @@
 #include "stream/stream.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "util/fs.h"
 #include "util/macros.h"
+
+void stream_pipe_grow(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) &&
+	    fcntl(fd, F_GETPIPE_SZ) < (int)STREAM_CHUNK_MAX)
+		(void)fcntl(fd, F_SETPIPE_SZ, (int)STREAM_CHUNK_MAX);
+}
 
 int stream_pump_fd_to_records(struct stream_writer *w, int fd, struct vm_error *err)
 {

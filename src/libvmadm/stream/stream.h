@@ -103,6 +103,8 @@ enum stream_encoding {
 	STREAM_ENC_ZFS = 2,    /* `zfs send` output (reserved) */
 	STREAM_ENC_TAR = 3,    /* pax archive of a filesystem */
 	STREAM_ENC_BLOCKS = 4, /* (offset, length, data) block records of a volume */
+	STREAM_ENC_BLOCKS_DELTA = 5, /* blocks changed since from_snapshot, and zeroed ranges */
+	STREAM_ENC_TAR_DELTA = 6,    /* deletions, then a pax archive of what changed */
 };
 
 /* What DS_BEGIN says about a dataset. Strings are owned by whoever filled
@@ -111,6 +113,8 @@ struct stream_dataset {
 	char name[STREAM_NAME_MAX + 1]; /* relative to zones/UUID: "", "/data", "-disk0" */
 	enum stream_ds_kind kind;
 	uint64_t size; /* volume size; for a filesystem, space used (hint) */
+	uint64_t used; /* bytes the dataset takes at the sender, when has_used */
+	bool has_used; /* writer: send "used"; reader: the stream had it */
 	enum stream_encoding encoding;
 	const char *snapshot;	   /* short snapshot name, required */
 	const char *from_snapshot; /* NULL for a full stream */
@@ -130,6 +134,11 @@ int stream_dataset_name_check(const char *uuid, const char *rel, struct vm_error
 
 /* "zones/UUID" + rel into out (size >= 6 + 36 + STREAM_NAME_MAX + 1). */
 void stream_dataset_full_name(const char *uuid, const char *rel, char *out, size_t size);
+
+/* If fd is a pipe, make its buffer 1 MiB (one chunk; the default 64 KiB makes
+ * the processes on both ends take turns instead of running together). Best
+ * effort: failures are ignored. The writer and reader do this to their fd. */
+void stream_pipe_grow(int fd);
 
 /* ---- writer ---- */
 
@@ -204,7 +213,8 @@ const char *stream_reader_uuid(const struct stream_reader *r);
 int stream_next_dataset(struct stream_reader *r, const struct stream_dataset **ret,
 			struct vm_error *err);
 
-/* Next chunk of the current dataset's data, decompressed and checked: 1 with
+/* Next chunk of the current dataset's data, decompressed and checked (after
+ * stream_read_data calls: first what they left of the last chunk): 1 with
  * *ret_buf and *ret_len (1..1 MiB bytes, valid until the next reader call), 0
  * after the dataset's DS_END record (count and hash checked). A failure to
  * read or check names the dataset. */
@@ -274,3 +284,113 @@ int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, c
  * extraction through symlinks. On failure what was extracted stays; the
  * caller destroys the dataset. */
 int stream_receive_tree(struct stream_reader *r, const char *dir, struct vm_error *err);
+
+/* ---- raw records (inspection and test tools: vmadm-stream) ---- */
+
+/* A record as stored, read without interpreting it. The raw reader checks
+ * only what it needs to go on safely: header CRC and seq are reported, not
+ * enforced, and a payload is read only when its length is within the
+ * largest limit of any record type (16 MiB). */
+struct stream_raw_record {
+	struct stream_header h;
+	uint64_t offset;     /* byte offset of the header in the input */
+	size_t header_len;   /* header bytes read: 32, fewer when the input ended inside it */
+	bool header_ok;	     /* header CRC matches */
+	bool length_ok;	     /* length within the limit of its type (payload then read) */
+	bool complete;	     /* the whole payload was read (false: input ended inside it) */
+	bool payload_ok;     /* complete and payload CRC matches */
+	const uint8_t *payload; /* payload_len bytes, valid until the next call */
+	size_t payload_len;
+};
+
+struct stream_raw_reader;
+
+/* Read records from fd (not owned). */
+int stream_raw_reader_open(int fd, struct stream_raw_reader **ret, struct vm_error *err);
+
+/* Next record: 1 with *rec filled (check its *_ok fields), 0 at end of
+ * input on a record boundary, -errno on a read error. After a record that is
+ * not header_ok, length_ok and complete the reader cannot find the next one:
+ * further calls return -EPROTO. A header cut short by the end of input gives
+ * 1 with header_len < 32 and nothing else set. */
+int stream_raw_next(struct stream_raw_reader *r, struct stream_raw_record *rec,
+		    struct vm_error *err);
+
+/* The stream hash of everything before the last record's header (what an
+ * END record there must carry): SHA-256 of every header and every payload
+ * but DS_DATA's. */
+void stream_raw_reader_hash(struct stream_raw_reader *r, uint8_t out[32]);
+
+/* Bytes read from fd so far. */
+uint64_t stream_raw_reader_bytes(const struct stream_raw_reader *r);
+
+void stream_raw_reader_free(struct stream_raw_reader *r);
+static inline void stream_raw_reader_freep(struct stream_raw_reader **r)
+{
+	stream_raw_reader_free(*r);
+}
+#define _cleanup_stream_raw_reader_ __attribute__((cleanup(stream_raw_reader_freep)))
+
+/* Payload limits of a record type (docs/stream-format.md, section 2): false
+ * for an unknown type (min 0, max 4 MiB: a skippable record's limit). */
+bool stream_record_limits(uint32_t type, uint64_t *ret_min, uint64_t *ret_max);
+
+struct stream_raw_writer;
+
+/* Write records to fd (not owned), keeping the stream hash. */
+int stream_raw_writer_open(int fd, struct stream_raw_writer **ret, struct vm_error *err);
+
+/* Write a header and len bytes of payload, computing both CRCs. h->length
+ * is written as given, so that a tool can forge a header whose length
+ * differs from the payload; h->seq too. */
+int stream_raw_write(struct stream_raw_writer *w, struct stream_header *h, const void *payload,
+		     size_t len, struct vm_error *err);
+
+/* The stream hash of everything written so far (what an END record written
+ * next must carry): SHA-256 of every header and every payload but DS_DATA's. */
+void stream_raw_writer_hash(struct stream_raw_writer *w, uint8_t out[32]);
+
+void stream_raw_writer_free(struct stream_raw_writer *w);
+static inline void stream_raw_writer_freep(struct stream_raw_writer **w)
+{
+	stream_raw_writer_free(*w);
+}
+#define _cleanup_stream_raw_writer_ __attribute__((cleanup(stream_raw_writer_freep)))
+
+/* ---- incremental (delta) encodings, docs/stream-format.md section 3 ---- */
+
+/* Send volume image new_path (snapshot ds->snapshot) as a "blocks-delta"
+ * against old_path (the same volume at ds->from_snapshot, required): the
+ * blocks that differ, and zero records for ranges that became zero.
+ * Unchanged ranges are found without reading them where the filesystem
+ * shares extents between the two files (sparse_changed_ranges); the rest is
+ * compared 64 KiB at a time. *ret_shared (may be NULL) gets the bytes
+ * skipped unread. Writes DS_BEGIN..DS_END. */
+int stream_send_volume_delta(struct stream_writer *w, const struct stream_dataset *ds,
+			     const char *old_path, const char *new_path, uint64_t *ret_shared,
+			     struct vm_error *err);
+
+/* Apply the current dataset ("blocks-delta") to the existing image at path,
+ * which must hold the volume as of from_snapshot: resize it to ds->size,
+ * write the blocks, punch the zero ranges, fsync. On failure path is
+ * half-updated: the caller restores it from its snapshot. */
+int stream_receive_volume_delta(struct stream_reader *r, const char *path,
+				struct vm_error *err);
+
+/* Send the tree new_dir (snapshot ds->snapshot) as a "tar-delta" against
+ * old_dir (ds->from_snapshot): the paths that exist in old_dir but not (or
+ * with another file type) in new_dir, then a pax archive of the root, of
+ * every entry whose type, mode, owner, size, mtime, link count, device or
+ * symlink target differ, and of the directories above them (so their
+ * times come out right). skip_names as for stream_send_tree. */
+int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset *ds,
+			   const char *old_dir, const char *new_dir,
+			   const char *const *skip_names, struct vm_error *err);
+
+/* Apply the current dataset ("tar-delta") to dir, which must hold the tree
+ * as of from_snapshot: remove the deleted paths (never through a symlink,
+ * never the root, never a top-level name in skip_names, i.e. a child
+ * dataset), then extract the archive as stream_receive_tree does. On
+ * failure dir is half-updated: the caller restores it. */
+int stream_receive_tree_delta(struct stream_reader *r, const char *dir,
+			      const char *const *skip_names, struct vm_error *err);

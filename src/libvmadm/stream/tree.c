@@ -287,6 +287,11 @@ static int entry_name_check(const char *ds, const char *name, struct vm_error *e
 	return 0;
 }
 
+int stream_entry_name_check(const char *ds, const char *name, struct vm_error *err)
+{
+	return entry_name_check(ds, name, err);
+}
+
 static bool is_root_name(const char *name)
 {
 	return streq(name, ".") || streq(name, "./");
@@ -305,6 +310,16 @@ static int receive_error(struct vm_error *err, struct tree_in *t, struct archive
 int stream_receive_tree(struct stream_reader *r, const char *dir, struct vm_error *err)
 {
 	const struct stream_dataset *ds = stream_reader_current(r);
+
+	if (!ds || ds->kind != STREAM_KIND_FILESYSTEM || ds->encoding != STREAM_ENC_TAR)
+		return vm_error_setx(err, EINVAL,
+				     "receive %s: not a filesystem in the tar encoding",
+				     ds ? stream_reader_dataset_name(r) : "(no dataset)");
+	return stream_tree_extract(r, dir, err);
+}
+
+int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_error *err)
+{
 	const char *dsname = stream_reader_dataset_name(r);
 	_cleanup_(archive_read_freep) struct archive *in = NULL;
 	_cleanup_(archive_write_freep) struct archive *ext = NULL;
@@ -317,10 +332,6 @@ int stream_receive_tree(struct stream_reader *r, const char *dir, struct vm_erro
 			  ARCHIVE_EXTRACT_SPARSE;
 	int k;
 
-	if (!ds || ds->kind != STREAM_KIND_FILESYSTEM || ds->encoding != STREAM_ENC_TAR)
-		return vm_error_setx(err, EINVAL,
-				     "receive %s: not a filesystem in the tar encoding",
-				     ds ? dsname : "(no dataset)");
 	/* No symlink in the prefix, so that SECURE_SYMLINKS judges only what
 	 * the archive makes; entries are extracted as ROOT/NAME (never
 	 * relative to the process's cwd, which is not ours to change). */

@@ -20,10 +20,11 @@ struct stream_writer {
 	unsigned flags;
 	uint64_t seq;
 	uint64_t bytes;
-	EVP_MD_CTX *stream_hash; /* every byte written before END */
+	EVP_MD_CTX *stream_hash; /* what END covers: headers, non-DS_DATA payloads */
 	EVP_MD_CTX *ds_hash;	 /* the current dataset's data */
 	ZSTD_CCtx *zc;
 	uint8_t *chunk; /* pending data of the current dataset */
+	uint8_t *spare; /* the other chunk buffer: the helper thread may be hashing it */
 	size_t chunk_len;
 	uint8_t *zbuf;
 	size_t zbuf_size;
@@ -33,14 +34,13 @@ struct stream_writer {
 	uint64_t ds_bytes;
 	uint64_t ds_count;
 	char **names; /* datasets written, to refuse duplicates */
+	struct hash_worker *hw; /* the dataset hash on a helper thread */
 };
 
 static int write_bytes(struct stream_writer *w, const void *buf, size_t len, struct vm_error *err)
 {
 	int r;
 
-	if (!w->finished)
-		EVP_DigestUpdate(w->stream_hash, buf, len);
 	r = fs_write_all(w->fd, buf, len);
 	if (r < 0) {
 		w->broken = true;
@@ -71,6 +71,13 @@ static int write_record(struct stream_writer *w, uint32_t type, uint32_t flags, 
 	if (w->broken)
 		return vm_error_setx(err, EIO, "write stream: an earlier write failed");
 	stream_header_encode(&h, hdr);
+	/* The stream hash binds every header (seq, CRC) and every payload but
+	 * DS_DATA's, whose bytes the dataset hash covers already. */
+	if (!w->finished) {
+		EVP_DigestUpdate(w->stream_hash, hdr, sizeof(hdr));
+		if (type != STREAM_REC_DS_DATA)
+			EVP_DigestUpdate(w->stream_hash, payload, len);
+	}
 	r = write_bytes(w, hdr, sizeof(hdr), err);
 	if (r < 0)
 		return r;
@@ -87,10 +94,12 @@ void stream_writer_free(struct stream_writer *w)
 {
 	if (!w)
 		return;
+	hash_worker_free(w->hw);
 	EVP_MD_CTX_free(w->stream_hash);
 	EVP_MD_CTX_free(w->ds_hash);
 	ZSTD_freeCCtx(w->zc);
 	free(w->chunk);
+	free(w->spare);
 	free(w->zbuf);
 	strv_free(w->names);
 	free(w);
@@ -106,11 +115,14 @@ int stream_writer_open(int fd, unsigned flags, struct stream_writer **ret, struc
 		return vm_error_set(err, ENOMEM, "stream writer");
 	w->fd = fd;
 	w->flags = flags;
+	stream_pipe_grow(fd);
+	w->hw = hash_worker_new(); /* NULL: hashes inline */
 	w->stream_hash = EVP_MD_CTX_new();
 	w->ds_hash = EVP_MD_CTX_new();
 	w->chunk = malloc(STREAM_CHUNK_MAX);
+	w->spare = malloc(STREAM_CHUNK_MAX);
 	w->names = calloc(1, sizeof(char *));
-	if (!w->stream_hash || !w->ds_hash || !w->chunk || !w->names)
+	if (!w->stream_hash || !w->ds_hash || !w->chunk || !w->spare || !w->names)
 		return vm_error_set(err, ENOMEM, "stream writer");
 	if (EVP_DigestInit_ex(w->stream_hash, EVP_sha256(), NULL) != 1)
 		return vm_error_setx(err, EIO, "stream writer: SHA-256 unavailable");
@@ -191,6 +203,9 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
 		      stream_encoding_name(ds->encoding), "compression",
 		      (w->flags & STREAM_WRITE_ZSTD) ? "zstd" : "none", "snapshot", ds->snapshot,
 		      "from_snapshot", ds->from_snapshot);
+	if (o && ds->has_used &&
+	    json_object_set_new(o, "used", json_integer((json_int_t)ds->used)) < 0)
+		o = (json_decref(o), NULL);
 	if (!o)
 		return vm_error_setx(err, EINVAL, "stream: dataset \"%s\": cannot encode",
 				     ds->name);
@@ -221,15 +236,40 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
 	return 0;
 }
 
+static int flush_record(struct stream_writer *w, size_t len, struct vm_error *err);
+
+/* Write the pending chunk as a DS_DATA record and add it to the dataset
+ * hash. The hash runs on the helper thread while this one compresses,
+ * computes the CRC, writes, and then fills the spare buffer with the next
+ * chunk (post() waits for the previous job, so a buffer is never refilled
+ * while it is hashed); stream_end_dataset waits for the last one. */
 static int flush_chunk(struct stream_writer *w, struct vm_error *err)
 {
-	const void *payload = w->chunk;
 	size_t len = w->chunk_len;
-	uint32_t flags = 0;
+	uint8_t *t;
 	int r;
 
 	if (len == 0)
 		return 0;
+	hash_worker_post(w->hw, w->ds_hash, w->chunk, len);
+	r = flush_record(w, len, err);
+	if (r < 0) {
+		hash_worker_wait(w->hw);
+		return r;
+	}
+	t = w->chunk;
+	w->chunk = w->spare;
+	w->spare = t;
+	w->chunk_len = 0;
+	return 0;
+}
+
+static int flush_record(struct stream_writer *w, size_t len, struct vm_error *err)
+{
+	const void *payload = w->chunk;
+	uint32_t flags = 0;
+	int r;
+
 	if (w->zc) {
 		size_t z = ZSTD_compress2(w->zc, w->zbuf, w->zbuf_size, w->chunk, len);
 
@@ -245,7 +285,6 @@ static int flush_chunk(struct stream_writer *w, struct vm_error *err)
 	r = write_record(w, STREAM_REC_DS_DATA, flags, payload, len, err);
 	if (r < 0)
 		return vm_error_prefix(err, "send %s", w->ds_full);
-	w->chunk_len = 0;
 	return 0;
 }
 
@@ -256,8 +295,7 @@ int stream_write_data(struct stream_writer *w, const void *buf, size_t len, stru
 
 	if (!w->in_dataset)
 		return vm_error_setx(err, EINVAL, "stream: data written outside a dataset");
-	EVP_DigestUpdate(w->ds_hash, buf, len);
-	w->ds_bytes += len;
+	w->ds_bytes += len; /* hashed chunk by chunk in flush_chunk */
 	while (len > 0) {
 		size_t n = STREAM_CHUNK_MAX - w->chunk_len;
 
@@ -287,6 +325,7 @@ int stream_end_dataset(struct stream_writer *w, struct vm_error *err)
 	r = flush_chunk(w, err);
 	if (r < 0)
 		return r;
+	hash_worker_wait(w->hw);
 	put_le64(end, w->ds_bytes);
 	EVP_DigestFinal_ex(w->ds_hash, end + 8, &mdlen);
 	r = write_record(w, STREAM_REC_DS_END, 0, end, sizeof(end), err);
