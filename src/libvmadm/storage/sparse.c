@@ -5,10 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/param.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -274,5 +276,235 @@ int sparse_copy_tree(const char *src, const char *dst,
 	copy_ctx_done(&c);
 	if (r < 0)
 		fs_rm_rf(dst, &e2);
+	return r;
+}
+
+/* ---- incremental sends ---- */
+
+struct sparse_extent {
+	uint64_t logical, physical, length;
+};
+
+/* The file's extents from FIEMAP (after a sync), only those whose physical
+ * address means something for sharing. -EOPNOTSUPP where there is no
+ * FIEMAP. */
+static int fiemap_extents(int fd, struct sparse_extent **ret, size_t *ret_n)
+{
+	enum { BATCH = 256 };
+	const uint32_t unusable = FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC |
+				  FIEMAP_EXTENT_DATA_INLINE | FIEMAP_EXTENT_DATA_TAIL |
+				  FIEMAP_EXTENT_NOT_ALIGNED | FIEMAP_EXTENT_ENCODED;
+	_cleanup_free_ struct fiemap *fm = NULL;
+	_cleanup_free_ struct sparse_extent *v = NULL;
+	size_t n = 0, cap = 0;
+	uint64_t start = 0;
+	bool last = false;
+
+	fm = calloc(1, sizeof(*fm) + BATCH * sizeof(struct fiemap_extent));
+	if (!fm)
+		return -ENOMEM;
+	while (!last) {
+		memset(fm, 0, sizeof(*fm));
+		fm->fm_start = start;
+		fm->fm_length = FIEMAP_MAX_OFFSET - start;
+		fm->fm_flags = FIEMAP_FLAG_SYNC;
+		fm->fm_extent_count = BATCH;
+		if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0)
+			return errno == ENOTTY || errno == EINVAL ? -EOPNOTSUPP : -errno;
+		if (fm->fm_mapped_extents == 0)
+			break;
+		for (uint32_t i = 0; i < fm->fm_mapped_extents; i++) {
+			struct fiemap_extent *e = &fm->fm_extents[i];
+			if (e->fe_flags & FIEMAP_EXTENT_LAST)
+				last = true;
+			start = e->fe_logical + e->fe_length;
+			if ((e->fe_flags & unusable) || e->fe_physical == 0)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct sparse_extent *nv = realloc(v, nc * sizeof(*nv));
+				if (!nv)
+					return -ENOMEM;
+				v = nv;
+				cap = nc;
+			}
+			v[n++] = (struct sparse_extent){ e->fe_logical, e->fe_physical,
+							 e->fe_length };
+		}
+	}
+	*ret = TAKE_PTR(v);
+	*ret_n = n;
+	return 0;
+}
+
+/* The extent of v (sorted, not overlapping) holding byte off, or NULL. */
+static const struct sparse_extent *extent_at(const struct sparse_extent *v, size_t n, uint64_t off)
+{
+	size_t lo = 0, hi = n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (off < v[mid].logical)
+			hi = mid;
+		else if (off >= v[mid].logical + v[mid].length)
+			lo = mid + 1;
+		else
+			return &v[mid];
+	}
+	return NULL;
+}
+
+/* Do both files map every byte of [off, off + len) to the same place? */
+static bool same_blocks(const struct sparse_extent *a, size_t na, const struct sparse_extent *b,
+			size_t nb, uint64_t off, uint64_t len)
+{
+	uint64_t end = off + len;
+
+	while (off < end) {
+		const struct sparse_extent *x = extent_at(a, na, off), *y = extent_at(b, nb, off);
+		uint64_t step;
+
+		if (!x || !y || x->physical + (off - x->logical) != y->physical + (off - y->logical))
+			return false;
+		step = MIN(x->logical + x->length, y->logical + y->length);
+		off = MIN(step, end);
+	}
+	return true;
+}
+
+struct range {
+	uint64_t start, end;
+};
+
+/* Append fd's data ranges within [0, limit), grain-aligned outward, to
+ * *v. */
+static int data_ranges(int fd, uint64_t limit, uint64_t size, struct range **v, size_t *n,
+		       size_t *cap)
+{
+	off_t pos = 0, s, e;
+	int r = 0;
+
+	while ((uint64_t)pos < limit && (r = sparse_next_data(fd, pos, &s, &e)) > 0) {
+		uint64_t a = (uint64_t)s / SPARSE_DIFF_GRAIN * SPARSE_DIFF_GRAIN;
+		uint64_t b = MIN((uint64_t)e, limit);
+
+		if (a >= b)
+			break;
+		b = MIN((b + SPARSE_DIFF_GRAIN - 1) / SPARSE_DIFF_GRAIN * SPARSE_DIFF_GRAIN, size);
+		if (*n == *cap) {
+			size_t nc = *cap ? *cap * 2 : 64;
+			struct range *nv = realloc(*v, nc * sizeof(**v));
+			if (!nv)
+				return -ENOMEM;
+			*v = nv;
+			*cap = nc;
+		}
+		(*v)[(*n)++] = (struct range){ a, b };
+		pos = e;
+	}
+	return r < 0 ? r : 0;
+}
+
+static int range_cmp(const void *x, const void *y)
+{
+	const struct range *a = x, *b = y;
+	return a->start < b->start ? -1 : a->start > b->start;
+}
+
+int sparse_changed_ranges(int old_fd, int new_fd, uint64_t size,
+			  int (*fn)(uint64_t start, uint64_t end, void *ud), void *ud,
+			  uint64_t *ret_shared, struct vm_error *err)
+{
+	_cleanup_free_ struct range *v = NULL;
+	_cleanup_free_ struct sparse_extent *xa = NULL, *xb = NULL;
+	size_t n = 0, cap = 0, na = 0, nb = 0, k = 0;
+	uint64_t shared = 0, run_start = 0, run_end = 0;
+	bool fiemap = false;
+	struct stat ost;
+	int r;
+
+	if (fstat(old_fd, &ost) < 0)
+		return vm_error_set(err, errno, "stat the base snapshot");
+	r = data_ranges(new_fd, size, size, &v, &n, &cap);
+	if (r >= 0)
+		r = data_ranges(old_fd, MIN((uint64_t)ost.st_size, size), size, &v, &n, &cap);
+	if (r < 0)
+		return vm_error_set(err, r, "find the data of the volume");
+	qsort(v, n, sizeof(*v), range_cmp);
+	/* merge into a union */
+	for (size_t i = 0; i < n; i++) {
+		if (k > 0 && v[i].start <= v[k - 1].end)
+			v[k - 1].end = MAX(v[k - 1].end, v[i].end);
+		else
+			v[k++] = v[i];
+	}
+	n = k;
+	if (fiemap_extents(old_fd, &xa, &na) >= 0 && fiemap_extents(new_fd, &xb, &nb) >= 0)
+		fiemap = na > 0 && nb > 0;
+
+	for (size_t i = 0; i < n; i++) {
+		for (uint64_t g = v[i].start; g < v[i].end;) {
+			uint64_t ge = MIN(g + SPARSE_DIFF_GRAIN, v[i].end);
+
+			if (fiemap && ge <= (uint64_t)ost.st_size &&
+			    same_blocks(xa, na, xb, nb, g, ge - g)) {
+				shared += ge - g;
+			} else if (run_end == g && run_end > run_start) {
+				run_end = ge;
+			} else {
+				if (run_end > run_start && (r = fn(run_start, run_end, ud)) < 0)
+					return r;
+				run_start = g;
+				run_end = ge;
+			}
+			g = ge;
+		}
+	}
+	if (run_end > run_start && (r = fn(run_start, run_end, ud)) < 0)
+		return r;
+	if (ret_shared)
+		*ret_shared = shared;
+	return 0;
+}
+
+int sparse_reset_tree(const char *src, const char *dst,
+		      bool (*skip)(int dirfd, const char *name, const struct stat *st),
+		      struct vm_error *err)
+{
+	struct copy_ctx c = { .skip = skip };
+	_cleanup_closedir_ DIR *d = NULL;
+	struct stat sst, dst_st;
+	struct dirent *de;
+	int r;
+
+	if (lstat(src, &sst) < 0)
+		return vm_error_set(err, errno, "stat %s", src);
+	if (!S_ISDIR(sst.st_mode))
+		return vm_error_setx(err, ENOTDIR, "reset %s: %s is not a directory", dst, src);
+	d = opendir(dst);
+	if (!d || fstat(dirfd(d), &dst_st) < 0)
+		return vm_error_set(err, errno, "open %s", dst);
+	while ((errno = 0, de = readdir(d))) {
+		_cleanup_free_ char *p = NULL;
+		struct stat st;
+
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			return vm_error_set(err, errno, "stat %s/%s", dst, de->d_name);
+		if (S_ISDIR(st.st_mode) &&
+		    (st.st_dev != dst_st.st_dev || (skip && skip(dirfd(d), de->d_name, &st))))
+			continue;
+		p = strdup_printf("%s/%s", dst, de->d_name);
+		if (!p)
+			return vm_error_set(err, ENOMEM, "reset %s", dst);
+		r = fs_rm_rf(p, err);
+		if (r < 0)
+			return r;
+	}
+	if (errno)
+		return vm_error_set(err, errno, "read %s", dst);
+	r = copy_dir(&c, src, dst, &sst, true, err);
+	copy_ctx_done(&c);
 	return r;
 }

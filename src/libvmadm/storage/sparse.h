@@ -32,3 +32,32 @@ int sparse_copy_fd(int in_fd, int out_fd, const char *what, struct vm_error *err
 int sparse_copy_tree(const char *src, const char *dst,
 		     bool (*skip)(int dirfd, const char *name, const struct stat *st),
 		     struct vm_error *err);
+
+/* ---- incremental sends (migrate/incremental.c) ---- */
+
+#include <stdint.h>
+
+/* The grain of change detection: ranges handed out are multiples of it
+ * (except where they end at the file's size). */
+#define SPARSE_DIFF_GRAIN (64u << 10)
+
+/* Call fn(start, end, ud) in ascending order for the ranges of [0, size)
+ * where the file new_fd may differ from old_fd (an earlier snapshot of the
+ * same volume): every range where either file has data, except the parts
+ * that both files map to the same physical extents (FIEMAP), which are
+ * unchanged, as between a reflinked copy or a btrfs snapshot and its
+ * source. Where FIEMAP says nothing (ext4 copies, tmpfs) every data range is
+ * handed out and the caller compares contents. Bytes of old_fd past its
+ * size count as zeros. *ret_shared (may be NULL) gets the data bytes found
+ * shared, i.e. not handed out. fn returning < 0 stops with that value. */
+int sparse_changed_ranges(int old_fd, int new_fd, uint64_t size,
+			  int (*fn)(uint64_t start, uint64_t end, void *ud), void *ud,
+			  uint64_t *ret_shared, struct vm_error *err);
+
+/* Make the existing directory dst hold what the directory src holds:
+ * remove its entries (except subdirectories for which skip() is true and
+ * mount points of other filesystems, i.e. child datasets), then copy src's
+ * entries as sparse_copy_tree does, and src's modes and times onto dst. */
+int sparse_reset_tree(const char *src, const char *dst,
+		      bool (*skip)(int dirfd, const char *name, const struct stat *st),
+		      struct vm_error *err);

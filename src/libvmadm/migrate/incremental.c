@@ -1,0 +1,815 @@
+/* SPDX-License-Identifier: MIT */
+/* Incremental migration: passes, the held receive, the stop rule
+ * (migrate/incremental.h). */
+#include "migrate/incremental.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lxc/lxccontainer.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "brand/brand.h"
+#include "brand/kvm.h"
+#include "migrate/journal.h"
+#include "migrate/migrate-private.h"
+#include "migrate/pump.h"
+#include "storage/pool-private.h"
+#include "storage/sparse.h"
+#include "stream/stream.h"
+#include "util/fault.h"
+#include "util/fs.h"
+#include "util/macros.h"
+#include "util/uuid.h"
+#include "vm/store.h"
+#include "vm/vm.h"
+
+static const char *jstr(json_t *o, const char *k)
+{
+	return json_string_value(json_object_get(o, k));
+}
+
+/* ---- the stop rule ---- */
+
+static const char *fmt_bytes(uint64_t b, char buf[32])
+{
+	if (b >= (1ull << 30))
+		snprintf(buf, 32, "%.1f GiB", b / 1073741824.0);
+	else if (b >= (1ull << 20))
+		snprintf(buf, 32, "%.1f MiB", b / 1048576.0);
+	else if (b >= 1024)
+		snprintf(buf, 32, "%.1f KiB", b / 1024.0);
+	else
+		snprintf(buf, 32, "%llu B", (unsigned long long)b);
+	return buf;
+}
+
+bool vm_incr_should_stop(const struct vm_incr_pass *passes, size_t n,
+			 const struct vm_incr_rule *rule, const char **ret_why)
+{
+	static __thread char why[256];
+	unsigned target = rule && rule->downtime_target_ms ? rule->downtime_target_ms
+							   : VM_INCR_DEFAULT_DOWNTIME_MS;
+	unsigned max = rule && rule->max_passes ? rule->max_passes : VM_INCR_DEFAULT_MAX_PASSES;
+	const struct vm_incr_pass *last;
+	char b1[32], b2[32], b3[32];
+	double rate, need_ms, total_b = 0, total_s = 0;
+	bool stop;
+
+	if (n == 0 || !passes) {
+		snprintf(why, sizeof(why), "no pass made yet");
+		stop = false;
+		goto out;
+	}
+	last = &passes[n - 1];
+	/* the link's rate, measured over every pass so far (pass 1, the big
+	 * one, weighs most) */
+	for (size_t i = 0; i < n; i++) {
+		total_b += passes[i].bytes;
+		total_s += passes[i].seconds > 0 ? passes[i].seconds : 0;
+	}
+	if (total_s <= 0) {
+		snprintf(why, sizeof(why), "pass %zu (%s) took no measurable time", n,
+			 fmt_bytes(last->bytes, b1));
+		stop = true;
+		goto out;
+	}
+	rate = total_b / total_s;
+	need_ms = rate > 0 ? last->bytes / rate * 1000.0 : 0;
+	/* the final pass sends about as much as the last one did */
+	if (last->bytes == 0 || need_ms <= target) {
+		snprintf(why, sizeof(why),
+			 "pass %zu moved %s, which takes about %.0f ms at %s/s: within the "
+			 "downtime target of %u ms",
+			 n, fmt_bytes(last->bytes, b1), need_ms, fmt_bytes((uint64_t)rate, b2),
+			 target);
+		stop = true;
+	} else if (n >= max) {
+		snprintf(why, sizeof(why),
+			 "reached the maximum of %u passes (pass %zu moved %s, about %.0f ms at "
+			 "%s/s)",
+			 max, n, fmt_bytes(last->bytes, b1), need_ms,
+			 fmt_bytes((uint64_t)rate, b2));
+		stop = true;
+	} else if (n >= 2 && last->bytes >= passes[n - 2].bytes) {
+		snprintf(why, sizeof(why),
+			 "the delta stopped shrinking (pass %zu moved %s, pass %zu %s): the guest "
+			 "writes as fast as we send",
+			 n, fmt_bytes(last->bytes, b1), n - 1, fmt_bytes(passes[n - 2].bytes, b3));
+		stop = true;
+	} else {
+		snprintf(why, sizeof(why),
+			 "pass %zu moved %s, about %.0f ms at %s/s: more than the downtime target "
+			 "of %u ms, another pass",
+			 n, fmt_bytes(last->bytes, b1), need_ms, fmt_bytes((uint64_t)rate, b2),
+			 target);
+		stop = false;
+	}
+out:
+	if (ret_why)
+		*ret_why = why;
+	return stop;
+}
+
+/* ---- source side ---- */
+
+void vm_incr_snapshot_name(unsigned pass, char *buf, size_t size)
+{
+	snprintf(buf, size, VM_INCR_SNAP_PREFIX "%u-%lld-%d", pass, (long long)time(NULL),
+		 getpid());
+}
+
+static void drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(names, i, x) {
+		struct vm_error e = {0};
+		vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
+	}
+}
+
+static void lxc_putp(struct lxc_container **c)
+{
+	if (*c)
+		lxc_container_put(*c);
+}
+
+int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *name,
+			 struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL;
+	_cleanup_(qmp_closep) struct qmp *q = NULL;
+	_cleanup_(lxc_putp) struct lxc_container *c = NULL;
+	_cleanup_close_ int lock = -1;
+	const struct vm_brand_ops *ops;
+	struct vm_runtime rt = {.state = "stopped"};
+	struct vm_pool *pool;
+	const char *brand;
+	bool paused = false, frozen = false;
+	size_t i, taken = 0;
+	json_t *x;
+	int r = 0;
+
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	brand = jstr(vm, "brand");
+	ops = vm_brand_ops_by_name(brand);
+	if (!ops)
+		return vm_error_setx(err, EINVAL, "VM %s has an unknown brand", uuid);
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	ops->runtime(node, vm, &rt);
+
+	/* One instant for all disks: the guest does not run meanwhile. */
+	if (streq(rt.state, "running") && streq(brand, "kvm")) {
+		r = kvm_qmp_open(node, uuid, &q, err);
+		if (r >= 0)
+			r = qmp_command(q, "stop", NULL, NULL, 10000, err);
+		if (r < 0)
+			return vm_error_prefix(err, "snapshot VM %s: pause the guest", uuid);
+		paused = true;
+	} else if (streq(rt.state, "running") && streq(brand, "joyent")) {
+		_cleanup_free_ char *lxcpath = vm_node_path(node, "run/lxc");
+		c = lxcpath ? lxc_container_new(uuid, lxcpath) : NULL;
+		if (!c || !c->freeze(c))
+			return vm_error_setx(err, EIO,
+					     "snapshot VM %s: cannot freeze the container", uuid);
+		frozen = true;
+	}
+	json_array_foreach(names, i, x) {
+		r = vm_pool_snapshot(pool, json_string_value(x), name, err);
+		if (r < 0)
+			break;
+		taken++;
+	}
+	if (paused) {
+		struct vm_error e = {0};
+		int k = qmp_command(q, "cont", NULL, NULL, 10000, &e);
+		if (k < 0 && r >= 0) {
+			*err = e;
+			r = k;
+			vm_error_prefix(err, "snapshot VM %s: resume the guest", uuid);
+		}
+	}
+	if (frozen && !c->unfreeze(c) && r >= 0)
+		r = vm_error_setx(err, EIO, "snapshot VM %s: cannot thaw the container", uuid);
+	if (r < 0) {
+		for (i = 0; i < taken; i++) {
+			struct vm_error e = {0};
+			vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)),
+						 name, &e);
+		}
+		return r;
+	}
+	return 0;
+}
+
+int vm_incr_drop_snapshot(struct vm_node *node, const char *uuid, const char *name,
+			  struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL;
+	struct vm_pool *pool;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	drop_snapshots(pool, names, name);
+	return 0;
+}
+
+int vm_incr_send_pass(struct vm_node *node, const char *uuid, const char *from_snap,
+		      const char *snap, int fd, const struct vm_send_opts *opts,
+		      uint64_t *ret_bytes, struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL, *config = NULL;
+	_cleanup_stream_writer_ struct stream_writer *w = NULL;
+	struct vm_pool *pool;
+	json_t *x;
+	size_t i;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	config = json_deep_copy(vm);
+	/* runtime fields of a VM that runs while it is sent */
+	json_object_del(config, "pid");
+	json_object_del(config, "transition");
+	json_object_del(config, "boot_timestamp");
+	json_object_set_new(config, "state", json_string("stopped"));
+	json_object_set_new(config, "zone_state", json_string("installed"));
+	r = stream_writer_open(fd, opts && opts->compress ? STREAM_WRITE_ZSTD : 0, &w, err);
+	if (r >= 0)
+		r = stream_write_config(w, config, err);
+	json_array_foreach(names, i, x) {
+		const char *ds = json_string_value(x);
+		if (r < 0)
+			break;
+		if (opts && opts->progress) {
+			struct vm_progress p = {
+			    .phase = "send", .dataset = ds, .bytes = stream_writer_bytes(w)};
+			opts->progress(&p, opts->userdata);
+		}
+		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, from_snap,
+					 opts && opts->portable, err);
+		if (r < 0)
+			vm_error_prefix(err, "send %s@%s%s%s", ds, snap, from_snap ? " from " : "",
+					from_snap ? from_snap : "");
+	}
+	if (r >= 0)
+		r = stream_finish(w, err);
+	if (r < 0)
+		return r;
+	if (ret_bytes)
+		*ret_bytes = stream_writer_bytes(w);
+	return 0;
+}
+
+/* ---- target side ---- */
+
+static int journal_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid), *text = NULL;
+	json_t *j;
+	int r;
+
+	if (!path)
+		return vm_error_set(err, ENOMEM, "VM %s", uuid);
+	if (!fs_exists(path))
+		return -ENOENT;
+	r = fs_read_file(path, 16 << 20, &text, NULL, err);
+	if (r < 0)
+		return r;
+	j = json_loads(text, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return vm_error_setx(err, EINVAL, "receive journal %s is not a JSON object", path);
+	}
+	*ret = j;
+	return 0;
+}
+
+/* The held receive of uuid, or -ENOENT (err untouched). */
+static int held_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err)
+{
+	_cleanup_json_ json_t *j = NULL;
+	int r = journal_load(node, uuid, &j, err);
+
+	if (r < 0)
+		return r;
+	if (!streq(jstr(j, "phase") ? jstr(j, "phase") : "", "held"))
+		return vm_error_setx(err, EBUSY,
+				     "VM %s: a receive is under way or unfinished here (phase %s)",
+				     uuid, jstr(j, "phase") ? jstr(j, "phase") : "?");
+	*ret = TAKE_PTR(j);
+	return 0;
+}
+
+static bool has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
+{
+	_cleanup_strv_ char **snaps = NULL;
+	struct vm_error e = {0};
+
+	if (vm_pool_list_snapshots(pool, ds, &snaps, &e) < 0)
+		return false;
+	for (char **s = snaps; s && *s; s++)
+		if (streq(*s, snap))
+			return true;
+	return false;
+}
+
+/* Child-dataset test for sparse_reset_tree: a directory holding the dir
+ * pool's dataset marker, or one of the names in the thread's list. */
+static __thread char **reset_skip;
+
+static bool reset_is_child(int dirfd, const char *name, const struct stat *st)
+{
+	_cleanup_free_ char *m = strdup_printf("%s/" VM_DATASET_MARKER, name);
+
+	(void)st;
+	for (char **s = reset_skip; s && *s; s++)
+		if (streq(*s, name))
+			return true;
+	return m && faccessat(dirfd, m, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* Put every temp back to its snapshot base (a pass that failed or died
+ * half-way), and drop a snapshot called partial that the pass may have
+ * taken. */
+static int held_reset(struct vm_pool *pool, json_t *journal, const char *base, const char *partial,
+		      struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps");
+	json_t *x;
+	size_t i;
+	int r;
+
+	json_array_foreach(temps, i, x) {
+		const char *t = json_string_value(x);
+		_cleanup_free_ char *snapdir = pool_snappath(pool, t, base);
+		_cleanup_free_ char *head = vm_pool_dataset_path(pool, t);
+		struct vm_error e = {0};
+
+		if (partial && has_snapshot(pool, t, partial))
+			vm_pool_destroy_snapshot(pool, t, partial, &e);
+		if (!snapdir || !head)
+			return vm_error_set(err, ENOMEM, "reset %s", t);
+		if (vm_pool_kind(pool, t) == VM_DS_NONE || !has_snapshot(pool, t, base))
+			return vm_error_setx(err, ENOENT,
+					     "reset %s to @%s: the dataset or its snapshot is gone",
+					     t, base);
+		if (vm_pool_kind(pool, t) == VM_DS_VOLUME) {
+			_cleanup_free_ char *src = strdup_printf("%s/%s", snapdir, VOLUME_FILE);
+			_cleanup_free_ char *dst = vm_pool_volume_path(pool, t);
+			_cleanup_close_ int in = -1, out = -1;
+			in = src ? open(src, O_RDONLY | O_CLOEXEC) : -1;
+			out = dst ? open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC) : -1;
+			if (in < 0 || out < 0)
+				return vm_error_set(err, errno, "reset %s to @%s", t, base);
+			r = sparse_copy_fd(in, out, dst, err);
+		} else {
+			_cleanup_strv_ char **skip = migrate_child_names(temps, t);
+			reset_skip = skip;
+			r = sparse_reset_tree(snapdir, head, reset_is_child, err);
+			reset_skip = NULL;
+		}
+		if (r < 0)
+			return vm_error_prefix(err, "reset %s to @%s", t, base);
+	}
+	return 0;
+}
+
+static void report(const struct vm_recv_opts *o, const char *phase, const char *ds, uint64_t bytes)
+{
+	struct vm_progress p = {.phase = phase, .dataset = ds, .bytes = bytes};
+	if (o && o->progress)
+		o->progress(&p, o->userdata);
+}
+
+static ssize_t index_of(json_t *list, const char *name)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		if (streq(json_string_value(x), name))
+			return i;
+	return -1;
+}
+
+/* Pass 1: a full stream, held at the end. sd is the first dataset (already
+ * read) or NULL. */
+static int receive_full(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
+			json_t *config, const struct stream_dataset *sd, bool force,
+			const struct vm_recv_opts *opts, struct vm_incr_held *ret,
+			struct vm_error *err)
+{
+	_cleanup_json_ json_t *old = NULL, *journal = NULL;
+	_cleanup_free_ bool *got = NULL;
+	_cleanup_free_ char *snap = NULL;
+	const char *uuid = jstr(config, "uuid");
+	json_t *finals, *temps, *x;
+	size_t i;
+	int r;
+
+	r = migrate_check_target(node, uuid, force, &old, err);
+	if (r < 0)
+		return r;
+	finals = vm_datasets(config);
+	temps = json_array();
+	json_array_foreach(finals, i, x) {
+		_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
+		json_array_append_new(temps, json_string(t));
+	}
+	journal = json_pack("{s:s, s:s, s:o, s:o, s:o, s:O, s:b}", "uuid", uuid, "phase",
+			    "receiving", "temps", temps, "finals", finals, "old_datasets",
+			    old ? vm_datasets(old) : json_array(), "record", config, "placeholder",
+			    old == NULL);
+	json_array_foreach(temps, i, x)
+		if (vm_pool_kind(pool, json_string_value(x)) != VM_DS_NONE)
+			return vm_error_setx(err, EEXIST, "dataset %s already exists",
+					     json_string_value(x));
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		return r;
+	if (!old) {
+		_cleanup_json_ json_t *ph = json_deep_copy(config);
+		json_object_set_new(ph, "transition", json_string("receiving"));
+		r = vm_store_save(node, ph, err);
+		if (r < 0)
+			goto fail;
+	}
+	got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	if (!got) {
+		r = vm_error_set(err, ENOMEM, "receive VM %s", uuid);
+		goto fail;
+	}
+	for (; sd; r = stream_next_dataset(rd, &sd, err), sd = r == 1 ? sd : NULL) {
+		const char *name = stream_reader_dataset_name(rd);
+		ssize_t idx = index_of(finals, name);
+		const char *temp;
+
+		if (idx < 0) {
+			r = vm_error_setx(err, EINVAL,
+					  "the stream sends dataset %s, which the VM's config does "
+					  "not have",
+					  name);
+			goto fail;
+		}
+		if (sd->from_snapshot) {
+			r = vm_error_setx(err, EINVAL,
+					  "the stream mixes full and incremental datasets (%s)",
+					  name);
+			goto fail;
+		}
+		if (!snap)
+			snap = strdup(sd->snapshot);
+		else if (!streq(snap, sd->snapshot)) {
+			r = vm_error_setx(err, EINVAL,
+					  "dataset %s comes from snapshot %s, the others from %s",
+					  name, sd->snapshot, snap);
+			goto fail;
+		}
+		temp = json_string_value(json_array_get(temps, idx));
+		report(opts, "receive", name, stream_reader_bytes(rd));
+		r = migrate_receive_one(pool, rd, sd, name, temp,
+					migrate_is_volume_name(uuid, name), err);
+		if (r >= 0 && sd->encoding != STREAM_ENC_BTRFS)
+			r = vm_pool_snapshot(pool, temp, snap, err);
+		if (r < 0) {
+			vm_error_prefix(err, "receive %s", name);
+			goto fail;
+		}
+		got[idx] = true;
+	}
+	if (r < 0)
+		goto fail;
+	json_array_foreach(finals, i, x)
+		if (!got[i]) {
+			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
+					  json_string_value(x));
+			goto fail;
+		}
+	json_object_set_new(journal, "phase", json_string("held"));
+	json_object_set_new(journal, "snapshot", json_string(snap));
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		goto fail;
+	snprintf(ret->snapshot, sizeof(ret->snapshot), "%s", snap);
+	return 0;
+fail : {
+	struct vm_error cerr = {0};
+	recv_rollback(node, pool, journal, &cerr);
+}
+	return vm_error_prefix(err, "receive VM %s (pass 1)", uuid);
+}
+
+/* Apply one incremental dataset onto its temp. */
+static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
+		       const struct stream_dataset *sd, json_t *temps, const char *temp,
+		       const char *final, struct vm_error *err)
+{
+	int r;
+
+	if (!has_snapshot(pool, temp, sd->from_snapshot))
+		return vm_error_setx(err, ENOENT, "%s has no snapshot %s to build on", temp,
+				     sd->from_snapshot);
+	switch (sd->encoding) {
+	case STREAM_ENC_BTRFS:
+		if (pool->ops->native_encoding != VM_ENC_BTRFS)
+			return vm_error_setx(err, EPROTONOSUPPORT,
+					     "this node's %s pool cannot take a btrfs stream: send "
+					     "it with --portable",
+					     pool->ops->name);
+		return migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
+	case STREAM_ENC_BLOCKS_DELTA: {
+		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
+		if (vm_pool_kind(pool, temp) != VM_DS_VOLUME)
+			return vm_error_setx(err, EINVAL, "%s is not a volume", final);
+		r = stream_receive_volume_delta(rd, img, err);
+		break;
+	}
+	case STREAM_ENC_TAR_DELTA: {
+		_cleanup_free_ char *dir = vm_pool_dataset_path(pool, temp);
+		_cleanup_strv_ char **skip = migrate_child_names(temps, temp);
+		if (vm_pool_kind(pool, temp) != VM_DS_FILESYSTEM)
+			return vm_error_setx(err, EINVAL, "%s is not a filesystem", final);
+		r = stream_receive_tree_delta(rd, dir, (const char *const *)skip, err);
+		break;
+	}
+	default:
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "encoding %s cannot build on a snapshot: an incremental pass "
+				     "needs btrfs, blocks-delta or tar-delta",
+				     stream_encoding_name(sd->encoding));
+	}
+	if (r < 0)
+		return r;
+	return vm_pool_snapshot(pool, temp, sd->snapshot, err);
+}
+
+/* A later pass: deltas on top of the held snapshot. */
+static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
+			 json_t *journal, const struct stream_dataset *sd,
+			 const struct vm_recv_opts *opts, struct vm_incr_held *ret,
+			 struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps"),
+	       *finals = json_object_get(journal, "finals");
+	const char *uuid = jstr(journal, "uuid");
+	_cleanup_free_ char *base =
+	    strdup(jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "");
+	_cleanup_free_ char *snap = strdup(sd->snapshot);
+	_cleanup_free_ bool *got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	json_t *x;
+	size_t i;
+	int r;
+
+	if (!base || !snap || !got)
+		return vm_error_set(err, ENOMEM, "receive VM %s", uuid);
+	if (!streq(base, sd->from_snapshot))
+		return vm_error_setx(
+		    err, ESTALE,
+		    "receive VM %s: the stream builds on snapshot %s, but this node "
+		    "holds %s",
+		    uuid, sd->from_snapshot, base);
+	json_object_set_new(journal, "applying", json_string(snap));
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		return r;
+	for (; sd; r = stream_next_dataset(rd, &sd, err), sd = r == 1 ? sd : NULL) {
+		const char *name = stream_reader_dataset_name(rd);
+		ssize_t idx = index_of(finals, name);
+
+		if (idx < 0) {
+			r = vm_error_setx(err, EINVAL,
+					  "the stream sends dataset %s, which the held VM does not "
+					  "have",
+					  name);
+			goto fail;
+		}
+		if (!sd->from_snapshot || !streq(sd->from_snapshot, base) ||
+		    !streq(sd->snapshot, snap)) {
+			r = vm_error_setx(err, EINVAL,
+					  "dataset %s goes from %s to %s, the others from %s to %s",
+					  name, sd->from_snapshot ? sd->from_snapshot : "nothing",
+					  sd->snapshot, base, snap);
+			goto fail;
+		}
+		report(opts, "receive", name, stream_reader_bytes(rd));
+		r = apply_delta(pool, rd, sd, temps, json_string_value(json_array_get(temps, idx)),
+				name, err);
+		if (r < 0) {
+			vm_error_prefix(err, "receive %s", name);
+			goto fail;
+		}
+		got[idx] = true;
+		vm_fault_point("incr-after-dataset");
+	}
+	if (r < 0)
+		goto fail;
+	json_array_foreach(finals, i, x)
+		if (!got[i]) {
+			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
+					  json_string_value(x));
+			goto fail;
+		}
+	json_object_del(journal, "applying");
+	json_object_set_new(journal, "snapshot", json_string(snap));
+	r = recv_journal_write(node, journal, err);
+	if (r < 0)
+		goto fail;
+	/* the pass landed: the base is not needed any more */
+	json_array_foreach(temps, i, x) {
+		struct vm_error e = {0};
+		vm_pool_destroy_snapshot(pool, json_string_value(x), base, &e);
+	}
+	snprintf(ret->snapshot, sizeof(ret->snapshot), "%s", snap);
+	return 0;
+fail : {
+	/* Back to the base, so that a re-run continues from it. */
+	struct vm_error cerr = {0};
+	if (held_reset(pool, journal, base, snap, &cerr) >= 0) {
+		json_object_del(journal, "applying");
+		recv_journal_write(node, journal, &cerr);
+	}
+}
+	return vm_error_prefix(err, "receive VM %s (pass from %s)", uuid, base);
+}
+
+int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+			 const struct vm_recv_opts *opts, struct vm_incr_held *ret,
+			 struct vm_error *err)
+{
+	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
+	_cleanup_json_ json_t *config = NULL, *held = NULL;
+	_cleanup_close_ int lock = -1;
+	const struct stream_dataset *sd = NULL;
+	struct vm_incr_held out = {0};
+	struct vm_pool *pool;
+	char uuid[VM_UUID_LEN + 1];
+	int r;
+
+	r = stream_reader_open_prefix(fd, prefix, prefix_len, &rd, err);
+	if (r < 0)
+		return r;
+	r = stream_read_config(rd, &config, err);
+	if (r < 0)
+		return r;
+	snprintf(uuid, sizeof(uuid), "%s", stream_reader_uuid(rd));
+	r = vm_record_localize(node, config, err);
+	if (r < 0)
+		return vm_error_prefix(err, "the stream's config of VM %s", uuid);
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	r = held_load(node, uuid, &held, err);
+	if (r < 0 && r != -ENOENT)
+		return r;
+	r = stream_next_dataset(rd, &sd, err);
+	if (r < 0)
+		return r;
+	if (r == 0)
+		return vm_error_setx(err, EINVAL, "receive VM %s: the stream has no dataset", uuid);
+	snprintf(out.uuid, sizeof(out.uuid), "%s", uuid);
+
+	if (!sd->from_snapshot) {
+		if (held) {
+			/* a migration that starts over */
+			r = recv_rollback(node, pool, held, err);
+			if (r < 0)
+				return r;
+		}
+		r = receive_full(node, pool, rd, config, sd, opts && opts->force, opts, &out, err);
+	} else {
+		if (!held)
+			return vm_error_setx(
+			    err, ENOENT,
+			    "receive VM %s: the stream builds on snapshot %s, but no "
+			    "earlier pass of this VM is held here",
+			    uuid, sd->from_snapshot);
+		if (json_object_get(held, "applying")) {
+			/* a pass that died half-way: back to its base first */
+			r = held_reset(pool, held, jstr(held, "snapshot"), jstr(held, "applying"),
+				       err);
+			if (r < 0)
+				return r;
+			json_object_del(held, "applying");
+		}
+		r = receive_delta(node, pool, rd, held, sd, opts, &out, err);
+	}
+	if (r < 0)
+		return r;
+	out.bytes = stream_reader_bytes(rd);
+	if (ret)
+		*ret = out;
+	return 0;
+}
+
+int vm_incr_held_snapshot(struct vm_node *node, const char *uuid, char **ret, struct vm_error *err)
+{
+	_cleanup_json_ json_t *held = NULL;
+	int r = held_load(node, uuid, &held, err);
+
+	if (r == -ENOENT)
+		return vm_error_setx(err, ENOENT, "no held receive of VM %s here", uuid);
+	if (r < 0)
+		return r;
+	if (json_object_get(held, "applying"))
+		return vm_error_setx(
+		    err, EBUSY, "VM %s: a pass was interrupted here; the next one resets it", uuid);
+	*ret = strdup(jstr(held, "snapshot") ? jstr(held, "snapshot") : "");
+	return *ret ? 0 : vm_error_set(err, ENOMEM, "VM %s", uuid);
+}
+
+int vm_incr_finish(struct vm_node *node, const char *uuid, json_t **ret_vm, struct vm_error *err)
+{
+	_cleanup_json_ json_t *held = NULL;
+	_cleanup_close_ int lock = -1;
+	struct vm_pool *pool;
+	json_t *record, *x;
+	const char *snap;
+	size_t i;
+	int r;
+
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = held_load(node, uuid, &held, err);
+	if (r == -ENOENT)
+		return vm_error_setx(err, ENOENT, "install VM %s: no held receive of it here",
+				     uuid);
+	if (r < 0)
+		return r;
+	if (json_object_get(held, "applying"))
+		return vm_error_setx(err, EBUSY,
+				     "install VM %s: its last pass was interrupted; send it again",
+				     uuid);
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	snap = jstr(held, "snapshot");
+	record = json_object_get(held, "record");
+	json_object_set_new(record, "state", json_string("stopped"));
+	json_object_set_new(record, "zone_state", json_string("installed"));
+	json_object_set_new(held, "phase", json_string("committing"));
+	r = recv_journal_write(node, held, err);
+	if (r < 0)
+		return r;
+	r = recv_commit(node, pool, held, err);
+	if (r < 0)
+		return r;
+	/* recv_commit drops "vmadm-send-*" snapshots; ours too, but say it */
+	json_array_foreach(json_object_get(held, "finals"), i, x) {
+		struct vm_error e = {0};
+		if (snap && has_snapshot(pool, json_string_value(x), snap))
+			vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
+	}
+	if (ret_vm)
+		*ret_vm = json_incref(record);
+	return 0;
+}
+
+int vm_incr_abort(struct vm_node *node, const char *uuid, struct vm_error *err)
+{
+	_cleanup_json_ json_t *held = NULL;
+	_cleanup_close_ int lock = -1;
+	struct vm_pool *pool;
+	int r;
+
+	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = held_load(node, uuid, &held, err);
+	if (r == -ENOENT)
+		return 0;
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	return recv_rollback(node, pool, held, err);
+}

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/* Pieces of send.c and receive.c shared with incremental.c; not API. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "node/node.h"
+#include "storage/pool.h"
+#include "stream/stream.h"
+#include "util/error.h"
+
+/* Write dataset ds (of VM uuid, whose datasets are names) from snapshot
+ * snap into the stream: as vm_send does when from_snap is NULL, else
+ * incremental from ds@from_snap (`btrfs send -p`, or the "blocks-delta" /
+ * "tar-delta" encodings when portable or the pool has no native stream). */
+int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
+			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
+			 bool portable, struct vm_error *err);
+
+/* Top-level names a tree send of ds leaves out: the dataset marker and its
+ * child datasets' mount points. NULL-terminated, malloc'ed. */
+char **migrate_child_names(json_t *names, const char *ds);
+
+/* vm_receive's receive of one full dataset of the stream into temp. */
+int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
+			const struct stream_dataset *sd, const char *final, const char *temp,
+			bool want_volume, struct vm_error *err);
+
+/* May VM uuid be (re)placed on this node (force: replace a stopped one)?
+ * *ret_old gets the record being replaced, or NULL. */
+int migrate_check_target(struct vm_node *node, const char *uuid, bool force, json_t **ret_old,
+			 struct vm_error *err);
+
+/* Is the full dataset name one of the VM's volumes ("zones/UUID-diskN")? */
+bool migrate_is_volume_name(const char *uuid, const char *name);
