@@ -7,51 +7,228 @@
 #include <unistd.h>
 
 #include "migrate/migrate.h"
+#include "migrate/proto.h"
+#include "net/net.h"
 #include "util/fs.h"
 #include "util/macros.h"
 #include "vmadm.h"
 
-enum { OPT_PORTABLE = 0x100 };
+enum {
+	OPT_PORTABLE = 0x100,
+	OPT_JSON,
+	OPT_NO_START,
+	OPT_NO_COMPRESS,
+	OPT_BWLIMIT,
+	OPT_TIMEOUT,
+	OPT_MODE,
+};
 
-/* vmadm send UUID [-z] [--portable] [-t SECS] > FILE */
+struct shown {
+	bool json;
+	bool tty;
+	bool drawn;
+};
+
+static void human(double b, char buf[32])
+{
+	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	int i = 0;
+
+	while (b >= 1024 && i < 4) {
+		b /= 1024;
+		i++;
+	}
+	snprintf(buf, 32, i ? "%.1f %s" : "%.0f %s", b, u[i]);
+}
+
+static void on_event(const struct migrate_event *ev, void *userdata)
+{
+	struct shown *s = userdata;
+
+	if (s->json) {
+		_cleanup_json_ json_t *j = json_pack(
+			"{s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "event", "progress", "phase", ev->phase,
+			"dataset", ev->dataset ? json_string(ev->dataset) : json_null(), "bytes",
+			(json_int_t)ev->bytes, "total", (json_int_t)ev->total, "rate",
+			(json_int_t)(ev->rate + 0.5), "eta",
+			ev->eta >= 0 ? json_integer((json_int_t)(ev->eta + 0.5)) : json_null());
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+	} else if (s->tty) {
+		char b[32], t[32], r[32], eta[32] = "--";
+		human(ev->bytes, b);
+		human(ev->total, t);
+		human(ev->rate, r);
+		if (ev->eta >= 0)
+			snprintf(eta, sizeof(eta), "%d:%02d", (int)ev->eta / 60, (int)ev->eta % 60);
+		fprintf(stderr, "\r\033[K%-8s %s  %s / %s  %s/s  ETA %s", ev->phase,
+			ev->dataset ? ev->dataset : "-", b, t, r, eta);
+		fflush(stderr);
+		s->drawn = true;
+	}
+}
+
+static void end_line(struct shown *s)
+{
+	if (s->drawn) {
+		fputc('\n', stderr);
+		s->drawn = false;
+	}
+}
+
+static int send_remote(const char *uuid, const char *host, int port, bool dry_run,
+		       struct migrate_send_opts *opts, struct shown *shown, struct vm_error *err)
+{
+	_cleanup_node_ struct vm_node *node = NULL;
+	_cleanup_json_ json_t *result = NULL;
+	int r;
+
+	r = vmadm_open_node(&node, err);
+	if (r < 0)
+		return r;
+	if (dry_run) {
+		_cleanup_json_ json_t *est = NULL;
+		uint64_t total = 0;
+		const char *ds;
+		json_t *v;
+		r = vm_send_estimate(node, uuid, &est, &total, err);
+		if (r < 0)
+			return r;
+		if (shown->json) {
+			_cleanup_json_ json_t *j = json_pack("{s:s, s:O, s:I}", "event", "estimate",
+							     "datasets", est, "total",
+							     (json_int_t)total);
+			json_dumpf(j, stdout, JSON_COMPACT);
+			fputc('\n', stdout);
+			return 0;
+		}
+		json_object_foreach(est, ds, v) {
+			char h[32];
+			human(json_integer_value(v), h);
+			printf("%-60s %12lld  %s\n", ds, json_integer_value(v), h);
+		}
+		{
+			char h[32];
+			human(total, h);
+			printf("%-60s %12llu  %s\n", "total", (unsigned long long)total, h);
+		}
+		return 0;
+	}
+	r = migrate_send_remote(node, uuid, host, port, opts, &result, err);
+	end_line(shown);
+	if (shown->json) {
+		_cleanup_json_ json_t *j = result ? json_deep_copy(result) : json_object();
+		json_object_set_new(j, "event", json_string("result"));
+		json_object_set_new(j, "ok", json_boolean(r >= 0));
+		if (r < 0)
+			json_object_set_new(j, "error", json_string(err->msg));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+	}
+	if (r < 0)
+		return r;
+	fprintf(stderr, "Successfully sent VM %s to %s:%d (%s there)\n", uuid, host, port,
+		json_string_value(json_object_get(result, "state")));
+	return 0;
+}
+
+/* vmadm send UUID [-z] [--portable] [-t SECS] > FILE
+ * vmadm send UUID HOST PORT | HOST:PORT [options] */
 int cmd_send(int argc, char **argv, struct vm_error *err)
 {
 	static const struct option longopts[] = {
 		{ "portable", no_argument, NULL, OPT_PORTABLE },
 		{ "compress", no_argument, NULL, 'z' },
-		{ "timeout", required_argument, NULL, 't' },
+		{ "stop-timeout", required_argument, NULL, 't' },
+		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "dry-run", no_argument, NULL, 'n' },
+		{ "no-start", no_argument, NULL, OPT_NO_START },
+		{ "no-compress", no_argument, NULL, OPT_NO_COMPRESS },
+		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
+		{ "mode", required_argument, NULL, OPT_MODE },
 		{ NULL },
 	};
 	_cleanup_node_ struct vm_node *node = NULL;
 	struct vm_send_opts opts = { .stop_timeout = 60 };
-	const char *uuid = NULL;
-	int c, r;
+	struct migrate_send_opts mopts = { .mode = "cold", .stop_timeout = 60 };
+	struct shown shown = { 0 };
+	const char *pos[3] = { NULL };
+	_cleanup_free_ char *host = NULL;
+	bool dry_run = false;
+	int npos = 0, port = 0, c, r;
 
-	while (optind < argc) {
-		c = getopt_long(argc, argv, "zt:", longopts, NULL);
-		if (c == -1) {
-			if (uuid)
-				return vmadm_usage_error("send", err, "unexpected argument '%s'",
-							 argv[optind]);
-			uuid = argv[optind++];
-			continue;
-		}
+	/* "-": positional arguments come in order, options anywhere. */
+	while ((c = getopt_long(argc, argv, "-zt:n", longopts, NULL)) != -1) {
 		switch (c) {
+		case 1:
+			if (npos == 3)
+				return vmadm_usage_error("send", err, "unexpected argument '%s'",
+							 optarg);
+			pos[npos++] = optarg;
+			break;
 		case OPT_PORTABLE:
-			opts.portable = true;
+			opts.portable = mopts.portable = true;
 			break;
 		case 'z':
 			opts.compress = true;
 			break;
 		case 't':
-			opts.stop_timeout = atoi(optarg);
+			opts.stop_timeout = mopts.stop_timeout = atoi(optarg);
+			break;
+		case OPT_TIMEOUT:
+			mopts.timeout = atoi(optarg);
+			if (mopts.timeout <= 0)
+				return vmadm_usage_error("send", err, "--timeout: not a number of "
+								      "seconds: %s", optarg);
+			break;
+		case OPT_JSON:
+			shown.json = true;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case OPT_NO_START:
+			mopts.no_start = true;
+			break;
+		case OPT_NO_COMPRESS:
+			mopts.no_compress = true;
+			break;
+		case OPT_BWLIMIT:
+			r = migrate_parse_rate(optarg, &mopts.bwlimit, err);
+			if (r < 0)
+				return r;
+			break;
+		case OPT_MODE:
+			mopts.mode = optarg;
 			break;
 		default:
 			return vmadm_usage_error("send", err, "unknown option");
 		}
 	}
-	if (!uuid)
+	if (npos == 0)
 		return vmadm_usage_error("send", err, "expected a UUID");
+	if (npos >= 2 || dry_run) {
+		if (npos == 3) {
+			char *end;
+			long p = strtol(pos[2], &end, 10);
+			if (*end || p < 1 || p > 65535)
+				return vmadm_usage_error("send", err, "bad port '%s'", pos[2]);
+			host = strdup(pos[1]);
+			port = (int)p;
+		} else if (npos == 2) {
+			r = net_parse_hostport(pos[1], NET_DEFAULT_PORT, &host, &port, err);
+			if (r < 0)
+				return r;
+		}
+		shown.tty = !shown.json && isatty(2);
+		mopts.event = on_event;
+		mopts.userdata = &shown;
+		return send_remote(pos[0], host, port, dry_run, &mopts, &shown, err);
+	}
+
 	if (isatty(1))
 		return vm_error_setx(err, EINVAL,
 				     "refusing to write the stream to a terminal: redirect it to a "
@@ -59,11 +236,11 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	r = vmadm_open_node(&node, err);
 	if (r < 0)
 		return r;
-	r = vm_send(node, uuid, 1, &opts, NULL, err);
+	r = vm_send(node, pos[0], 1, &opts, NULL, err);
 	if (r < 0)
 		return r;
 	if (fsync(1) < 0 && errno != EINVAL && errno != EROFS)
 		return vm_error_set(err, errno, "flush the stream");
-	fprintf(stderr, "Successfully sent VM %s\n", uuid);
+	fprintf(stderr, "Successfully sent VM %s\n", pos[0]);
 	return 0;
 }

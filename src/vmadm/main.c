@@ -61,15 +61,28 @@ const struct vmadm_cmd vmadm_cmds[] = {
 	  NULL },
 	{ "console", cmd_console, "console UUID", "attach to a VM's serial console",
 	  "Detach with Ctrl-] (for joyent VMs: Ctrl-] then q).\n" },
-	{ "send", cmd_send, "send UUID [-z] [--portable] [-t SECS] > FILE",
-	  "write a VM (config and datasets) as a stream; stops the VM",
-	  "The stream goes to stdout (never a terminal): a file, a pipe, gzip, ssh. The VM is\n"
-	  "stopped first and stays stopped and intact; 'vmadm receive' on another node\n"
-	  "installs it. See docs/stream-format.md.\n"
-	  "  -z          compress the data inside the stream with zstd\n"
-	  "  --portable  portable encodings (tar for filesystems, blocks for volumes) instead\n"
-	  "              of the pool's native stream, for a receiver with another pool type\n"
-	  "  -t SECS     how long a running VM gets to shut down (default 60)\n" },
+	{ "send", cmd_send,
+	  "send UUID [-z] [--portable] [-t SECS] > FILE | send UUID HOST PORT [options]",
+	  "move a VM (config and datasets) to a file, a pipe or another node; stops the VM",
+	  "To a file: the stream goes to stdout (never a terminal): a file, a pipe, gzip,\n"
+	  "ssh. The VM is stopped first and stays stopped and intact; 'vmadm receive' on\n"
+	  "another node installs it. See docs/stream-format.md.\n"
+	  "To a node (HOST PORT or HOST:PORT, its vmadmd; default port 9777): exits 0 only\n"
+	  "once the target has the whole VM installed (and running, if it ran here); this\n"
+	  "VM is then stopped with autoboot off and migrated_to set, so that\n"
+	  "'vmadm send UUID HOST PORT && vmadm delete UUID' is safe. On failure the VM is\n"
+	  "back as it was (restarted if it ran). Both nodes need the same key\n"
+	  "('vmadm key'). See docs/migration-protocol.md.\n"
+	  "  -z               compress the data inside the stream with zstd (to a file)\n"
+	  "  --portable       portable encodings (tar for filesystems, blocks for volumes)\n"
+	  "                   instead of the pool's native stream\n"
+	  "  -t SECS          how long a running VM gets to shut down (default 60)\n"
+	  "  -n               print each dataset's estimated size and the total, send nothing\n"
+	  "  --json           one JSON progress event per line on stdout, then a result\n"
+	  "  --bwlimit RATE   cap the rate (bytes per second: 800k, 50M, 1G)\n"
+	  "  --no-compress    no zstd on the wire (default: zstd if both nodes take it)\n"
+	  "  --no-start       leave the VM stopped on the target\n"
+	  "  --timeout SECS   network deadline (default: net_timeout, VMADM_NET_TIMEOUT, 30)\n" },
 	{ "receive", cmd_receive, "receive [-f] < STREAM | < CONFIG.json",
 	  "install a VM from a 'vmadm send' stream, or take a bare config",
 	  "A stream is verified completely (every checksum and its end record) before the\n"
@@ -80,6 +93,11 @@ const struct vmadm_cmd vmadm_cmds[] = {
 	  "       is verified)\n" },
 	{ "install", cmd_install, "install UUID",
 	  "finish a VM received as a bare config once its datasets are there", NULL },
+	{ "key", cmd_key, "key generate [-f] | key show",
+	  "make or show the key this node shares with its migration peers",
+	  "generate writes ROOT/vmadm.key (mode 0600; -f replaces an existing one). Copy it\n"
+	  "to every node this one migrates VMs with. show prints its path and fingerprint,\n"
+	  "for two operators to compare.\n" },
 	{ NULL },
 };
 

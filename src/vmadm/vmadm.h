@@ -52,3 +52,4 @@ int cmd_console(int argc, char **argv, struct vm_error *err);
 int cmd_send(int argc, char **argv, struct vm_error *err);
 int cmd_receive(int argc, char **argv, struct vm_error *err);
 int cmd_install(int argc, char **argv, struct vm_error *err);
+int cmd_key(int argc, char **argv, struct vm_error *err);

@@ -12,9 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/proto.h"
 #include "node/node.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -52,32 +54,46 @@ static void log_all(json_t *lines)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "Usage: vmadmd [-f] [-B] [-i SECS]\n\n"
+	fprintf(f, "Usage: vmadmd [-f] [-B] [-i SECS] [-l ADDR[:PORT]]\n\n"
 		   "The vmadm node daemon for the node at $VMADM_ROOT (default " VM_DEFAULT_ROOT ").\n\n"
 		   "  -f       stay in the foreground (for systemd and tests)\n"
 		   "  -B       act as if the node had just booted: start autoboot VMs now\n"
 		   "  -i SECS  how often to check the VMs' processes (default 1)\n"
+		   "  -l ADDR[:PORT]  accept migrations there (default: the node's \"listen\"\n"
+		   "           setting; port 9777); needs ROOT/vmadm.key (vmadm key generate)\n"
 		   "Logs go to ROOT/log/vmadmd.log.\n");
 }
 
-/* Take the node's pidfile lock; fails if another vmadmd serves the node. */
+/* Take the node's pidfile lock; fails if another vmadmd serves the node.
+ * A daemon that exits unlinks the file while it still holds the lock, so a
+ * lock taken on a file that is no longer at the path is worthless: retry on
+ * the new file. */
 static int take_pidfile(struct vm_node *node, int *ret_fd, struct vm_error *err)
 {
 	_cleanup_free_ char *path = vm_node_path(node, "run/vmadmd.pid");
-	_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	char buf[32] = "";
 
-	if (fd < 0)
-		return vm_error_set(err, errno, "open %s", path);
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-		buf[n > 0 ? n : 0] = '\0';
-		buf[strcspn(buf, "\n")] = '\0';
-		return vm_error_setx(err, EBUSY, "another vmadmd (pid %s) already serves node %s",
-				     buf[0] ? buf : "?", node->root);
+	for (int attempt = 0; attempt < 10; attempt++) {
+		_cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+		struct stat a, b;
+		char buf[32] = "";
+
+		if (fd < 0)
+			return vm_error_set(err, errno, "open %s", path);
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			buf[strcspn(buf, "\n")] = '\0';
+			return vm_error_setx(err, EBUSY,
+					     "another vmadmd (pid %s) already serves node %s",
+					     buf[0] ? buf : "?", node->root);
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino) {
+			*ret_fd = TAKE_FD(fd);
+			return 0;
+		}
 	}
-	*ret_fd = TAKE_FD(fd);
-	return 0;
+	return vm_error_setx(err, EAGAIN, "lock %s: the file keeps being replaced", path);
 }
 
 static void write_pid(int fd)
@@ -97,9 +113,10 @@ int main(int argc, char **argv)
 	_cleanup_free_ char *logpath = NULL;
 	struct vm_error err = { 0 };
 	bool foreground = false, force_boot = false;
+	const char *listen_spec = NULL;
 	int pidfd = -1, interval = 1, c;
 
-	while ((c = getopt(argc, argv, "fBi:h")) != -1) {
+	while ((c = getopt(argc, argv, "fBi:l:h")) != -1) {
 		switch (c) {
 		case 'f':
 			foreground = true;
@@ -113,6 +130,9 @@ int main(int argc, char **argv)
 				fprintf(stderr, "vmadmd: -i: not a number of seconds: %s\n", optarg);
 				return 2;
 			}
+			break;
+		case 'l':
+			listen_spec = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -142,6 +162,11 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGPIPE, SIG_IGN);
 	vm_info("vmadmd %s started for node %s (pid %d)", VMADM_VERSION, node->root, getpid());
+	if (migrate_server_start(node, listen_spec, &err) < 0) {
+		vm_warn("listen: %s", err.msg);
+		fprintf(stderr, "vmadmd: listen: %s\n", err.msg);
+		return 1;
+	}
 
 	if (vm_node_booted(node) || force_boot) {
 		vm_info("node booted: starting autoboot VMs");

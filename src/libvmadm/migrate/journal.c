@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "migrate/migrate.h"
@@ -31,6 +32,59 @@ int recv_journal_write(struct vm_node *node, json_t *journal, struct vm_error *e
 	return fs_write_atomic(path, text, strlen(text), 0600, err);
 }
 
+int recv_journal_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid), *text = NULL;
+	json_t *j;
+	int r;
+
+	*ret = NULL;
+	if (!fs_exists(path))
+		return 0;
+	r = fs_read_file(path, 16 << 20, &text, NULL, err);
+	if (r < 0)
+		return r;
+	j = json_loads(text, 0, NULL);
+	if (!json_is_object(j)) {
+		json_decref(j);
+		return vm_error_setx(err, EINVAL, "%s is not a receive journal", path);
+	}
+	*ret = j;
+	return 0;
+}
+
+static bool listed(json_t *list, const char *name)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		if (streq(json_string_value(x), name))
+			return true;
+	return false;
+}
+
+int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64_t secs,
+	      struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps"), *finals = json_object_get(journal, "finals");
+	json_t *done = json_object_get(journal, "done");
+
+	/* Children first, so that a parent's destroy does not take a kept child. */
+	for (size_t i = json_array_size(temps); i-- > 0;) {
+		const char *t = json_string_value(json_array_get(temps, i));
+		const char *f = json_string_value(json_array_get(finals, i));
+		if (listed(done, f) || vm_pool_kind(pool, t) == VM_DS_NONE)
+			continue;
+		int r = vm_pool_destroy(pool, t, true, err);
+		if (r < 0)
+			return r;
+	}
+	json_object_set_new(journal, "phase", json_string("kept"));
+	json_object_set_new(journal, "expires", json_integer(time(NULL) + secs));
+	return recv_journal_write(node, journal, err);
+}
+
 void recv_journal_remove(struct vm_node *node, const char *uuid)
 {
 	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid);
@@ -51,6 +105,10 @@ int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 
 	for (size_t i = json_array_size(temps); i-- > 0;) {
 		const char *t = json_string_value(json_array_get(temps, i));
+		/* A native receive killed with us leaves its staging behind. */
+		r = vm_pool_receive_cleanup(pool, t, err);
+		if (r < 0)
+			return vm_error_prefix(err, "undo the receive of VM %s", uuid);
 		if (vm_pool_kind(pool, t) == VM_DS_NONE)
 			continue;
 		r = vm_pool_destroy(pool, t, true, err);
@@ -177,18 +235,28 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			unlink(path);
 			continue;
 		}
+		phase = jstr(j, "phase");
+		/* An incremental receive between passes waits on purpose
+		 * (migrate/incremental.h): only vm_incr_finish/abort end it. */
+		if (phase && streq(phase, "held"))
+			continue;
+		/* A failed network receive's complete datasets, kept for a
+		 * resume of the same send (migrate/server.c) until they expire. */
+		if (phase && streq(phase, "kept") &&
+		    json_integer_value(json_object_get(j, "expires")) > time(NULL))
+			continue;
 		r = vm_node_pool(node, &pool, err);
 		if (r < 0)
 			return r;
-		phase = jstr(j, "phase");
 		if (phase && streq(phase, "committing")) {
 			r = recv_commit(node, pool, j, err);
 			snprintf(line, sizeof(line), "finished the interrupted receive of VM %s",
 				 uuid);
 		} else {
+			bool held = phase && streq(phase, "kept");
 			r = recv_rollback(node, pool, j, err);
-			snprintf(line, sizeof(line),
-				 "removed the partial receive of VM %s (interrupted receive)", uuid);
+			snprintf(line, sizeof(line), "removed the partial receive of VM %s (%s)", uuid,
+				 held ? "kept for a resume, expired" : "interrupted receive");
 		}
 		if (r < 0)
 			return r;

@@ -5,6 +5,8 @@
  *   { "uuid", "phase": "receiving" | "committing", "temps": [names],
  *     "finals": [names], "old_datasets": [names] (a replaced VM's),
  *     "record": the record to install, "placeholder": bool }
+ *   "done": [finals complete], and for a partial kept for a resume:
+ *   "phase": "kept", "expires": unix time, "instant": the source's snapshot
  * While "receiving", a dead receive is undone (temps destroyed, placeholder
  * record removed); once "committing" (every checksum verified) it is
  * finished (temps renamed into place, record written).
@@ -19,6 +21,15 @@
 
 /* "zones/UUID..." -> "zones/UUID.recv..." (malloc'ed). */
 char *recv_temp_name(const char *uuid, const char *final);
+
+/* ROOT/recv/UUID.json, or *ret NULL (and 0) when there is none. */
+int recv_journal_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err);
+
+/* Keep a failed receive's complete datasets for a resume: destroy the temps
+ * not listed in "done", and write the journal as phase "kept" until
+ * now + secs (the placeholder record stays). */
+int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64_t secs,
+	      struct vm_error *err);
 
 int recv_journal_write(struct vm_node *node, json_t *journal, struct vm_error *err);
 void recv_journal_remove(struct vm_node *node, const char *uuid);

@@ -36,6 +36,10 @@ struct vm_send_opts {
 	bool portable;       /* portable encodings even where the pool has a native one */
 	bool compress;       /* zstd inside the records */
 	int stop_timeout;    /* seconds a running VM gets to shut down (default 60) */
+	const char *snapshot; /* a fixed name for the send snapshots: reused if every
+			       * dataset has it, never destroyed by vm_send (the
+			       * caller drops them: vm_send_drop_snapshots) */
+	json_t *skip;        /* dataset names to leave out of the stream, or NULL */
 	vm_progress_fn progress;
 	void *userdata;
 };
@@ -46,6 +50,10 @@ struct vm_send_opts {
 int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send_opts *opts,
 	    bool *ret_was_running, struct vm_error *err);
 
+/* Destroy the send snapshots snap of the VM's datasets (those that exist). */
+int vm_send_drop_snapshots(struct vm_node *node, const char *uuid, const char *snap,
+			   struct vm_error *err);
+
 /* Estimated stream size of each dataset of the VM (JSON object name ->
  * bytes) and the total. */
 int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint64_t *ret_total,
@@ -53,6 +61,15 @@ int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint6
 
 struct vm_recv_opts {
 	bool force; /* replace an existing stopped VM of the same UUID */
+	/* Network receives (migrate/server.c): on failure, keep the datasets
+	 * already complete for a resume (journal phase "kept", expiring
+	 * hold_secs later, tagged with instant) instead of undoing them. */
+	bool hold;
+	int64_t hold_secs;
+	const char *instant;
+	/* A kept journal (recv_journal_load) to continue: its complete
+	 * datasets are not in the stream. The caller holds no lock. */
+	json_t *resume;
 	vm_progress_fn progress;
 	void *userdata;
 };

@@ -35,6 +35,7 @@ static int start_job(struct native_job *j, pthread_t *th, int *ret_our_end, stru
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return vm_error_set(err, errno, "pipe");
+	stream_pipe_grow(p[0]);
 	/* send: the tool writes p[1], we read p[0]; receive: the reverse. */
 	j->fd = j->send ? p[1] : p[0];
 	*ret_our_end = j->send ? p[0] : p[1];

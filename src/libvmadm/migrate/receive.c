@@ -8,6 +8,7 @@
 #include "brand/brand.h"
 #include "migrate/journal.h"
 #include "migrate/migrate.h"
+#include "migrate/migrate-private.h"
 #include "migrate/pump.h"
 #include "stream/stream.h"
 #include "util/fault.h"
@@ -133,9 +134,12 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	r = vm_pool_available(pool, &avail, err);
 	if (r < 0)
 		return r;
-	if (sd->size > avail) {
+	/* "used" (what the dataset takes at the sender) when the stream has
+	 * it: a sparse volume's size may be far more than its data. */
+	if ((sd->has_used ? sd->used : sd->size) > avail) {
 		char need[32], have[32];
-		snprintf(need, sizeof(need), "%.1f MiB", sd->size / 1048576.0);
+		snprintf(need, sizeof(need), "%.1f MiB",
+			 (sd->has_used ? sd->used : sd->size) / 1048576.0);
 		snprintf(have, sizeof(have), "%.1f MiB", avail / 1048576.0);
 		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final, need,
 				     pool->name, have);
@@ -209,46 +213,72 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
 	if (lock < 0)
 		return lock;
-	r = check_target(node, uuid, opts->force, &old, err);
-	if (r < 0)
-		return r;
 	r = vm_node_pool(node, &pool, err);
 	if (r < 0)
 		return r;
-
-	finals = vm_datasets(config);
-	temps = json_array();
-	json_array_foreach(finals, i, x) {
-		_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
-		if (vm_pool_kind(pool, t) != VM_DS_NONE) {
-			json_decref(finals);
-			json_decref(temps);
-			return vm_error_setx(err, EEXIST, "dataset %s already exists", t);
-		}
-		json_array_append_new(temps, json_string(t));
-	}
-	journal = json_pack("{s:s, s:s, s:o, s:o, s:o, s:O, s:b}", "uuid", uuid, "phase",
-			    "receiving", "temps", temps, "finals", finals, "old_datasets",
-			    old ? vm_datasets(old) : json_array(), "record", config, "placeholder",
-			    old == NULL);
-	r = recv_journal_write(node, journal, err);
-	if (r < 0)
-		return r;
-	if (!old) {
-		_cleanup_json_ json_t *ph = json_deep_copy(config);
-		json_object_set_new(ph, "transition", json_string("receiving"));
-		r = vm_store_save(node, ph, err);
+	if (opts->resume) {
+		/* A kept partial of this VM: its placeholder and complete temps
+		 * stay, the stream brings the rest. */
+		const char *ju = jstr(opts->resume, "uuid");
+		if (!ju || !streq(ju, uuid))
+			return vm_error_setx(err, EINVAL, "the stream is of VM %s, not of VM %s", uuid,
+					     ju ? ju : "?");
+		journal = json_deep_copy(opts->resume);
+		json_object_set_new(journal, "phase", json_string("receiving"));
+		json_object_del(journal, "expires");
+		json_object_set(journal, "record", config);
+		finals = json_object_get(journal, "finals");
+		temps = json_object_get(journal, "temps");
+		r = recv_journal_write(node, journal, err);
 		if (r < 0)
-			goto fail;
+			return r;
+	} else {
+		r = check_target(node, uuid, opts->force, &old, err);
+		if (r < 0)
+			return r;
+		finals = vm_datasets(config);
+		temps = json_array();
+		json_array_foreach(finals, i, x) {
+			_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
+			if (vm_pool_kind(pool, t) != VM_DS_NONE) {
+				json_decref(finals);
+				json_decref(temps);
+				return vm_error_setx(err, EEXIST, "dataset %s already exists", t);
+			}
+			json_array_append_new(temps, json_string(t));
+		}
+		journal = json_pack("{s:s, s:s, s:o, s:o, s:o, s:O, s:b, s:[]}", "uuid", uuid,
+				    "phase", "receiving", "temps", temps, "finals", finals,
+				    "old_datasets", old ? vm_datasets(old) : json_array(), "record",
+				    config, "placeholder", old == NULL, "done");
+		r = recv_journal_write(node, journal, err);
+		if (r < 0)
+			return r;
+		if (!old) {
+			_cleanup_json_ json_t *ph = json_deep_copy(config);
+			json_object_set_new(ph, "transition", json_string("receiving"));
+			r = vm_store_save(node, ph, err);
+			if (r < 0)
+				goto fail;
+		}
 	}
+	if (opts->instant)
+		json_object_set_new(journal, "instant", json_string(opts->instant));
+	if (!json_is_array(json_object_get(journal, "done")))
+		json_object_set_new(journal, "done", json_array());
 
 	got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	json_array_foreach(json_object_get(journal, "done"), i, x) {
+		ssize_t idx = index_of(finals, json_string_value(x));
+		if (idx >= 0)
+			got[idx] = true;
+	}
 	while ((r = stream_next_dataset(rd, &sd, err)) == 1) {
 		const char *name = stream_reader_dataset_name(rd);
 		ssize_t idx = index_of(finals, name);
 
-		if (idx < 0) {
-			r = vm_error_setx(err, EINVAL,
+		if (idx < 0 || got[idx]) {
+			r = vm_error_setx(err, EINVAL, idx >= 0 ? "the stream sends dataset %s twice" :
 					  "the stream sends dataset %s, which the VM's config does "
 					  "not have",
 					  name);
@@ -262,6 +292,13 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 			goto fail;
 		}
 		got[idx] = true;
+		if (opts->hold) {
+			/* Complete and verified: kept if the rest fails. */
+			json_array_append_new(json_object_get(journal, "done"), json_string(name));
+			r = recv_journal_write(node, journal, err);
+			if (r < 0)
+				goto fail;
+		}
 		vm_fault_point("receive-after-dataset");
 	}
 	if (r < 0)
@@ -293,6 +330,11 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 fail:
 	{
 		struct vm_error cerr = { 0 };
+		if (opts->hold && json_array_size(json_object_get(journal, "done")) > 0 &&
+		    recv_hold(node, pool, journal, opts->hold_secs, &cerr) >= 0)
+			return vm_error_prefix(err, "receive VM %s (the %zu complete datasets are "
+						    "kept for a resume)",
+					       uuid, json_array_size(json_object_get(journal, "done")));
 		recv_rollback(node, pool, journal, &cerr);
 	}
 	return vm_error_prefix(err, "receive VM %s", uuid);
@@ -369,4 +411,24 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 	json_object_set_new(vm, "state", json_string("stopped"));
 	json_object_set_new(vm, "zone_state", json_string("installed"));
 	return vm_store_save(node, vm, err);
+}
+
+/* ---- shared with incremental.c (migrate-private.h) ---- */
+
+int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
+			const struct stream_dataset *sd, const char *final, const char *temp,
+			bool want_volume, struct vm_error *err)
+{
+	return receive_one(pool, rd, sd, final, temp, want_volume, err);
+}
+
+int migrate_check_target(struct vm_node *node, const char *uuid, bool force, json_t **ret_old,
+			 struct vm_error *err)
+{
+	return check_target(node, uuid, force, ret_old, err);
+}
+
+bool migrate_is_volume_name(const char *uuid, const char *name)
+{
+	return is_volume_name(uuid, name);
 }

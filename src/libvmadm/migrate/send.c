@@ -7,6 +7,7 @@
 
 #include "brand/brand.h"
 #include "migrate/migrate.h"
+#include "migrate/migrate-private.h"
 #include "migrate/pump.h"
 #include "storage/pool-private.h"
 #include "stream/stream.h"
@@ -55,6 +56,10 @@ static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *n
 	int r;
 
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
+	/* What the dataset really takes, for the receiver's free-space check
+	 * (a sparse volume's size is no measure of it). */
+	if (vm_pool_used(pool, ds, &sd.used, NULL, &(struct vm_error){ 0 }) >= 0)
+		sd.has_used = true;
 	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
 		uint64_t used = 0, volsize = 0;
 		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
@@ -90,6 +95,54 @@ static void destroy_snapshots(struct vm_pool *pool, json_t *names, const char *s
 		struct vm_error e = { 0 };
 		vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
 	}
+}
+
+static bool has_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(names, i, x) {
+		_cleanup_strv_ char **snaps = NULL;
+		struct vm_error e = { 0 };
+		bool found = false;
+		if (vm_pool_list_snapshots(pool, json_string_value(x), &snaps, &e) < 0)
+			return false;
+		for (char **s = snaps; s && *s; s++)
+			found = found || streq(*s, snap);
+		if (!found)
+			return false;
+	}
+	return true;
+}
+
+static bool in_list(json_t *list, const char *name)
+{
+	json_t *x;
+	size_t i;
+
+	json_array_foreach(list, i, x)
+		if (streq(json_string_value(x), name))
+			return true;
+	return false;
+}
+
+int vm_send_drop_snapshots(struct vm_node *node, const char *uuid, const char *snap,
+			   struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL, *names = NULL;
+	struct vm_pool *pool;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	names = vm_datasets(vm);
+	destroy_snapshots(pool, names, snap);
+	return 0;
 }
 
 int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint64_t *ret_total,
@@ -184,14 +237,25 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 			return r;
 	}
 
-	/* One instant for all datasets: the VM is stopped and we hold its lock. */
-	snprintf(snap, sizeof(snap), "vmadm-send-%lld-%d", (long long)time(NULL), getpid());
+	/* One instant for all datasets: the VM is stopped and we hold its lock.
+	 * A caller-named instant that exists on every dataset is reused (a
+	 * resumed send: the VM stayed stopped since). */
+	if (opts->snapshot)
+		snprintf(snap, sizeof(snap), "%s", opts->snapshot);
+	else
+		snprintf(snap, sizeof(snap), "vmadm-send-%lld-%d", (long long)time(NULL), getpid());
 	report(opts, "snapshot", NULL, 0, total);
-	json_array_foreach(names, i, x) {
-		r = vm_pool_snapshot(pool, json_string_value(x), snap, err);
-		if (r < 0)
-			break;
-		taken++;
+	if (opts->snapshot && has_snapshots(pool, names, snap)) {
+		r = 0;
+	} else {
+		if (opts->snapshot)
+			destroy_snapshots(pool, names, snap);
+		json_array_foreach(names, i, x) {
+			r = vm_pool_snapshot(pool, json_string_value(x), snap, err);
+			if (r < 0)
+				break;
+			taken++;
+		}
 	}
 	if (r < 0) {
 		for (i = 0; i < taken; i++) {
@@ -212,6 +276,8 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 		const char *ds = json_string_value(x);
 		if (r < 0)
 			break;
+		if (in_list(opts->skip, ds))
+			continue;
 		report(opts, "send", ds, stream_writer_bytes(w), total);
 		r = send_dataset(pool, w, names, uuid, ds, snap, opts->portable, err);
 		if (r < 0)
@@ -219,9 +285,62 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	}
 	if (r >= 0)
 		r = stream_finish(w, err);
-	destroy_snapshots(pool, names, snap);
+	if (!opts->snapshot)
+		destroy_snapshots(pool, names, snap);
 	if (r < 0)
 		return -err->code;
 	report(opts, "done", NULL, stream_writer_bytes(w), total);
 	return 0;
+}
+
+/* ---- shared with incremental.c (migrate-private.h) ---- */
+
+int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
+			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
+			 bool portable, struct vm_error *err)
+{
+	struct stream_dataset sd = { .snapshot = snap, .from_snapshot = from_snap };
+	enum vm_dataset_kind kind;
+	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
+	_cleanup_free_ char *newp = NULL, *oldp = NULL;
+	int r;
+
+	if (!from_snap)
+		return send_dataset(pool, w, names, uuid, ds, snap, portable, err);
+	kind = vm_pool_kind(pool, ds);
+	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
+	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
+		uint64_t used = 0, volsize = 0;
+		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
+		sd.encoding = STREAM_ENC_BTRFS;
+		r = vm_pool_used(pool, ds, &used, &volsize, err);
+		if (r < 0)
+			return r;
+		sd.size = kind == VM_DS_VOLUME ? volsize : 0;
+		r = stream_begin_dataset(w, &sd, err);
+		if (r < 0)
+			return r;
+		r = migrate_native_send(pool, ds, snap, from_snap, w, err);
+		if (r < 0)
+			return r;
+		return stream_end_dataset(w, err);
+	}
+	newp = pool_snappath(pool, ds, snap);
+	oldp = pool_snappath(pool, ds, from_snap);
+	if (!newp || !oldp)
+		return vm_error_set(err, ENOMEM, "send %s", ds);
+	if (kind == VM_DS_VOLUME) {
+		_cleanup_free_ char *ni = strdup_printf("%s/%s", newp, VOLUME_FILE);
+		_cleanup_free_ char *oi = strdup_printf("%s/%s", oldp, VOLUME_FILE);
+		return stream_send_volume_delta(w, &sd, oi, ni, NULL, err);
+	}
+	{
+		_cleanup_strv_ char **skip = child_names(names, ds);
+		return stream_send_tree_delta(w, &sd, oldp, newp, (const char *const *)skip, err);
+	}
+}
+
+char **migrate_child_names(json_t *names, const char *ds)
+{
+	return child_names(names, ds);
 }

@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migration between nodes over the network (docs/migration-protocol.md):
+ * `vmadm send UUID HOST PORT` (the source, client.c) and vmadmd's listener
+ * (the target, server.c). HELLO, BEGIN and CONFIRM are common to every mode;
+ * what happens between ACCEPT and INSTALLED is a mode's (cold: direct.c;
+ * incremental.c and live.c add theirs by defining migrate_incremental_ops /
+ * migrate_live_ops, which the mode table picks up when they are linked).
+ */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "migrate/migrate.h"
+#include "net/net.h"
+#include "node/node.h"
+#include "util/error.h"
+
+/* What the front end is told while a migration runs. */
+struct migrate_event {
+	const char *phase;   /* "connect", "check", "stop", "snapshot", "send", "install",
+			      * "confirm", "done" */
+	const char *dataset; /* dataset moving, or NULL */
+	uint64_t bytes;      /* stream bytes sent so far */
+	uint64_t total;      /* estimated stream bytes */
+	double rate;         /* bytes per second, recent */
+	double eta;          /* seconds left, < 0 when unknown */
+};
+typedef void (*migrate_event_fn)(const struct migrate_event *ev, void *userdata);
+
+struct migrate_send_opts {
+	const char *mode;    /* "cold" (default), later "incremental", "live" */
+	int timeout;         /* network deadline in seconds; 0: the node's */
+	int stop_timeout;    /* seconds a running VM gets to shut down */
+	bool no_start;       /* leave the VM stopped on the target */
+	bool no_compress;    /* no zstd even if both sides accept it */
+	bool portable;       /* portable encodings even between btrfs pools */
+	uint64_t bwlimit;    /* DATA bytes per second, 0: no limit */
+	migrate_event_fn event;
+	void *userdata;
+};
+
+/* Rate and ETA over a sliding window, and the token bucket (progress.c). */
+struct migrate_meter {
+	double start, last_t, win_t;
+	uint64_t win_bytes, bytes;
+	double rate;
+	uint64_t bwlimit;
+	double tokens, tok_t;
+};
+void migrate_meter_init(struct migrate_meter *m, uint64_t bwlimit);
+/* Account n bytes about to be sent: sleeps as long as the bwlimit needs. */
+void migrate_meter_take(struct migrate_meter *m, size_t n);
+/* Fill ev->rate and ev->eta from the meter (ev->bytes, ev->total set). */
+void migrate_meter_fill(struct migrate_meter *m, struct migrate_event *ev);
+double migrate_now(void);
+/* "50M", "1G", "1.5m", "800k", "1000" -> bytes per second. */
+int migrate_parse_rate(const char *s, uint64_t *ret, struct vm_error *err);
+
+/* The source side of one migration, as a mode's source() gets it. */
+struct migrate_source {
+	struct vm_node *node;
+	struct net_conn *conn;         /* authenticated, HELLO and BEGIN done */
+	const char *uuid;
+	const char *host;
+	int port;
+	json_t *vm;                    /* the VM's record at BEGIN */
+	json_t *target_hello;
+	json_t *accept;                /* the target's ACCEPT ("have": datasets held) */
+	const struct migrate_send_opts *opts;
+	bool portable;                 /* chosen encoding */
+	bool compress;                 /* chosen compression */
+	char instant[64];              /* the send snapshot name */
+	char instant_id[96];           /* names one taking of those snapshots */
+	bool was_running;              /* set by source(): the VM ran before */
+	bool keep_snapshots;           /* set by source(): a re-run can resume */
+	uint64_t total;                /* estimated stream bytes */
+	struct migrate_meter meter;
+};
+
+/* The target side of one migration, as a mode's target() gets it. */
+struct migrate_target {
+	struct vm_node *node;
+	struct net_conn *conn;         /* authenticated, ACCEPT sent */
+	const char *uuid;
+	json_t *begin;                 /* the source's BEGIN */
+	json_t *have;                  /* datasets held from an earlier run */
+	json_t *held;                  /* their receive journal (resume), or NULL */
+	int64_t hold_secs;             /* keep a failed receive's complete datasets so
+					* long (partial_keep_secs) */
+	uint64_t bytes;                /* stream bytes received */
+};
+
+struct migrate_mode_ops {
+	const char *name;
+	/* After ACCEPT: stop the VM (set ctx->was_running), move it, and return
+	 * the target's INSTALLED record. Must leave the source's datasets and
+	 * record intact on failure (the caller then restarts the VM if it was
+	 * running); must never leave the VM running while the target has it. */
+	int (*source)(struct migrate_source *ctx, json_t **ret_record, struct vm_error *err);
+	/* After ACCEPT was sent: take the transfer and install the VM, stopped
+	 * (the caller sets autoboot false until CONFIRM). Returns the installed
+	 * record; the caller sends INSTALLED, or FAILED with err. On failure the
+	 * node holds nothing of the VM but a partial kept for a resume. */
+	int (*target)(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err);
+};
+
+/* The mode of that name, or NULL if this build has none. */
+const struct migrate_mode_ops *migrate_mode_by_name(const char *name);
+extern const struct migrate_mode_ops migrate_cold_ops;
+
+/* For modes: send everything read from fd (until EOF) as DATA frames, with
+ * the bwlimit and progress, sending keepalives while fd is quiet; where
+ * (may be NULL) tells the phase and dataset for the progress events. Fails
+ * with the target's reason if it answers FAILED meanwhile. Does not send
+ * DATA_END. */
+typedef void (*migrate_where_fn)(void *userdata, char phase[32], char dataset[256]);
+int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn where,
+			 void *userdata, struct vm_error *err);
+/* For modes: write DATA frames into fd until DATA_END (returns 0) or until
+ * the source fails or goes silent. */
+int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *err);
+
+/* The source: `vmadm send UUID HOST PORT`. On success the target has the
+ * VM installed (and running unless no_start, if it ran here); this VM is
+ * stopped with autoboot false and migrated_to set. On failure the VM is as
+ * it was (restarted if it ran), and the target holds nothing of it but a
+ * partial for a resume. */
+int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host, int port,
+			const struct migrate_send_opts *opts, json_t **ret_result,
+			struct vm_error *err);
+
+/* The vmadmd listener: listen on spec ("ADDR:PORT", "ADDR", NULL: the
+ * node's "listen" setting) and serve migrations in threads. Returns once
+ * listening. */
+int migrate_server_start(struct vm_node *node, const char *spec, struct vm_error *err);
+
+/* This node's HELLO message. */
+json_t *migrate_hello(struct vm_node *node);
+
+/* The send snapshot for a target: "vmadm-send-" + 12 hex of sha256(host:port). */
+void migrate_instant_name(const char *host, int port, char out[64]);
