@@ -43,8 +43,10 @@ host_spawn() {
 hosts_make() {
 	local n=$1 size=${2:-2147483648} i j names=(a b c d e f g h i)
 	mkdir -p "$T/.hosts"
-	od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$T/.hosts/vmadm.key"
-	echo >>"$T/.hosts/vmadm.key"
+	# As an operator would: generate the key on one node, copy it to the others.
+	mkdir -p "$T/.hosts/keygen"
+	VMADM_ROOT=$T/.hosts/keygen "$VMADM" key generate >/dev/null || return 1
+	cp "$T/.hosts/keygen/vmadm.key" "$T/.hosts/vmadm.key"
 	for ((i = 0; i < n; i++)); do
 		local name=${names[$i]} ns
 		ns=$(_host_ns "$name")
