@@ -177,12 +177,36 @@ static void raw_ds_end(struct raw *s, const uint8_t *data, size_t len)
 	raw_rec(s, STREAM_REC_DS_END, 0, e, sizeof(e));
 }
 
+/* The stream hash as docs/stream-format.md section 1 defines it, computed
+ * apart from the writer: every header, every payload but DS_DATA's. */
+static void raw_stream_hash(const uint8_t *buf, size_t len, uint8_t out[32])
+{
+	EVP_MD_CTX *c = EVP_MD_CTX_new();
+	unsigned int n;
+
+	EVP_DigestInit_ex(c, EVP_sha256(), NULL);
+	for (size_t off = 0; off + STREAM_HEADER_SIZE <= len;) {
+		uint32_t type = get_le32(buf + off);
+		uint64_t plen = get_le64(buf + off + 8);
+
+		EVP_DigestUpdate(c, buf + off, STREAM_HEADER_SIZE);
+		off += STREAM_HEADER_SIZE;
+		if (plen > len - off)
+			plen = len - off;
+		if (type != STREAM_REC_DS_DATA)
+			EVP_DigestUpdate(c, buf + off, plen);
+		off += plen;
+	}
+	EVP_DigestFinal_ex(c, out, &n);
+	EVP_MD_CTX_free(c);
+}
+
 static void raw_end(struct raw *s, uint64_t count)
 {
 	uint8_t e[40];
 
 	put_le64(e, count);
-	raw_sha(s->buf, s->len, e + 8);
+	raw_stream_hash(s->buf, s->len, e + 8);
 	raw_rec(s, STREAM_REC_END, 0, e, sizeof(e));
 }
 
@@ -232,6 +256,20 @@ static void crc32c_vectors(void)
 	/* continuing a computation equals computing at once */
 	CHECK(stream_crc32c(stream_crc32c(0, buf, 100), buf + 100, 900) ==
 	      stream_crc32c(0, buf, 1000));
+	/* the portable table and the dispatched one (SSE4.2 where the CPU has
+	 * it) agree, at every alignment and length */
+	CHECK(stream_crc32c_portable(0, "123456789", 9) == 0xE3069283u);
+	srand(42);
+	for (int i = 0; i < 2000; i++) {
+		size_t off = (size_t)rand() % 16, n = (size_t)rand() % (sizeof(buf) - 16);
+		uint32_t seed = (uint32_t)rand();
+
+		for (size_t k = 0; k < sizeof(buf); k++)
+			buf[k] = (uint8_t)rand();
+		CHECK(stream_crc32c(seed, buf + off, n) == stream_crc32c_portable(seed, buf + off, n));
+		if (i % 100 == 0)
+			CHECK(stream_crc32c(0, buf + off, n) == crc_ref(buf + off, n));
+	}
 }
 
 static void header_round_trip(void)
@@ -636,6 +674,24 @@ static void hashes_checked(void)
 	CHECK(read_raw(&s, &err) == -EPROTO);
 	CHECK_HAS(err.msg, "it counts 3 datasets, the stream had 0");
 
+	/* the stream hash leaves DS_DATA payloads out: a valid stream with
+	 * data reads, and one whose END hashes every byte is refused */
+	raw_start(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end(&s, data, 8);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == 0);
+	raw_start(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end(&s, data, 8);
+	put_le64(e, 1);
+	raw_sha(s.buf, s.len, e + 8);
+	raw_rec(&s, STREAM_REC_END, 0, e, 40);
+	CHECK(read_raw(&s, &err) == -EBADMSG);
+	CHECK_HAS(err.msg, "stream hash mismatch in END record 5");
+
 	/* END with a wrong stream hash */
 	raw_start(&s);
 	put_le64(e, 0);
@@ -643,6 +699,59 @@ static void hashes_checked(void)
 	raw_rec(&s, STREAM_REC_END, 0, e, 40);
 	CHECK(read_raw(&s, &err) == -EBADMSG);
 	CHECK_HAS(err.msg, "stream hash mismatch in END record 2");
+}
+
+/* DS_BEGIN's "used" (bytes at the sender, for the free-space check): written
+ * when the writer has it, read back, absent otherwise; a bad one refused. */
+static void ds_begin_used(void)
+{
+	struct stream_writer *w = NULL;
+	struct stream_reader *r = NULL;
+	const struct stream_dataset *ds;
+	struct vm_error err;
+	json_t *config = json_pack("{s:s}", "uuid", UUID), *c2 = NULL;
+	struct stream_dataset a = {.name = "", .kind = STREAM_KIND_FILESYSTEM,
+				   .encoding = STREAM_ENC_TAR, .snapshot = "s1"};
+	struct stream_dataset b = {.name = "-disk0", .kind = STREAM_KIND_VOLUME,
+				   .size = 1ull << 31, .used = 12288, .has_used = true,
+				   .encoding = STREAM_ENC_BLOCKS, .snapshot = "s1"};
+	int fd = memfd_with(NULL, 0);
+	uint8_t *buf;
+	size_t len;
+	struct raw s;
+
+	CHECK(stream_writer_open(fd, 0, &w, &err) == 0);
+	CHECK(stream_write_config(w, config, &err) == 0);
+	CHECK(stream_begin_dataset(w, &a, &err) == 0);
+	CHECK(stream_end_dataset(w, &err) == 0);
+	CHECK(stream_begin_dataset(w, &b, &err) == 0);
+	CHECK(stream_end_dataset(w, &err) == 0);
+	CHECK(stream_finish(w, &err) == 0);
+	stream_writer_free(w);
+	buf = slurp(fd, &len);
+	CHECK(memmem(buf, len, "\"used\":12288", 12) != NULL);
+	CHECK(lseek(fd, 0, SEEK_SET) == 0);
+	CHECK(stream_reader_open(fd, &r, &err) == 0);
+	CHECK(stream_read_config(r, &c2, &err) == 0);
+	CHECK(stream_next_dataset(r, &ds, &err) == 1);
+	CHECK(!ds->has_used);
+	CHECK(stream_next_dataset(r, &ds, &err) == 1);
+	CHECK(ds->has_used && ds->used == 12288 && ds->size == 1ull << 31);
+	CHECK(stream_next_dataset(r, &ds, &err) == 0);
+	stream_reader_free(r);
+	free(buf);
+	close(fd);
+	json_decref(config);
+	json_decref(c2);
+
+	raw_start(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN,
+		 "{\"name\":\"-disk0\",\"kind\":\"volume\",\"size\":4096,\"used\":-1,"
+		 "\"encoding\":\"blocks\",\"snapshot\":\"s1\"}");
+	raw_ds_end(&s, NULL, 0);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == -EPROTO);
+	CHECK_HAS(err.msg, "invalid \"used\"");
 }
 
 static void names_checked(void)
@@ -923,6 +1032,7 @@ int main(void)
 	RUN(skippable_and_unknown_records);
 	RUN(out_of_order);
 	RUN(hashes_checked);
+	RUN(ds_begin_used);
 	RUN(names_checked);
 	RUN(name_outside_vm_refused_on_read);
 	RUN(bad_zstd_frames);

@@ -237,8 +237,12 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		}
 		phase = jstr(j, "phase");
 		/* An incremental receive between passes waits on purpose
-		 * (migrate/incremental.h): only vm_incr_finish/abort end it. */
-		if (phase && streq(phase, "held"))
+		 * (migrate/incremental.h): only vm_incr_finish/abort end it,
+		 * or, once a failed send left it for a re-run with an expiry
+		 * (migrate/incremental-net.c), that expiry. */
+		if (phase && streq(phase, "held") &&
+		    (!json_object_get(j, "expires") ||
+		     json_integer_value(json_object_get(j, "expires")) > time(NULL)))
 			continue;
 		/* A failed network receive's complete datasets, kept for a
 		 * resume of the same send (migrate/server.c) until they expire. */
@@ -253,7 +257,7 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			snprintf(line, sizeof(line), "finished the interrupted receive of VM %s",
 				 uuid);
 		} else {
-			bool held = phase && streq(phase, "kept");
+			bool held = phase && (streq(phase, "kept") || streq(phase, "held"));
 			r = recv_rollback(node, pool, j, err);
 			snprintf(line, sizeof(line), "removed the partial receive of VM %s (%s)", uuid,
 				 held ? "kept for a resume, expired" : "interrupted receive");

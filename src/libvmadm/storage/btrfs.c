@@ -10,8 +10,10 @@
  *                                   datasets are nested subvolumes
  *   MOUNTPOINT/X/disk.raw           a volume's sparse image
  *   MOUNTPOINT/.snapshots/X/@SNAP   snapshot zones/X@SNAP: read-only snapshot
- *   MOUNTPOINT/.recv/RANDOM/        where `btrfs receive` writes, so that a
- *                                   stream becomes visible only once complete
+ *   MOUNTPOINT/.recv/X.RANDOM/      where `btrfs receive` of zones/X writes (a
+ *                                   '/' in X as '%'), so that a stream becomes
+ *                                   visible only once complete, and what a
+ *                                   killed receive left can be found by name
  *
  * Subvolumes are made and removed with the ioctls of linux/btrfs.h; send and
  * receive run the btrfs tool through the spawn helper.
@@ -573,6 +575,8 @@ static int list_children(const char *path, char ***ret, struct vm_error *err)
 	return 0;
 }
 
+static int btrfs_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
 static int btrfs_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 			 struct vm_error *err)
 {
@@ -605,7 +609,9 @@ static int btrfs_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 		r = subvol_destroy(path, err);
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s", ds);
-	return 0;
+	/* and what an interrupted receive of ds left (the dataset exists only
+	 * for an incremental receive, whose staging is named after it too) */
+	return btrfs_receive_cleanup(pool, ds, err);
 }
 
 
@@ -721,10 +727,58 @@ static int read_exact(int fd, void *buf, size_t len)
 	return (size_t)n == len ? 0 : 1;
 }
 
+/* Forward exactly len bytes of a command's payload from in to out. splice
+ * moves the pipe's pages instead of copying them through a buffer (out is
+ * always a pipe); where in cannot be spliced from (EINVAL), read and write.
+ * Returns 0, 1 at a premature end of input, or a negative errno. */
+static int forward(int in, int out, size_t len, bool *can_splice, unsigned char **buf,
+		   size_t *cap)
+{
+	while (len > 0 && *can_splice) {
+		ssize_t n = splice(in, NULL, out, NULL, len, SPLICE_F_MOVE | SPLICE_F_MORE);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EINVAL) {
+			*can_splice = false;
+			break;
+		}
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 1;
+		len -= n;
+	}
+	while (len > 0) {
+		size_t chunk = len < (1U << 20) ? len : (1U << 20);
+		int r;
+
+		if (*cap < chunk) {
+			unsigned char *nb = realloc(*buf, chunk);
+			if (!nb)
+				return -ENOMEM;
+			*buf = nb;
+			*cap = chunk;
+		}
+		r = read_exact(in, *buf, chunk);
+		if (r != 0)
+			return r;
+		r = fs_write_all(out, *buf, chunk);
+		if (r < 0)
+			return r;
+		len -= chunk;
+	}
+	return 0;
+}
+
+/* Forward the btrfs send stream on in to out command by command, up to its
+ * END command: only the 10-byte command headers are read here, the
+ * payloads are spliced through. */
 static int pump_stream(int in, int out, uint64_t *ret_bytes, struct vm_error *err)
 {
 	_cleanup_free_ unsigned char *buf = NULL;
 	unsigned char hdr[17];
+	bool can_splice = true;
 	size_t cap = 0;
 	uint64_t total = 0;
 	int r;
@@ -760,22 +814,18 @@ static int pump_stream(int in, int out, uint64_t *ret_bytes, struct vm_error *er
 			return vm_error_setx(err, EPROTO,
 					     "stream command at byte %llu too long (%u bytes)",
 					     (unsigned long long)total, len);
-		if (cap < sizeof(ch) + len) {
-			unsigned char *nb = realloc(buf, sizeof(ch) + len);
-			if (!nb)
-				return vm_error_set(err, ENOMEM, "read stream");
-			buf = nb;
-			cap = sizeof(ch) + len;
-		}
-		memcpy(buf, ch, sizeof(ch));
-		r = read_exact(in, buf + sizeof(ch), len);
-		if (r != 0)
-			return r < 0 ? vm_error_set(err, r, "read stream")
-				     : vm_error_setx(err, EPROTO, "stream truncated at byte %llu",
-						     (unsigned long long)total);
-		r = fs_write_all(out, buf, sizeof(ch) + len);
+		r = fs_write_all(out, ch, sizeof(ch));
 		if (r < 0)
 			return r;
+		r = forward(in, out, len, &can_splice, &buf, &cap);
+		if (r == -EPIPE)
+			return r; /* btrfs receive gave up: the caller says why */
+		if (r < 0)
+			return vm_error_set(err, r, "forward the stream at byte %llu",
+					    (unsigned long long)total);
+		if (r != 0)
+			return vm_error_setx(err, EPROTO, "stream truncated at byte %llu",
+					     (unsigned long long)total);
 		total += sizeof(ch) + len;
 		if (cmd == SEND_C_END)
 			break;
@@ -819,6 +869,8 @@ static int run_receive(const char *dir, int fd, struct vm_error *err)
 		return vm_error_set(err, errno, "receive: pipe");
 	pr = pfd[0];
 	pw = pfd[1];
+	/* 1 MiB (best effort): btrfs receive and the feeder take turns less. */
+	(void)fcntl(pw, F_SETPIPE_SZ, 1 << 20);
 	pid = vm_spawn_start(argv, pr, -1, memfd, err);
 	if (pid < 0)
 		return (int)pid;
@@ -904,6 +956,57 @@ static int move_children(const char *from, const char *to, char **children,
 	return 0;
 }
 
+/* "MOUNTPOINT/.recv/X." for dataset zones/X, '/' in X as '%' (malloc'ed):
+ * the staging directories of receives of ds are this plus 6 characters. */
+static char *staging_prefix(struct vm_pool *pool, const char *ds)
+{
+	const char *rest = strchr(ds, '/');
+	char *p = strdup_printf("%s/%s/%s.", pool->mountpoint, POOL_RECVDIR, rest ? rest + 1 : ds);
+
+	if (p)
+		for (char *c = p + strlen(pool->mountpoint) + 1 + strlen(POOL_RECVDIR) + 1; *c; c++)
+			if (*c == '/')
+				*c = '%';
+	return p;
+}
+
+/* Remove the staging directories a killed receive of ds left (their
+ * received subvolumes are read-only: rm_tree deletes them as subvolumes). */
+static int btrfs_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *prefix = staging_prefix(pool, ds);
+	_cleanup_free_ char *dir = strdup_printf("%s/%s", pool->mountpoint, POOL_RECVDIR);
+	_cleanup_closedir_ DIR *d = NULL;
+	const char *base;
+	struct dirent *de;
+	size_t blen;
+	int r;
+
+	if (!prefix || !dir)
+		return vm_error_set(err, ENOMEM, "clean up receives of %s", ds);
+	base = prefix + strlen(dir) + 1;
+	blen = strlen(base);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
+	while ((errno = 0, de = readdir(d))) {
+		_cleanup_free_ char *sub = NULL;
+
+		/* exactly "X." and mkdtemp's 6 characters: not "X.Y.XXXXXX" */
+		if (strlen(de->d_name) != blen + 6 || strncmp(de->d_name, base, blen) != 0 ||
+		    strchr(de->d_name + blen, '.') || strchr(de->d_name + blen, '%'))
+			continue;
+		sub = strdup_printf("%s/%s", dir, de->d_name);
+		if (!sub)
+			return vm_error_set(err, ENOMEM, "clean up receives of %s", ds);
+		vm_debug("removing %s, left by an interrupted receive of %s", sub, ds);
+		r = rm_tree(sub, err);
+		if (r < 0)
+			return vm_error_prefix(err, "clean up receives of %s", ds);
+	}
+	return 0;
+}
+
 static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 			 const char *from_snap, int fd, struct vm_error *err)
 {
@@ -911,7 +1014,7 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
 	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
 	_cleanup_free_ char *ppath = from_snap ? pool_snappath(pool, ds, from_snap) : NULL;
-	_cleanup_free_ char *tmp = NULL, *got = NULL, *newds = NULL, *oldds = NULL;
+	_cleanup_free_ char *tmp = NULL, *got = NULL, *newds = NULL, *oldds = NULL, *prefix = NULL;
 	_cleanup_strv_ char **children = NULL;
 	bool snap_placed = false, sdir_made = false;
 	struct vm_error e2;
@@ -939,7 +1042,8 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		return vm_error_setx(err, EEXIST, "receive %s@%s: snapshot already exists", ds,
 				     snap);
 
-	tmp = strdup_printf("%s/%s/XXXXXX", pool->mountpoint, POOL_RECVDIR);
+	prefix = staging_prefix(pool, ds);
+	tmp = prefix ? strdup_printf("%sXXXXXX", prefix) : NULL;
 	if (!tmp)
 		return vm_error_set(err, ENOMEM, "receive %s@%s", ds, snap);
 	if (!mkdtemp(tmp))
@@ -1029,5 +1133,6 @@ const struct vm_storage_ops btrfs_storage_ops = {
 	.available = btrfs_available,
 	.send = btrfs_send,
 	.receive = btrfs_receive,
+	.receive_cleanup = btrfs_receive_cleanup,
 	.native_encoding = VM_ENC_BTRFS,
 };

@@ -556,6 +556,14 @@ int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	return pool->ops->receive(pool, ds, snap, from_snap, fd, err);
 }
 
+int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->receive_cleanup)
+		return 0;
+	return pool->ops->receive_cleanup(pool, ds, err);
+}
+
 int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *what,
 		   const char *ds, const char *path, struct vm_error *err)
 {

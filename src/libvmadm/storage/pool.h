@@ -147,6 +147,13 @@ struct vm_storage_ops {
 	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
 		       const char *from_snap, int fd, struct vm_error *err);
 
+	/* Remove what a receive() of ds killed in the middle (SIGKILL: no
+	 * chance to clean up) left behind, e.g. its staging directory; ds
+	 * itself is not touched and need not exist. 0 when nothing was left.
+	 * Must not run while a receive of ds is in progress. NULL when
+	 * receive() leaves nothing of its own. */
+	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
 	/* Encoding of send/receive, 0 when none. */
 	enum vm_send_encoding native_encoding;
 };
@@ -197,6 +204,7 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 		 int fd, struct vm_error *err);
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		    const char *from_snap, int fd, struct vm_error *err);
+int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
 extern const struct vm_storage_ops btrfs_storage_ops;
 extern const struct vm_storage_ops dir_storage_ops;

@@ -45,12 +45,20 @@ uint32_t stream_crc32c_portable(uint32_t crc, const void *buf, size_t len);
  * the dataset ended before the first byte, or a negative errno (a dataset
  * ending inside the len bytes is an error naming what). */
 struct stream_reader;
+struct stream_writer;
 struct vm_error;
 ssize_t stream_read_exact(struct stream_reader *r, void *buf, size_t len, const char *what,
 			  struct vm_error *err);
 
 /* The reader's current dataset description (NULL outside a dataset). */
 const struct stream_dataset *stream_reader_current(const struct stream_reader *r);
+
+/* stream_write_data without the copy: *ret_buf is room for *ret_len (>= 1)
+ * bytes of the current dataset's data, valid until the next writer call;
+ * stream_writer_commit(len) then takes the first len of them. */
+int stream_writer_space(struct stream_writer *w, void **ret_buf, size_t *ret_len,
+			struct vm_error *err);
+int stream_writer_commit(struct stream_writer *w, size_t len, struct vm_error *err);
 
 /* The full name of the writer's current dataset ("zones/UUID-disk0"). */
 struct stream_writer;

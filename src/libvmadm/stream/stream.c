@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "stream/stream-private.h"
 #include "util/fs.h"
 #include "util/macros.h"
 
@@ -22,16 +23,21 @@ void stream_pipe_grow(int fd)
 
 int stream_pump_fd_to_records(struct stream_writer *w, int fd, struct vm_error *err)
 {
-	_cleanup_free_ char *buf = malloc(STREAM_CHUNK_MAX);
 	uint64_t total = 0;
 	int r;
 
-	if (!buf)
-		return vm_error_set(err, ENOMEM, "stream pump");
 	for (;;) {
-		/* a pipe gives what it has; read() rather than fill the buffer, so
+		void *buf;
+		size_t room;
+		ssize_t n;
+
+		/* straight into the writer's chunk: no copy through a buffer */
+		r = stream_writer_space(w, &buf, &room, err);
+		if (r < 0)
+			return r;
+		/* a pipe gives what it has; read() rather than fill the chunk, so
 		 * records go out as the producer writes */
-		ssize_t n = read(fd, buf, STREAM_CHUNK_MAX);
+		n = read(fd, buf, room);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -41,7 +47,7 @@ int stream_pump_fd_to_records(struct stream_writer *w, int fd, struct vm_error *
 		}
 		if (n == 0)
 			return 0;
-		r = stream_write_data(w, buf, n, err);
+		r = stream_writer_commit(w, n, err);
 		if (r < 0)
 			return r;
 		total += n;

@@ -314,6 +314,25 @@ int stream_write_data(struct stream_writer *w, const void *buf, size_t len, stru
 	return 0;
 }
 
+int stream_writer_space(struct stream_writer *w, void **ret_buf, size_t *ret_len,
+			struct vm_error *err)
+{
+	if (!w->in_dataset)
+		return vm_error_setx(err, EINVAL, "stream: data written outside a dataset");
+	*ret_buf = w->chunk + w->chunk_len; /* never full: a full chunk is flushed */
+	*ret_len = STREAM_CHUNK_MAX - w->chunk_len;
+	return 0;
+}
+
+int stream_writer_commit(struct stream_writer *w, size_t len, struct vm_error *err)
+{
+	w->ds_bytes += len;
+	w->chunk_len += len;
+	if (w->chunk_len == STREAM_CHUNK_MAX)
+		return flush_chunk(w, err);
+	return 0;
+}
+
 int stream_end_dataset(struct stream_writer *w, struct vm_error *err)
 {
 	uint8_t end[STREAM_DS_END_SIZE];
