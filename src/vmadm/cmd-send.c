@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "migrate/live.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "net/net.h"
@@ -21,12 +23,26 @@ enum {
 	OPT_BWLIMIT,
 	OPT_TIMEOUT,
 	OPT_MODE,
+	OPT_DOWNTIME_TARGET,
+	OPT_MAX_PASSES,
+	OPT_FINAL_STOP,
+	OPT_DOWNTIME_LIMIT,
+	OPT_LIVE_TIMEOUT,
 };
+
+/* -L: SIGINT/SIGTERM cancel the live migration (the VM runs on here). */
+static volatile sig_atomic_t live_cancel;
+static void on_live_signal(int sig)
+{
+	(void)sig;
+	live_cancel = 1;
+}
 
 struct shown {
 	bool json;
 	bool tty;
 	bool drawn;
+	bool passes; /* -I: a line per pass and the downtime, tty or not */
 };
 
 static void human(double b, char buf[32])
@@ -52,9 +68,45 @@ static void on_event(const struct migrate_event *ev, void *userdata)
 			(json_int_t)ev->bytes, "total", (json_int_t)ev->total, "rate",
 			(json_int_t)(ev->rate + 0.5), "eta",
 			ev->eta >= 0 ? json_integer((json_int_t)(ev->eta + 0.5)) : json_null());
+		if (ev->live) /* -L: QEMU's numbers */
+			json_object_set_new(
+				j, "live",
+				json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "elapsed_ms",
+					  (json_int_t)ev->live->elapsed_ms, "disk_dirty",
+					  (json_int_t)ev->live->disk_dirty, "disk_copied",
+					  (json_int_t)ev->live->disk_copied, "ram_transferred",
+					  (json_int_t)ev->live->ram_transferred, "ram_remaining",
+					  (json_int_t)ev->live->ram_remaining, "dirty_rate",
+					  (json_int_t)ev->live->dirty_rate, "downtime_limit_ms",
+					  (json_int_t)ev->live->downtime_limit_ms));
+		if (ev->detail)
+			json_object_update(j, ev->detail);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		fflush(stdout);
+	} else if (ev->detail && (s->tty || s->passes)) {
+		/* a pass, the end: a line of its own, tty or not */
+		json_t *pass = json_object_get(ev->detail, "pass");
+		json_t *dt = json_object_get(ev->detail, "downtime");
+		char b[32], r[32];
+		if (s->drawn)
+			fputc('\n', stderr);
+		s->drawn = false;
+		if (pass) {
+			human(json_integer_value(json_object_get(ev->detail, "pass_bytes")), b);
+			human(json_integer_value(json_object_get(ev->detail, "pass_rate")), r);
+			fprintf(stderr, "pass %lld%s: %s in %.1f s (%s/s)%s%s\n",
+				json_integer_value(pass),
+				json_is_true(json_object_get(ev->detail, "final")) ? " (final)" : "",
+				b, json_real_value(json_object_get(ev->detail, "seconds")), r,
+				json_string_value(json_object_get(ev->detail, "reason")) ? ": " : "",
+				json_string_value(json_object_get(ev->detail, "reason"))
+					? json_string_value(json_object_get(ev->detail, "reason"))
+					: "");
+		} else if (json_is_real(dt)) {
+			human(json_integer_value(json_object_get(ev->detail, "bytes_total")), b);
+			fprintf(stderr, "downtime %.2f s, %s sent in all\n", json_real_value(dt), b);
+		}
 	} else if (s->tty) {
 		char b[32], t[32], r[32], eta[32] = "--";
 		human(ev->bytes, b);
@@ -131,6 +183,16 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 		return r;
 	fprintf(stderr, "Successfully sent VM %s to %s:%d (%s there)\n", uuid, host, port,
 		json_string_value(json_object_get(result, "state")));
+	if (json_object_get(json_object_get(result, "report"), "downtime_ms")) {
+		json_t *rp = json_object_get(result, "report");
+		fprintf(stderr,
+			"Live migration: QEMU downtime %lld ms (limit %lld ms), guest paused %lld "
+			"ms (STOP to RESUME), total %.1f s\n",
+			json_integer_value(json_object_get(rp, "downtime_ms")),
+			json_integer_value(json_object_get(rp, "downtime_limit_ms")),
+			json_integer_value(json_object_get(rp, "pause_ms")),
+			json_integer_value(json_object_get(rp, "total_ms")) / 1000.0);
+	}
 	return 0;
 }
 
@@ -149,6 +211,13 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		{ "no-compress", no_argument, NULL, OPT_NO_COMPRESS },
 		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
 		{ "mode", required_argument, NULL, OPT_MODE },
+		{ "incremental", no_argument, NULL, 'I' },
+		{ "downtime-target", required_argument, NULL, OPT_DOWNTIME_TARGET },
+		{ "max-passes", required_argument, NULL, OPT_MAX_PASSES },
+		{ "final-stop", required_argument, NULL, OPT_FINAL_STOP },
+		{ "live", no_argument, NULL, 'L' },
+		{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT },
+		{ "live-timeout", required_argument, NULL, OPT_LIVE_TIMEOUT },
 		{ NULL },
 	};
 	_cleanup_node_ struct vm_node *node = NULL;
@@ -161,7 +230,7 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	int npos = 0, port = 0, c, r;
 
 	/* "-": positional arguments come in order, options anywhere. */
-	while ((c = getopt_long(argc, argv, "-zt:n", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "-zt:nIL", longopts, NULL)) != -1) {
 		switch (c) {
 		case 1:
 			if (npos == 3)
@@ -204,6 +273,55 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		case OPT_MODE:
 			mopts.mode = optarg;
 			break;
+		case 'I':
+			shown.passes = true;
+			mopts.mode = "incremental";
+			break;
+		case 'L':
+			mopts.mode = "live";
+			break;
+		case OPT_DOWNTIME_LIMIT:
+			mopts.downtime_limit_ms = atoll(optarg);
+			if (mopts.downtime_limit_ms <= 0)
+				return vmadm_usage_error("send", err, "--downtime-limit: not a "
+								      "number of ms: %s", optarg);
+			break;
+		case OPT_LIVE_TIMEOUT:
+			mopts.live_timeout = atoi(optarg);
+			if (mopts.live_timeout <= 0)
+				return vmadm_usage_error("send", err, "--live-timeout: not a "
+								      "number of seconds: %s", optarg);
+			break;
+		case OPT_DOWNTIME_TARGET: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 3600000)
+				return vmadm_usage_error("send", err,
+							 "--downtime-target: not a number of "
+							 "milliseconds: %s", optarg);
+			mopts.downtime_target_ms = (unsigned)v;
+			break;
+		}
+		case OPT_MAX_PASSES: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 64)
+				return vmadm_usage_error("send", err,
+							 "--max-passes: a number from 1 to 64, "
+							 "not %s", optarg);
+			mopts.max_passes = (unsigned)v;
+			break;
+		}
+		case OPT_FINAL_STOP:
+			if (streq(optarg, "pause"))
+				mopts.final_pause = true;
+			else if (streq(optarg, "shutdown"))
+				mopts.final_pause = false;
+			else
+				return vmadm_usage_error("send", err,
+							 "--final-stop: 'shutdown' or 'pause', "
+							 "not %s", optarg);
+			break;
 		default:
 			return vmadm_usage_error("send", err, "unknown option");
 		}
@@ -226,6 +344,16 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		shown.tty = !shown.json && isatty(2);
 		mopts.event = on_event;
 		mopts.userdata = &shown;
+		if (streq(mopts.mode, "live") && mopts.no_start)
+			return vmadm_usage_error("send", err, "--no-start does not apply to -L: "
+							      "the guest never stops");
+		if (streq(mopts.mode, "live") && !dry_run) {
+			struct sigaction sa = { .sa_handler = on_live_signal };
+			sigemptyset(&sa.sa_mask);
+			sigaction(SIGINT, &sa, NULL);
+			sigaction(SIGTERM, &sa, NULL);
+			mopts.cancel = &live_cancel;
+		}
 		return send_remote(pos[0], host, port, dry_run, &mopts, &shown, err);
 	}
 

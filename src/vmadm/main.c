@@ -62,7 +62,7 @@ const struct vmadm_cmd vmadm_cmds[] = {
 	{ "console", cmd_console, "console UUID", "attach to a VM's serial console",
 	  "Detach with Ctrl-] (for joyent VMs: Ctrl-] then q).\n" },
 	{ "send", cmd_send,
-	  "send UUID [-z] [--portable] [-t SECS] > FILE | send UUID HOST PORT [options]",
+	  "send UUID [-z] [--portable] [-t SECS] > FILE | send UUID [-I] HOST PORT [options]",
 	  "move a VM (config and datasets) to a file, a pipe or another node; stops the VM",
 	  "To a file: the stream goes to stdout (never a terminal): a file, a pipe, gzip,\n"
 	  "ssh. The VM is stopped first and stays stopped and intact; 'vmadm receive' on\n"
@@ -82,7 +82,16 @@ const struct vmadm_cmd vmadm_cmds[] = {
 	  "  --bwlimit RATE   cap the rate (bytes per second: 800k, 50M, 1G)\n"
 	  "  --no-compress    no zstd on the wire (default: zstd if both nodes take it)\n"
 	  "  --no-start       leave the VM stopped on the target\n"
-	  "  --timeout SECS   network deadline (default: net_timeout, VMADM_NET_TIMEOUT, 30)\n" },
+	  "  --timeout SECS   network deadline (default: net_timeout, VMADM_NET_TIMEOUT, 30)\n"
+	  "  -I               incremental: passes while the VM runs (a full one, then what\n"
+	  "                   changed since the previous), then stop it for a last small one\n"
+	  "  --downtime-target MS  -I stops iterating once the last delta would take at most\n"
+	  "                   MS to send (default 2000)\n"
+	  "  --max-passes N   -I makes at most N passes while the VM runs (default 8); it\n"
+	  "                   also stops when a delta is not smaller than the one before\n"
+	  "  --final-stop shutdown|pause  -I, kvm: how the VM stops for the last delta: a\n"
+	  "                   clean shutdown (default), or pause and end QEMU (crash-\n"
+	  "                   consistent, a fraction of a second of downtime)\n" },
 	{ "receive", cmd_receive, "receive [-f] < STREAM | < CONFIG.json",
 	  "install a VM from a 'vmadm send' stream, or take a bare config",
 	  "A stream is verified completely (every checksum and its end record) before the\n"

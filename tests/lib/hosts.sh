@@ -39,7 +39,9 @@ host_spawn() {
 	HOST_PID=$!
 }
 
-# hosts_make N [POOL_SIZE_BYTES]: make hosts a, b, c... (at most 9).
+# hosts_make N [POOL_SIZE_BYTES]: make hosts a, b, c... (at most 9). Their
+# pool types: HOSTS_POOLS="btrfs btrfs dir ..." (one word per host; default
+# btrfs).
 hosts_make() {
 	local n=$1 size=${2:-2147483648} i j names=(a b c d e f g h i)
 	mkdir -p "$T/.hosts"
@@ -55,7 +57,8 @@ hosts_make() {
 		ip -n "$ns" link set lo up
 		echo "10.99.0.$((i + 1))" >"$T/.hosts/$name.ip"
 		ip -n "$ns" addr add "10.99.0.$((i + 1))/32" dev lo
-		node_make "$name" btrfs "$size" >/dev/null
+		local pools=(${HOSTS_POOLS:-})
+		node_make "$name" "${pools[$i]:-btrfs}" "$size" >/dev/null
 		install -m 0600 "$T/.hosts/vmadm.key" "$(host_root "$name")/vmadm.key"
 		: >"$T/.hosts/$name.routes"
 		HOSTS+=("$name")
@@ -131,4 +134,28 @@ link_up() {
 	done <"$T/.hosts/$name.routes"
 	# The peer's end too, if it was downed by link_down on the peer.
 	return 0
+}
+
+# Guest workload records (docs/workload.md), for tests that move running VMs.
+# wl_records ARGS...: how many valid records vmadm-workload-check finds (0 on
+# any error), ARGS as the checker's (--offset N DISK, or a record file).
+wl_records() {
+	"$BUILD/tools/vmadm-workload-check" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
+}
+# wl_wait_records MIN SECS ARGS...: wait until there are MIN records.
+wl_wait_records() {
+	local min=$1 deadline=$((SECONDS + $2)) n
+	shift 2
+	while [ $SECONDS -lt $deadline ]; do
+		n=$(wl_records "$@")
+		[ "${n:-0}" -ge "$min" ] && return 0
+		sleep 0.5
+	done
+	echo "only ${n:-0} records after $2 s" >&2
+	return 1
+}
+# wl_set_conf DISK0 'rate_ms=20 burst=1M': the kvm test guest's workload
+# config sector (read when the workload starts).
+wl_set_conf() {
+	printf 'VMWLCONF %s\n' "$2" | dd of="$1" bs=512 seek=65536 conv=notrunc status=none
 }

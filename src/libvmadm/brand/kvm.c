@@ -290,7 +290,7 @@ int kvm_build_argv(struct vm_node *node, json_t *vm, const char *accel, bool inc
 	const char *uuid = vm_uuid(vm, "qemu command line", err);
 	const char *cpu = json_string_value(json_object_get(vm, "cpu_type"));
 	json_t *ram = json_object_get(vm, "ram"), *vcpus = json_object_get(vm, "vcpus");
-	_cleanup_free_ char *qmp = NULL, *console = NULL, *pidfile = NULL;
+	_cleanup_free_ char *qmp = NULL, *console = NULL, *pidfile = NULL, *qmp_oob = NULL;
 	int r;
 
 	if (!uuid)
@@ -312,7 +312,11 @@ int kvm_build_argv(struct vm_node *node, json_t *vm, const char *accel, bool inc
 		_cleanup_free_ char *q = kvm_run_path(node, uuid, "qmp.sock");
 		_cleanup_free_ char *c = kvm_run_path(node, uuid, "console.sock");
 		_cleanup_free_ char *p = kvm_run_path(node, uuid, "qemu.pid");
-		if (!q || !c || !p)
+		_cleanup_free_ char *o = kvm_run_path(node, uuid, "qmp-oob.sock");
+		if (!q || !c || !p || !o)
+			return vm_error_set(err, ENOMEM, "qemu command line");
+		qmp_oob = qemu_escape(o);
+		if (!qmp_oob)
 			return vm_error_set(err, ENOMEM, "qemu command line");
 		qmp = qemu_escape(q);
 		console = qemu_escape(c);
@@ -325,6 +329,9 @@ int kvm_build_argv(struct vm_node *node, json_t *vm, const char *accel, bool inc
 	 *   -machine pc,accel=ACCEL -cpu CPU -m RAM -smp VCPUS -nodefaults
 	 *   -no-user-config -display none -vga none
 	 *   -qmp unix:RUN/qmp.sock,server=on,wait=off
+ *   -chardev socket,id=qmp2,path=RUN/qmp-oob.sock,server=on,wait=off
+ *   -mon chardev=qmp2,mode=control   (a second monitor, for out-of-band
+ *                                     commands while the first is in use)
 	 *   -chardev socket,id=serial0,path=RUN/console.sock,server=on,wait=off
 	 *   -serial chardev:serial0 -pidfile RUN/qemu.pid -daemonize
 	 *   [-incoming defer -S] DISKS NICS */
@@ -349,6 +356,10 @@ int kvm_build_argv(struct vm_node *node, json_t *vm, const char *accel, bool inc
 	add(&b, "none");
 	add(&b, "-qmp");
 	add(&b, "unix:%s,server=on,wait=off", qmp);
+	add(&b, "-chardev");
+	add(&b, "socket,id=qmp2,path=%s,server=on,wait=off", qmp_oob);
+	add(&b, "-mon");
+	add(&b, "chardev=qmp2,mode=control");
 	add(&b, "-chardev");
 	add(&b, "socket,id=serial0,path=%s,server=on,wait=off", console);
 	add(&b, "-serial");

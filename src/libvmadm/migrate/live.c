@@ -828,8 +828,21 @@ static int rollback(struct live *l)
 		json_array_append_new(
 		    instances, json_pack("{s:s, s:s}", "type", "block-node", "node-name", nbd));
 	}
-	if (json_array_size(instances) > 0)
+	if (json_array_size(instances) > 0) {
+		/* Out of band first, on the second monitor: it is heard even
+		 * when QEMU's main loop hangs in a drain of an NBD write on a
+		 * cut link (at the switchover, guest paused). */
+		_cleanup_free_ char *oob = kvm_run_path(l->node, l->uuid, "qmp-oob.sock");
+		_cleanup_qmp_ struct qmp *qo = NULL;
+		if (oob && qmp_connect_oob(oob, 1000, &qo, &ignore) >= 0 &&
+		    qmp_command_oob(qo, "yank", json_pack("{s:O}", "instances", instances), NULL,
+				    2000, &ignore) >= 0)
+			vm_debug("live %s: out-of-band yank done", l->uuid);
+		else
+			vm_debug("live %s: out-of-band yank: %s", l->uuid, ignore.msg);
+		vm_error_clear(&ignore);
 		qcmd_quiet(l->q, "yank", json_pack("{s:O}", "instances", instances));
+	}
 	if (l->migrating)
 		qcmd_quiet(l->q, "migrate_cancel", NULL);
 	for (size_t i = 0; i < l->ndisks; i++) {
@@ -913,11 +926,21 @@ static void emit(struct live *l, enum phase ph, json_t *m, int64_t dirty)
 	l->o->progress(&p, l->o->userdata);
 }
 
+/* What QEMU is given for a downtime limit of ms: two thirds of it. QEMU's
+ * limit bounds only its estimate of the last RAM pass; ending the mirrors,
+ * the device state and the resume come on top (under TCG, 50-100 ms), and
+ * the reported downtime includes them. */
+static int64_t qemu_downtime(int64_t ms)
+{
+	return ms * 2 / 3 > 0 ? ms * 2 / 3 : 1;
+}
+
 static int set_downtime(struct live *l, int64_t ms, struct vm_error *err)
 {
 	l->downtime_limit = ms;
 	return qcmd(l->q, "migrate-set-parameters",
-		    json_pack("{s:I}", "downtime-limit", (json_int_t)ms), NULL, err);
+		    json_pack("{s:I}", "downtime-limit", (json_int_t)qemu_downtime(ms)), NULL,
+		    err);
 }
 
 static int connect_and_mirror(struct live *l, struct vm_error *err)
@@ -1047,7 +1070,7 @@ static int run_migration(struct live *l, struct vm_error *err)
 	if (r >= 0)
 		r = qcmd(l->q, "migrate-set-parameters",
 			 json_pack("{s:s, s:I, s:I}", "tls-creds", VM_LIVE_TLS_ID, "downtime-limit",
-				   (json_int_t)l->downtime_limit, "max-bandwidth",
+				   (json_int_t)qemu_downtime(l->downtime_limit), "max-bandwidth",
 				   (json_int_t)(o->max_bandwidth > 0 ? o->max_bandwidth
 								     : (int64_t)10 << 30)),
 			 NULL, err);

@@ -52,11 +52,13 @@
  * target. Stalls (no byte moved for stall_ms) and the timeout are ours:
  * QEMU itself waits forever on a cut link.
  *
- * Known gap: a link cut in the few ms between QEMU pausing the guest for
- * the switchover and the mirrors' end leaves QEMU's main loop in a drain
- * of an NBD write until TCP gives up (~15 min, guest paused), since QMP
- * cannot be heard meanwhile; the fix is an out-of-band yank (exec-oob) on
- * a QMP connection with the oob capability, which the QMP client lacks.
+ * A link cut in the few ms between QEMU pausing the guest for the
+ * switchover and the mirrors' end can leave QEMU's main loop in a drain of
+ * an NBD write until TCP gives up (~15 min, guest paused), deaf to QMP. The
+ * rollback therefore yanks out of band first: exec-oob "yank" on the
+ * second monitor (RUN/qmp-oob.sock, oob negotiated), which QEMU runs in the
+ * monitor's own thread; the stuck request fails and the main loop goes on.
+ * (The command that noticed the hang waits QMP_MS first.)
  */
 #pragma once
 

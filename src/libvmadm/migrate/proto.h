@@ -10,6 +10,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -19,6 +20,8 @@
 #include "util/error.h"
 
 /* What the front end is told while a migration runs. */
+struct vm_live_progress;
+
 struct migrate_event {
 	const char *phase;   /* "connect", "check", "stop", "snapshot", "send", "install",
 			      * "confirm", "done" */
@@ -27,6 +30,12 @@ struct migrate_event {
 	uint64_t total;      /* estimated stream bytes */
 	double rate;         /* bytes per second, recent */
 	double eta;          /* seconds left, < 0 when unknown */
+	json_t *detail;      /* more fields of this event (an incremental pass:
+			      * "pass", "pass_bytes", "seconds", "pass_rate";
+			      * the end: "downtime"...), or NULL */
+	/* Live mode (phases "disk", "ram", "switchover"): QEMU's numbers
+	 * (transferred, remaining, dirty rate), else NULL. */
+	const struct vm_live_progress *live;
 };
 typedef void (*migrate_event_fn)(const struct migrate_event *ev, void *userdata);
 
@@ -40,6 +49,21 @@ struct migrate_send_opts {
 	uint64_t bwlimit;    /* DATA bytes per second, 0: no limit */
 	migrate_event_fn event;
 	void *userdata;
+	/* incremental mode: the stop rule (0: VM_INCR_DEFAULT_*) */
+	unsigned downtime_target_ms;
+	unsigned max_passes;
+	/* -I, a running kvm VM's final stop: false, a clean guest shutdown
+	 * (nothing the guest had not yet written is lost; the downtime includes
+	 * the shutdown); true, pause the guest and end QEMU (crash-consistent,
+	 * like a power cut after the last completed write; a fraction of a
+	 * second). */
+	bool final_pause;
+	/* live mode (-L): */
+	int64_t downtime_limit_ms; /* --downtime-limit; 0: 300 */
+	int live_timeout;	   /* --live-timeout SECS for the QEMU phases; 0: 600 */
+	/* Set (non-zero) by the front end's SIGINT/SIGTERM handler: the live
+	 * migration is cancelled and the VM runs on here. NULL: never. */
+	const volatile sig_atomic_t *cancel;
 };
 
 /* Rate and ETA over a sliding window, and the token bucket (progress.c). */
@@ -78,6 +102,10 @@ struct migrate_source {
 	bool keep_snapshots;           /* set by source(): a re-run can resume */
 	uint64_t total;                /* estimated stream bytes */
 	struct migrate_meter meter;
+	double stopped_at;             /* set by source(): migrate_now() when the VM
+					* stopped serving; 0: when source() began */
+	json_t *report;                /* set by source() (may stay NULL): fields
+					* added to the result ("passes"...) */
 };
 
 /* The target side of one migration, as a mode's target() gets it. */
@@ -105,6 +133,10 @@ struct migrate_mode_ops {
 	 * record; the caller sends INSTALLED, or FAILED with err. On failure the
 	 * node holds nothing of the VM but a partial kept for a resume. */
 	int (*target)(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err);
+	/* Optional: may VM record vm move in this mode at all? Called by the
+	 * source before it connects, and by the target at BEGIN (on the
+	 * config); a failure's err is the refusal's reason. */
+	int (*check)(json_t *vm, struct vm_error *err);
 };
 
 /* The mode of that name, or NULL if this build has none. */

@@ -90,6 +90,10 @@ static int check_begin(struct vm_node *node, struct net_conn *c, json_t *begin,
 		refuse(c, "the begin message has no valid uuid and config");
 		return -1;
 	}
+	if ((*ret_mode)->check && (*ret_mode)->check(config, &e) < 0) {
+		refuse(c, "%s", e.msg);
+		return -1;
+	}
 	json_object_del(config, "pid");
 	json_object_del(config, "transition");
 	json_object_del(config, "boot_timestamp");
@@ -105,12 +109,31 @@ static int check_begin(struct vm_node *node, struct net_conn *c, json_t *begin,
 			refuse(c, "a receive of VM %s is in progress on this node", uuid);
 			return -1;
 		}
-		if (!streq(phase, "kept")) {
+		if (streq(phase, "held") && streq((*ret_mode)->name, "incremental") &&
+		    (!json_object_get(held, "expires") ||
+		     json_integer_value(json_object_get(held, "expires")) > time(NULL))) {
+			/* An incremental send continues from the pass held
+			 * here (migrate/incremental-net.c decides). */
+			*ret_held = TAKE_PTR(held);
+			return 0;
+		}
+		if (streq(phase, "held") && json_object_get(held, "expires") &&
+		    json_integer_value(json_object_get(held, "expires")) <= time(NULL)) {
+			struct vm_pool *p;
+			vm_info("VM %s: removing the expired held incremental receive", uuid);
+			if (vm_node_pool(node, &p, &e) < 0 || recv_rollback(node, p, held, &e) < 0) {
+				refuse(c, "VM %s: remove the expired held receive: %s", uuid,
+				       e.msg);
+				return -1;
+			}
+			json_decref(held);
+			held = NULL;
+		} else if (!streq(phase, "kept")) {
 			refuse(c, "VM %s is held here by an unfinished %s receive", uuid, phase);
 			return -1;
 		}
-		if (!inst || !want || !streq(inst, want) ||
-		    json_integer_value(json_object_get(held, "expires")) <= time(NULL)) {
+		if (held && (!inst || !want || !streq(inst, want) ||
+		    json_integer_value(json_object_get(held, "expires")) <= time(NULL))) {
 			struct vm_pool *p;
 			/* From another instant of the VM: useless now. */
 			vm_info("VM %s: removing the partial receive kept from an earlier send",
@@ -201,7 +224,7 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c)
 	struct vm_error err = { 0 };
 	const char *uuid, *state = "stopped";
 	char start_error[1024] = "";
-	double t0 = migrate_now();
+	double t0 = migrate_now(), t_confirm = 0, started_at = 0;
 	int max, r;
 
 	if (net_expect_msg(c, "hello", &their, &err) < 0) {
@@ -227,7 +250,7 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c)
 	}
 	if (check_begin(node, c, begin, &mode, &held) < 0)
 		goto out;
-	if (held) {
+	if (held && json_object_get(held, "done")) {
 		json_array_extend(have, json_object_get(held, "done"));
 		vm_info("VM %s: resuming the receive from %s; %zu datasets are here already", uuid,
 			net_conn_peer(c), json_array_size(have));
@@ -274,16 +297,25 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c)
 	}
 	if (set_autoboot(node, uuid, autoboot, &err) < 0)
 		vm_warn("VM %s: %s", uuid, err.msg);
+	t_confirm = migrate_now();
 	if (json_is_true(json_object_get(confirm, "start"))) {
-		if (vm_start(node, uuid, &err) < 0) {
+		r = vm_start(node, uuid, &err);
+		if (r == -EALREADY) {
+			/* A live migration's VM runs already. */
+			state = "running";
+		} else if (r < 0) {
 			snprintf(start_error, sizeof(start_error), "%s", err.msg);
 			vm_warn("VM %s: start after migration: %s", uuid, err.msg);
 		} else {
 			state = "running";
+			started_at = migrate_now();
 		}
 	}
 	{
-		_cleanup_json_ json_t *m = json_pack("{s:s, s:s}", "type", "done", "state", state);
+		_cleanup_json_ json_t *m = json_pack("{s:s, s:s, s:f, s:f}", "type", "done", "state",
+						     state, "started_at", started_at,
+						     "start_seconds",
+						     started_at > 0 ? started_at - t_confirm : 0.0);
 		if (start_error[0])
 			json_object_set_new(m, "error", json_string(start_error));
 		net_send_msg(c, m, &err);

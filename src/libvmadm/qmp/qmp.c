@@ -291,8 +291,9 @@ void qmp_flush_events(struct qmp *q)
 	json_array_clear(q->events);
 }
 
-int qmp_command(struct qmp *q, const char *cmd, json_t *args, json_t **ret_return, int timeout_ms,
-		struct vm_error *err)
+/* One command, "execute" or "exec-oob" (key). */
+static int command(struct qmp *q, const char *key, const char *cmd, json_t *args,
+		   json_t **ret_return, int timeout_ms, struct vm_error *err)
 {
 	int64_t deadline = deadline_of(timeout_ms), id;
 	_cleanup_json_ json_t *req = NULL;
@@ -306,7 +307,7 @@ int qmp_command(struct qmp *q, const char *cmd, json_t *args, json_t **ret_retur
 		return vm_error_setx(err, ENOTCONN, "%s: QMP connection %s is no longer usable",
 				     what_for, q->what);
 	id = q->next_id++;
-	req = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)id);
+	req = json_pack("{s:s, s:I}", key, cmd, "id", (json_int_t)id);
 	if (!req || (args && json_object_set(req, "arguments", args) < 0))
 		return vm_error_set(err, ENOMEM, "%s", what_for);
 	text = json_dumps(req, JSON_COMPACT);
@@ -360,6 +361,18 @@ int qmp_command(struct qmp *q, const char *cmd, json_t *args, json_t **ret_retur
 		qmp_msg_clear(&m);
 		return 0;
 	}
+}
+
+int qmp_command(struct qmp *q, const char *cmd, json_t *args, json_t **ret_return, int timeout_ms,
+		struct vm_error *err)
+{
+	return command(q, "execute", cmd, args, ret_return, timeout_ms, err);
+}
+
+int qmp_command_oob(struct qmp *q, const char *cmd, json_t *args, json_t **ret_return,
+		    int timeout_ms, struct vm_error *err)
+{
+	return command(q, "exec-oob", cmd, args, ret_return, timeout_ms, err);
 }
 
 static json_t *take_queued(struct qmp *q, const char *name)
@@ -418,7 +431,8 @@ int qmp_wait_event(struct qmp *q, const char *name, json_t **ret_event, int time
 	}
 }
 
-int qmp_open_fd(int fd, const char *what, int timeout_ms, struct qmp **ret, struct vm_error *err)
+static int open_fd(int fd, const char *what, int timeout_ms, bool oob, struct qmp **ret,
+		   struct vm_error *err)
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	struct qmp_msg m;
@@ -451,7 +465,9 @@ int qmp_open_fd(int fd, const char *what, int timeout_ms, struct qmp **ret, stru
 	q->version = json_incref(json_object_get(m.value, "version"));
 	qmp_msg_clear(&m);
 
-	r = qmp_command(q, "qmp_capabilities", NULL, NULL, remaining(deadline), err);
+	/* qmp_capabilities {"enable": ["oob"]} for an out-of-band monitor */
+	r = qmp_command(q, "qmp_capabilities", oob ? json_pack("{s:[s]}", "enable", "oob") : NULL,
+			NULL, remaining(deadline), err);
 	if (r < 0)
 		goto fail;
 	*ret = q;
@@ -461,7 +477,13 @@ fail:
 	return r;
 }
 
-int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct vm_error *err)
+int qmp_open_fd(int fd, const char *what, int timeout_ms, struct qmp **ret, struct vm_error *err)
+{
+	return open_fd(fd, what, timeout_ms, false, ret, err);
+}
+
+static int connect_path(const char *path, int timeout_ms, bool oob, struct qmp **ret,
+			struct vm_error *err)
 {
 	int64_t deadline = deadline_of(timeout_ms);
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -492,7 +514,7 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct vm_er
 		if (fd < 0)
 			return vm_error_set(err, errno, "qmp socket %s", path);
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return qmp_open_fd(fd, path, remaining(deadline), ret, err);
+			return open_fd(fd, path, remaining(deadline), oob, ret, err);
 		int e = errno;
 		close(fd);
 		if (e != ENOENT && e != ECONNREFUSED && e != EAGAIN && e != EINTR)
@@ -504,4 +526,14 @@ int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct vm_er
 		struct timespec ts = { 0, 50 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
+}
+
+int qmp_connect(const char *path, int timeout_ms, struct qmp **ret, struct vm_error *err)
+{
+	return connect_path(path, timeout_ms, false, ret, err);
+}
+
+int qmp_connect_oob(const char *path, int timeout_ms, struct qmp **ret, struct vm_error *err)
+{
+	return connect_path(path, timeout_ms, true, ret, err);
 }

@@ -60,6 +60,15 @@ json_t *qmp_version(struct qmp *q);
 int qmp_command(struct qmp *q, const char *cmd, json_t *args, json_t **ret_return,
 		int timeout_ms, struct vm_error *err);
 
+/* Out of band (QEMU's "oob" capability): qmp_connect_oob negotiates it, and
+ * qmp_command_oob sends {"exec-oob": cmd}, which QEMU runs in the monitor's
+ * own thread even while its main loop is blocked (for commands marked
+ * allow-oob, e.g. "yank"). Use a monitor of its own (kvm: RUN/qmp-oob.sock):
+ * a QMP socket takes one client at a time. */
+int qmp_connect_oob(const char *path, int timeout_ms, struct qmp **ret, struct vm_error *err);
+int qmp_command_oob(struct qmp *q, const char *cmd, json_t *args, json_t **ret_return,
+		    int timeout_ms, struct vm_error *err);
+
 /*
  * Return the oldest queued event called name (NULL: any event), removing it
  * from the queue, or read until one arrives. *ret_event (if not NULL) gets

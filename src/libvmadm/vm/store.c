@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "brand/brand.h"
 #include "util/fs.h"
 #include "util/lock.h"
 #include "util/macros.h"
@@ -208,6 +209,18 @@ int vm_store_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			json_decref(cur);
 			continue;
 		}
+		/* A live migration's target whose vmadmd died may have left
+		 * its incoming QEMU: it never ran the guest, stop it first. */
+		if (streq(tr, "migrating")) {
+			const struct vm_brand_ops *ops =
+				vm_brand_ops_by_name(json_string_value(json_object_get(cur, "brand")));
+			struct vm_runtime rt = { .state = "stopped" };
+			if (ops) {
+				ops->runtime(node, cur, &rt);
+				if (!streq(rt.state, "stopped"))
+					ops->stop(node, cur, 0, true, &lerr);
+			}
+		}
 		r = destroy_datasets(node, cur, err);
 		if (r >= 0)
 			r = vm_store_remove(node, uuid, err);
@@ -219,7 +232,7 @@ int vm_store_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		snprintf(line, sizeof(line), "removed VM %s left behind by an interrupted %s", uuid,
 			 streq(tr, "creating")    ? "create"
 			 : streq(tr, "deleting")  ? "delete"
-			 : streq(tr, "receiving") ? "receive"
+			 : streq(tr, "migrating") ? "live migration"
 						  : tr);
 		if (!*notes)
 			*notes = json_array();

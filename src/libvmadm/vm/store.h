@@ -3,8 +3,9 @@
  * VM records on a node: ROOT/vms/UUID.json, written atomically, guarded by a
  * per-VM lock ROOT/locks/UUID.lock.
  *
- * A record carries "transition" while a create, delete or receive is under
- * way ("creating", "deleting", "receiving"). A record found with a transition
+ * A record carries "transition" while a create, delete, receive or the
+ * target side of a live migration is under way ("creating", "deleting",
+ * "receiving", "migrating"). A record found with a transition
  * whose lock is free belongs to a command that died: vm_store_recover()
  * finishes the delete or undoes the create, so that a VM is either whole or
  * gone.
