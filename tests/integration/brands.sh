@@ -26,23 +26,7 @@ if ! "$TOP/images/build" >"$T/images.log" 2>&1; then
 	exit 1
 fi
 
-# records PATH [--disk]: how many valid records the checker finds.
-records() {
-	"$CHECK" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
-}
 
-# wait_records MIN TIMEOUT CHECKER_ARGS...: until MIN records are there.
-wait_records() {
-	local min=$1 deadline=$((SECONDS + $2)) n
-	shift 2
-	while [ $SECONDS -lt $deadline ]; do
-		n=$(records "$@")
-		[ "${n:-0}" -ge "$min" ] && return 0
-		sleep 0.5
-	done
-	echo "only ${n:-0} records after $2 s" >&2
-	return 1
-}
 
 # elapsed_since NS: seconds (one decimal) since date +%s%N gave NS.
 elapsed_since() {
@@ -99,8 +83,8 @@ JSON
 		"${vmadm[@]}" start "$KVM_UUID"
 
 	check "$type: kvm workload writes records (guest booted)" \
-		wait_records 10 "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
-	check "$type: joyent workload writes records" wait_records 10 30 "$rec"
+		wl_wait_records 10 "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
+	check "$type: joyent workload writes records" wl_wait_records 10 30 "$rec"
 
 	# --- console ------------------------------------------------------------
 	mkfifo "$T/cin-$type"
@@ -165,7 +149,7 @@ JSON
 
 	# --- reboot: a new boot, the sequence goes on ----------------------------
 	local before
-	before=$(records --offset "$OFFSET" "$disk0")
+	before=$(wl_records --offset "$OFFSET" "$disk0")
 	local bt
 	bt=$("${vmadm[@]}" get "$KVM_UUID" | $JSON boot_timestamp)
 	check "$type: reboot kvm" "${vmadm[@]}" reboot "$KVM_UUID"
@@ -174,11 +158,11 @@ JSON
 	check_eq "$type: kvm still running after reboot, same QEMU" "running $qpid" \
 		"$("${vmadm[@]}" get "$KVM_UUID" | $JSON -a state pid)"
 	check "$type: kvm workload continues after reboot" \
-		wait_records $((before + 10)) "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
+		wl_wait_records $((before + 10)) "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
 	check_eq "$type: kvm: two boots on disk0" 2 \
 		"$("$CHECK" --json --offset "$OFFSET" "$disk0" | $JSON boots)"
 	check "$type: joyent workload continues after reboot" \
-		wait_records "$(($(records "$rec") + 10))" 30 "$rec"
+		wl_wait_records "$(($(wl_records "$rec") + 10))" 30 "$rec"
 	check_eq "$type: joyent: two runs (init restarted it)" 2 "$("$CHECK" --json "$rec" | $JSON runs)"
 
 	# --- stop: the guests shut down on request ------------------------------
@@ -199,8 +183,8 @@ JSON
 	check "$type: kvm records: gap-free" "$CHECK" --offset "$OFFSET" "$disk0"
 	check "$type: joyent records: gap-free" "$CHECK" "$rec"
 	local nk no
-	nk=$(records --offset "$OFFSET" "$disk0")
-	no=$(records "$rec")
+	nk=$(wl_records --offset "$OFFSET" "$disk0")
+	no=$(wl_records "$rec")
 	echo "# $type: $nk kvm records, $no joyent records"
 	check "$type: kvm sequence grew past the reboot ($nk)" test "$nk" -ge 20
 	check "$type: joyent sequence grew past the reboot ($no)" test "$no" -ge 20
@@ -211,7 +195,7 @@ JSON
 	check "$type: start the kvm VM that ignores ACPI" "${vmadm[@]}" start "$KVM_UUID"
 	qpid=$("${vmadm[@]}" get "$KVM_UUID" | $JSON pid)
 	# Once records grow, acpid runs (rc started it before the workload).
-	check "$type: noacpi guest booted" wait_records $((nk + 5)) "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
+	check "$type: noacpi guest booted" wl_wait_records $((nk + 5)) "$BOOT_WAIT" --offset "$OFFSET" "$disk0"
 	# Watch the console to see the guest get the button press and ignore it;
 	# the console ends when QEMU goes.
 	rm -f "$T/cin-$type"

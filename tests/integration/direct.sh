@@ -31,20 +31,6 @@ B=$(host_root b)
 IPA=$(host_ip a)
 IPB=$(host_ip b)
 
-records() {
-	"$CHECK" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
-}
-wait_records() {
-	local min=$1 deadline=$((SECONDS + $2)) n
-	shift 2
-	while [ $SECONDS -lt $deadline ]; do
-		n=$(records "$@")
-		[ "${n:-0}" -ge "$min" ] && return 0
-		sleep 0.5
-	done
-	echo "only ${n:-0} records after $2 s" >&2
-	return 1
-}
 # comparable ROOT UUID: the record without what a migration changes on
 # purpose (state, autoboot, migrated_to), the live accel of a running kvm VM,
 # or what differs between nodes.
@@ -81,8 +67,8 @@ check "send -n sent nothing" test ! -e "$B/vms/$KVM.json"
 
 check "start kvm on a" host_exec a "$VMADM" start $KVM
 check "start joyent on a" host_exec a "$VMADM" start $OS
-check "kvm workload runs on a" wait_records 20 "$BOOT_WAIT" --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw"
-check "joyent workload runs on a" wait_records 20 30 "$A/zones/$OS/data/workload.rec"
+check "kvm workload runs on a" wl_wait_records 20 "$BOOT_WAIT" --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw"
+check "joyent workload runs on a" wl_wait_records 20 30 "$A/zones/$OS/data/workload.rec"
 
 # 1. Both running VMs at once, a -> b (HOST PORT and HOST:PORT forms).
 host_exec a "$VMADM" send $KVM "$IPB" 9777 --json >"$T/k.events" 2>"$T/k.err" &
@@ -116,10 +102,10 @@ check_eq "no send snapshots left on a or b" "" \
 check_eq "no receive journal or temp on b" "" "$(ls "$B/recv"; ls "$B/zones" | grep -F .recv)"
 check "b's vmadmd logged the migrations" grep -q "migration of VM $KVM from .* done" "$B/log/vmadmd.log"
 
-nk=$(records --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw")
-no=$(records "$A/zones/$OS/data/workload.rec")
-check "kvm workload continues on b" wait_records $((nk + 15)) "$BOOT_WAIT" --offset "$OFFSET" "$B/zones/$KVM-disk0/disk.raw"
-check "joyent workload continues on b" wait_records $((no + 15)) 30 "$B/zones/$OS/data/workload.rec"
+nk=$(wl_records --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw")
+no=$(wl_records "$A/zones/$OS/data/workload.rec")
+check "kvm workload continues on b" wl_wait_records $((nk + 15)) "$BOOT_WAIT" --offset "$OFFSET" "$B/zones/$KVM-disk0/disk.raw"
+check "joyent workload continues on b" wl_wait_records $((no + 15)) 30 "$B/zones/$OS/data/workload.rec"
 check "the && promise: vmadm delete kvm on a" host_exec a "$VMADM" delete $KVM
 check "the && promise: vmadm delete joyent on a" host_exec a "$VMADM" delete $OS
 check_eq "a holds nothing of them (its images stay)" "" "$(leftovers "$A" | grep -v -e $KVM_IMAGE -e $OS_IMAGE)"

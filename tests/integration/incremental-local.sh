@@ -263,20 +263,6 @@ KVM_IMAGE=7020aa70-c7a8-5bdc-8ae3-24bb98294d0d
 OS_IMAGE=c98299bc-510a-5eea-b958-3452684885a0
 RK=8e1b2c3d-1111-4222-8333-444455556666
 RO=9f2c3d4e-1111-4222-8333-444455556666
-records() {
-	"$CHECK" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
-}
-wait_records() {
-	local min=$1 deadline=$((SECONDS + $2)) n
-	shift 2
-	while [ $SECONDS -lt $deadline ]; do
-		n=$(records "$@")
-		[ "${n:-0}" -ge "$min" ] && return 0
-		sleep 0.5
-	done
-	echo "only ${n:-0} records after $2 s" >&2
-	return 1
-}
 if ! "$TOP/images/build" >"$T/images.log" 2>&1; then
 	fail "images/build: $(tail -n 3 "$T/images.log" | tr '\n' ' ')"
 	exit 1
@@ -290,8 +276,8 @@ check "create a running kvm VM" sh -c "echo '{\"brand\": \"kvm\", \"uuid\": \"$R
 check "create a running joyent VM" sh -c "echo '{\"brand\": \"joyent\", \"uuid\": \"$RO\",
   \"image_uuid\": \"$OS_IMAGE\", \"delegate_dataset\": true}' | VMADM_ROOT=$A $VMADM create"
 check "start both" sh -c "VMADM_ROOT=$A $VMADM start $RK && VMADM_ROOT=$A $VMADM start $RO"
-check "kvm workload runs" wait_records 10 90 --offset $OFFSET "$A/zones/$RK-disk0/disk.raw"
-check "joyent workload runs" wait_records 10 30 "$A/zones/$RO/data/workload.rec"
+check "kvm workload runs" wl_wait_records 10 90 --offset $OFFSET "$A/zones/$RK-disk0/disk.raw"
+check "joyent workload runs" wl_wait_records 10 30 "$A/zones/$RO/data/workload.rec"
 for u in $RK $RO; do
 	check "running $u: snapshot 1" on "$A" "$OPS" snapshot $u vmadm-send-I1-r
 	check_eq "running $u: still running after the snapshot" running "$(on "$A" "$VMADM" get $u | $JSON state)"
@@ -299,10 +285,10 @@ for u in $RK $RO; do
 	check "running $u: receive pass 1" sh -c "VMADM_ROOT=$B $OPS receive < $T/$u.r1 >/dev/null"
 done
 check "kvm snapshot 1 holds whole records" "$CHECK" --offset $OFFSET "$A/zones/.snapshots/$RK-disk0/@vmadm-send-I1-r/disk.raw"
-nk=$(records --offset $OFFSET "$A/zones/$RK-disk0/disk.raw")
-no=$(records "$A/zones/$RO/data/workload.rec")
-check "kvm workload goes on after the pause" wait_records $((nk + 10)) 30 --offset $OFFSET "$A/zones/$RK-disk0/disk.raw"
-check "joyent workload goes on after the freeze" wait_records $((no + 10)) 30 "$A/zones/$RO/data/workload.rec"
+nk=$(wl_records --offset $OFFSET "$A/zones/$RK-disk0/disk.raw")
+no=$(wl_records "$A/zones/$RO/data/workload.rec")
+check "kvm workload goes on after the pause" wl_wait_records $((nk + 10)) 30 --offset $OFFSET "$A/zones/$RK-disk0/disk.raw"
+check "joyent workload goes on after the freeze" wl_wait_records $((no + 10)) 30 "$A/zones/$RO/data/workload.rec"
 for u in $RK $RO; do
 	check "running $u: snapshot 2" on "$A" "$OPS" snapshot $u vmadm-send-I2-r
 	on "$A" "$OPS" send $u vmadm-send-I1-r vmadm-send-I2-r >"$T/$u.r2" 2>"$T/err" || fail "running $u: pass 2: $(cat "$T/err")"
@@ -322,8 +308,8 @@ done
 for d in disk0 disk1; do
 	check_eq "running kvm: $d byte-identical" "$(sha256sum <"$A/zones/$RK-$d/disk.raw")" "$(sha256sum <"$B/zones/$RK-$d/disk.raw")"
 done
-nk=$(records --offset $OFFSET "$A/zones/$RK-disk0/disk.raw")
-check_eq "running kvm: the target has every record up to the stop" "$nk" "$(records --offset $OFFSET "$B/zones/$RK-disk0/disk.raw")"
+nk=$(wl_records --offset $OFFSET "$A/zones/$RK-disk0/disk.raw")
+check_eq "running kvm: the target has every record up to the stop" "$nk" "$(wl_records --offset $OFFSET "$B/zones/$RK-disk0/disk.raw")"
 check_eq "running joyent: data equal" "$(tree_hash "$A/zones/$RO/data")" "$(tree_hash "$B/zones/$RO/data")"
 check_eq "running joyent: root equal" "$(tree_hash "$A/zones/$RO/root")" "$(tree_hash "$B/zones/$RO/root")"
 check_eq "running: no migration snapshots left" "" "$(find "$A/zones/.snapshots" "$B/zones/.snapshots" -name '@vmadm-send-*')"

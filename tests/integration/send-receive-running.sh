@@ -25,20 +25,6 @@ fi
 A=$(node_make a btrfs 2147483648)
 B=$(node_make b btrfs 2147483648)
 
-records() {
-	"$CHECK" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
-}
-wait_records() {
-	local min=$1 deadline=$((SECONDS + $2)) n
-	shift 2
-	while [ $SECONDS -lt $deadline ]; do
-		n=$(records "$@")
-		[ "${n:-0}" -ge "$min" ] && return 0
-		sleep 0.5
-	done
-	echo "only ${n:-0} records after $2 s" >&2
-	return 1
-}
 # both CMD...: run CMD KVM and CMD OS at the same time; fails if either does.
 both() {
 	"$@" $KVM >"$T/both.k" 2>&1 &
@@ -60,8 +46,8 @@ check "create joyent VM" sh -c "echo '{\"brand\": \"joyent\", \"uuid\": \"$OS\",
 head -c 5000000 /dev/urandom | dd of="$A/zones/$KVM-disk1/disk.raw" bs=1M seek=7 conv=notrunc status=none
 
 check "start both on node a" both on "$A" "$VMADM" start
-check "kvm workload runs on a" wait_records 20 "$BOOT_WAIT" --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw"
-check "joyent workload runs on a" wait_records 20 30 "$A/zones/$OS/data/workload.rec"
+check "kvm workload runs on a" wl_wait_records 20 "$BOOT_WAIT" --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw"
+check "joyent workload runs on a" wl_wait_records 20 30 "$A/zones/$OS/data/workload.rec"
 
 # send | gzip > f, both VMs at once; send stops them.
 send_one() (
@@ -73,8 +59,8 @@ check_eq "send stopped them on node a" "stopped stopped" \
 	"$(on "$A" "$VMADM" get $KVM | $JSON state) $(on "$A" "$VMADM" get $OS | $JSON state)"
 check_eq "no QEMU or container left running on a" "" \
 	"$(pgrep -f "qemu-system-x86_64 -name $KVM"; lxc-ls -P "$A" --running 2>/dev/null | grep $OS)"
-nk=$(records --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw")
-no=$(records "$A/zones/$OS/data/workload.rec")
+nk=$(wl_records --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw")
+no=$(wl_records "$A/zones/$OS/data/workload.rec")
 echo "# source: $nk kvm records, $no joyent records"
 
 recv_one() (
@@ -99,8 +85,8 @@ check_eq "no send snapshots left on either node" "" \
 check "start both on node b" both on "$B" "$VMADM" start
 check_eq "both run on node b" "running running" \
 	"$(on "$B" "$VMADM" get $KVM | $JSON state) $(on "$B" "$VMADM" get $OS | $JSON state)"
-check "kvm workload continues on b" wait_records $((nk + 15)) "$BOOT_WAIT" --offset "$OFFSET" "$B/zones/$KVM-disk0/disk.raw"
-check "joyent workload continues on b" wait_records $((no + 15)) 30 "$B/zones/$OS/data/workload.rec"
+check "kvm workload continues on b" wl_wait_records $((nk + 15)) "$BOOT_WAIT" --offset "$OFFSET" "$B/zones/$KVM-disk0/disk.raw"
+check "joyent workload continues on b" wl_wait_records $((no + 15)) 30 "$B/zones/$OS/data/workload.rec"
 check "stop both on node b" both on "$B" "$VMADM" stop
 "$CHECK" --json --offset "$OFFSET" "$B/zones/$KVM-disk0/disk.raw" >"$T/k.json"
 "$CHECK" --json "$B/zones/$OS/data/workload.rec" >"$T/o.json"

@@ -147,3 +147,28 @@ leftovers() {
 	find "$root/zones" -mindepth 1 -maxdepth 1 ! -name .snapshots ! -name .recv 2>/dev/null
 	find "$root/zones/.snapshots" "$root/zones/.recv" -mindepth 1 -maxdepth 1 2>/dev/null
 }
+
+# The guest workload (docs/workload.md), read with the checker.
+# Guest workload records (docs/workload.md), for tests that move running VMs.
+# wl_records ARGS...: how many valid records vmadm-workload-check finds (0 on
+# any error), ARGS as the checker's (--offset N DISK, or a record file).
+wl_records() {
+	"$BUILD/tools/vmadm-workload-check" --json "$@" 2>/dev/null | $JSON records 2>/dev/null || echo 0
+}
+# wl_wait_records MIN SECS ARGS...: wait until there are MIN records.
+wl_wait_records() {
+	local min=$1 deadline=$((SECONDS + $2)) n
+	shift 2
+	while [ $SECONDS -lt $deadline ]; do
+		n=$(wl_records "$@")
+		[ "${n:-0}" -ge "$min" ] && return 0
+		sleep 0.5
+	done
+	echo "only ${n:-0} records after $2 s" >&2
+	return 1
+}
+# wl_set_conf DISK0 'rate_ms=20 burst=1M': the kvm test guest's workload
+# config sector (read when the workload starts).
+wl_set_conf() {
+	printf 'VMWLCONF %s\n' "$2" | dd of="$1" bs=512 seek=65536 conv=notrunc status=none
+}
