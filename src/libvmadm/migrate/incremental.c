@@ -122,17 +122,6 @@ void vm_incr_snapshot_name(unsigned pass, char *buf, size_t size)
 		 getpid());
 }
 
-static void drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach(names, i, x) {
-		struct vm_error e = {0};
-		vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
-	}
-}
-
 static void lxc_putp(struct lxc_container **c)
 {
 	if (*c)
@@ -218,19 +207,7 @@ int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *nam
 int vm_incr_drop_snapshot(struct vm_node *node, const char *uuid, const char *name,
 			  struct vm_error *err)
 {
-	_cleanup_json_ json_t *vm = NULL, *names = NULL;
-	struct vm_pool *pool;
-	int r;
-
-	r = vm_store_load(node, uuid, &vm, err);
-	if (r < 0)
-		return r;
-	r = vm_node_pool(node, &pool, err);
-	if (r < 0)
-		return r;
-	names = vm_datasets(vm);
-	drop_snapshots(pool, names, name);
-	return 0;
+	return vm_send_drop_snapshots(node, uuid, name, err);
 }
 
 int vm_incr_send_pass(struct vm_node *node, const char *uuid, const char *from_snap,
@@ -670,20 +647,7 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 	char uuid[VM_UUID_LEN + 1];
 	int r;
 
-	r = stream_reader_open_prefix(fd, prefix, prefix_len, &rd, err);
-	if (r < 0)
-		return r;
-	r = stream_read_config(rd, &config, err);
-	if (r < 0)
-		return r;
-	snprintf(uuid, sizeof(uuid), "%s", stream_reader_uuid(rd));
-	r = vm_record_localize(node, config, err);
-	if (r < 0)
-		return vm_error_prefix(err, "the stream's config of VM %s", uuid);
-	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
-	if (lock < 0)
-		return lock;
-	r = vm_node_pool(node, &pool, err);
+	r = migrate_recv_begin(node, fd, prefix, prefix_len, &rd, &config, uuid, &lock, &pool, err);
 	if (r < 0)
 		return r;
 	r = held_load(node, uuid, &held, err);

@@ -9,6 +9,7 @@
 #include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/error.h"
+#include "util/uuid.h"
 
 /* Write dataset ds (of VM uuid, whose datasets are names) from snapshot
  * snap into the stream: as vm_send does when from_snap is NULL, else
@@ -34,3 +35,15 @@ int migrate_check_target(struct vm_node *node, const char *uuid, bool force, jso
 
 /* Is the full dataset name one of the VM's volumes ("zones/UUID-diskN")? */
 bool migrate_is_volume_name(const char *uuid, const char *name);
+
+/* The start every receive shares: open the stream (prefix: bytes already
+ * read from fd), read its config and localize it for this node, take the
+ * VM's lock, open the pool. The caller owns *ret_rd, *ret_config and
+ * *ret_lock on success. */
+int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+		       struct stream_reader **ret_rd, json_t **ret_config,
+		       char ret_uuid[VM_UUID_LEN + 1], int *ret_lock, struct vm_pool **ret_pool,
+		       struct vm_error *err);
+
+/* Destroy snapshot snap of each dataset in names (missing ones are fine). */
+void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap);

@@ -186,6 +186,38 @@ static void report(const struct vm_recv_opts *o, const char *phase, const char *
 		o->progress(&p, o->userdata);
 }
 
+int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+		       struct stream_reader **ret_rd, json_t **ret_config,
+		       char ret_uuid[VM_UUID_LEN + 1], int *ret_lock, struct vm_pool **ret_pool,
+		       struct vm_error *err)
+{
+	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
+	_cleanup_json_ json_t *config = NULL;
+	_cleanup_close_ int lock = -1;
+	int r;
+
+	r = stream_reader_open_prefix(fd, prefix, prefix_len, &rd, err);
+	if (r < 0)
+		return r;
+	r = stream_read_config(rd, &config, err);
+	if (r < 0)
+		return r;
+	snprintf(ret_uuid, VM_UUID_LEN + 1, "%s", stream_reader_uuid(rd));
+	r = vm_record_localize(node, config, err);
+	if (r < 0)
+		return vm_error_prefix(err, "the stream's config of VM %s", ret_uuid);
+	lock = vm_store_lock(node, ret_uuid, VM_LOCK_WAIT_SECS, err);
+	if (lock < 0)
+		return lock;
+	r = vm_node_pool(node, ret_pool, err);
+	if (r < 0)
+		return r;
+	*ret_rd = TAKE_PTR(rd);
+	*ret_config = TAKE_PTR(config);
+	*ret_lock = TAKE_FD(lock);
+	return 0;
+}
+
 int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
 	       const struct vm_recv_opts *opts, json_t **ret_vm, struct vm_error *err)
 {
@@ -200,20 +232,7 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 	size_t i;
 	int r;
 
-	r = stream_reader_open_prefix(fd, prefix, prefix_len, &rd, err);
-	if (r < 0)
-		return r;
-	r = stream_read_config(rd, &config, err);
-	if (r < 0)
-		return r;
-	snprintf(uuid, sizeof(uuid), "%s", stream_reader_uuid(rd));
-	r = vm_record_localize(node, config, err);
-	if (r < 0)
-		return vm_error_prefix(err, "the stream's config of VM %s", uuid);
-	lock = vm_store_lock(node, uuid, VM_LOCK_WAIT_SECS, err);
-	if (lock < 0)
-		return lock;
-	r = vm_node_pool(node, &pool, err);
+	r = migrate_recv_begin(node, fd, prefix, prefix_len, &rd, &config, uuid, &lock, &pool, err);
 	if (r < 0)
 		return r;
 	if (opts->resume) {

@@ -86,7 +86,7 @@ static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *n
 	}
 }
 
-static void destroy_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
+void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
 {
 	json_t *x;
 	size_t i;
@@ -141,7 +141,7 @@ int vm_send_drop_snapshots(struct vm_node *node, const char *uuid, const char *s
 	if (r < 0)
 		return r;
 	names = vm_datasets(vm);
-	destroy_snapshots(pool, names, snap);
+	migrate_drop_snapshots(pool, names, snap);
 	return 0;
 }
 
@@ -249,7 +249,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 		r = 0;
 	} else {
 		if (opts->snapshot)
-			destroy_snapshots(pool, names, snap);
+			migrate_drop_snapshots(pool, names, snap);
 		json_array_foreach(names, i, x) {
 			r = vm_pool_snapshot(pool, json_string_value(x), snap, err);
 			if (r < 0)
@@ -286,7 +286,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	if (r >= 0)
 		r = stream_finish(w, err);
 	if (!opts->snapshot)
-		destroy_snapshots(pool, names, snap);
+		migrate_drop_snapshots(pool, names, snap);
 	if (r < 0)
 		return -err->code;
 	report(opts, "done", NULL, stream_writer_bytes(w), total);
