@@ -38,6 +38,16 @@ t_cleanup() {
 			kill -KILL "$pid" 2>/dev/null || true
 		fi
 	done
+	# Containers the product started for our nodes: LXC keeps no pidfile,
+	# and lxc-stop cannot reach a monitor started in another network
+	# namespace (its socket is abstract). A monitor whose command line names
+	# our $T is ours: kill its child, the container's init (the rest of the
+	# container dies with it), then the monitor. A running container would
+	# keep its pool busy, and with it the pool's loop device.
+	for pid in $(pgrep -f "^\[lxc monitor\] $T/"); do
+		pkill -KILL -P "$pid" 2>/dev/null || true
+		kill -KILL "$pid" 2>/dev/null || true
+	done
 	sleep 0.2
 	# Unmount everything under $T, deepest first.
 	awk -v t="$T" '$5 ~ "^"t {print $5}' /proc/self/mountinfo | sort -r |
