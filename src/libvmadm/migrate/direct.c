@@ -156,6 +156,26 @@ int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *
 	}
 }
 
+int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void *arg,
+			   int *arg_fd, pthread_t *ret_th, int *ret_pumped, struct vm_error *err)
+{
+	int p[2], r;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return vm_error_set(err, errno, "make a pipe");
+	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+	*arg_fd = p[0];
+	r = pthread_create(ret_th, NULL, fn, arg);
+	if (r != 0) {
+		close(p[0]);
+		close(p[1]);
+		return vm_error_set(err, r, "start the receiving thread");
+	}
+	*ret_pumped = migrate_pump_from_conn(ctx, p[1], err);
+	close(p[1]); /* EOF: the end of the stream, or a truncated one */
+	return 0;
+}
+
 /* ---- source ---- */
 
 struct cold_send {
@@ -279,24 +299,16 @@ static int cold_target(struct migrate_target *ctx, json_t **ret_record, struct v
 	struct cold_recv cr = { .ctx = ctx };
 	struct vm_pool *pool;
 	pthread_t th;
-	int p[2], r;
+	int pumped, r;
 
 	/* Open the pool here, not in the thread and the pump at once. */
 	r = vm_node_pool(ctx->node, &pool, err);
 	if (r < 0)
 		return r;
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return vm_error_set(err, errno, "make a pipe");
-	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
-	cr.fd = p[0];
-	r = pthread_create(&th, NULL, recv_thread, &cr);
-	if (r != 0) {
-		close(p[0]);
-		close(p[1]);
-		return vm_error_set(err, r, "start the receiving thread");
-	}
-	r = migrate_pump_from_conn(ctx, p[1], err);
-	close(p[1]); /* EOF: the end of the stream, or a truncated one */
+	r = migrate_pump_to_thread(ctx, recv_thread, &cr, &cr.fd, &th, &pumped, err);
+	if (r < 0)
+		return r; /* nothing runs */
+	r = pumped;
 	/* Installing can take a while: keep the source's deadline away. */
 	for (;;) {
 		struct timespec ts;

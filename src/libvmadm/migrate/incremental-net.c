@@ -522,20 +522,12 @@ static int target_pass(struct migrate_target *ctx, struct vm_incr_held *ret, str
 {
 	struct recv_job j = {.node = ctx->node};
 	pthread_t th;
-	int p[2], r;
+	int pumped, r;
 
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return vm_error_set(err, errno, "make a pipe");
-	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
-	j.fd = p[0];
-	r = pthread_create(&th, NULL, recv_thread, &j);
-	if (r != 0) {
-		close(p[0]);
-		close(p[1]);
-		return vm_error_set(err, r, "start the receiving thread");
-	}
-	r = migrate_pump_from_conn(ctx, p[1], err);
-	close(p[1]);
+	r = migrate_pump_to_thread(ctx, recv_thread, &j, &j.fd, &th, &pumped, err);
+	if (r < 0)
+		return r; /* nothing runs */
+	r = pumped;
 	for (;;) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);

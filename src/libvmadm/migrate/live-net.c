@@ -404,23 +404,15 @@ static int receive_snapshots(struct migrate_target *ctx, struct vm_error *err)
 	struct live_recv lr = {.ctx = ctx};
 	struct vm_pool *pool;
 	pthread_t th;
-	int p[2], r;
+	int pumped, r;
 
 	r = vm_node_pool(ctx->node, &pool, err);
 	if (r < 0)
 		return r;
-	if (pipe2(p, O_CLOEXEC) < 0)
-		return vm_error_set(err, errno, "make a pipe");
-	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
-	lr.fd = p[0];
-	r = pthread_create(&th, NULL, recv_thread, &lr);
-	if (r != 0) {
-		close(p[0]);
-		close(p[1]);
-		return vm_error_set(err, r, "start the receiving thread");
-	}
-	r = migrate_pump_from_conn(ctx, p[1], err);
-	close(p[1]);
+	r = migrate_pump_to_thread(ctx, recv_thread, &lr, &lr.fd, &th, &pumped, err);
+	if (r < 0)
+		return r; /* nothing runs */
+	r = pumped;
 	for (;;) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
