@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -59,7 +58,8 @@ struct dump {
 	uint64_t seq, datasets, ds_bytes;
 	bool in_ds;
 	char uuid[64];
-	EVP_MD_CTX *ds_hash;
+	struct stream_digest *ds_hash;
+	enum stream_digest_alg alg; /* from BEGIN's required features */
 	ZSTD_DCtx *zd;
 	uint8_t *chunk;
 	int damaged;
@@ -106,6 +106,7 @@ static void summary(struct dump *d, struct stream_raw_reader *rr,
 		else if (le64(p + 16) & ~STREAM_FEATURES_REQUIRED_KNOWN)
 			damage(d, "BEGIN record: unknown required features 0x%" PRIx64,
 			       (uint64_t)(le64(p + 16) & ~STREAM_FEATURES_REQUIRED_KNOWN));
+		d->alg = stream_digest_alg_of(le64(p + 16));
 		break;
 	}
 	case STREAM_REC_CONFIG: {
@@ -151,7 +152,7 @@ static void summary(struct dump *d, struct stream_raw_reader *rr,
 			damage(d, "DS_BEGIN record at byte %" PRIu64 ": %s", rec->offset, nerr.msg);
 		d->in_ds = true;
 		d->ds_bytes = 0;
-		EVP_DigestInit_ex(d->ds_hash, EVP_sha256(), NULL);
+		stream_digest_init(d->ds_hash, d->alg);
 		break;
 	}
 	case STREAM_REC_DS_DATA: {
@@ -173,16 +174,15 @@ static void summary(struct dump *d, struct stream_raw_reader *rr,
 			data = d->chunk;
 			len = n;
 		}
-		EVP_DigestUpdate(d->ds_hash, data, len);
+		stream_digest_update(d->ds_hash, data, len);
 		d->ds_bytes += len;
 		break;
 	}
 	case STREAM_REC_DS_END: {
-		unsigned int n = 0;
-
-		EVP_DigestFinal_ex(d->ds_hash, h, &n);
+		stream_digest_final(d->ds_hash, h);
 		hex(p + 8, 32, want);
-		snprintf(out, size, "bytes %" PRIu64 " sha256 %.16s... %s", le64(p), want,
+		snprintf(out, size, "bytes %" PRIu64 " %s %.16s... %s", le64(p),
+			 stream_digest_name(d->alg), want,
 			 !d->in_ds		  ? "(no dataset open)"
 			 : le64(p) != d->ds_bytes ? "COUNT MISMATCH"
 			 : memcmp(h, p + 8, 32)	  ? "HASH MISMATCH"
@@ -253,14 +253,14 @@ static int cmd_dump(int argc, char **argv)
 	} else {
 		fd = dup(0);
 	}
-	d.ds_hash = EVP_MD_CTX_new();
+	d.ds_hash = stream_digest_new();
 	d.zd = ZSTD_createDCtx();
 	d.chunk = malloc(STREAM_CHUNK_MAX);
 	if (!d.ds_hash || !d.zd || !d.chunk || stream_raw_reader_open(fd, &rr, &err) < 0) {
 		fprintf(stderr, "vmadm-stream: out of memory\n");
 		return 1;
 	}
-	EVP_DigestInit_ex(d.ds_hash, EVP_sha256(), NULL);
+	stream_digest_init(d.ds_hash, STREAM_DIGEST_SHA256);
 	printf("%-12s %-6s %-8s %-5s %-9s %s\n", "OFFSET", "SEQ", "TYPE", "FLAGS", "LENGTH",
 	       "SUMMARY");
 	while (!d.damaged && (k = stream_raw_next(rr, &rec, &err)) == 1) {
@@ -355,7 +355,7 @@ static int cmd_dump(int argc, char **argv)
 		printf("%" PRIu64 " records, %" PRIu64 " datasets, %" PRIu64
 		       " bytes: every checksum and hash matches\n",
 		       d.seq, d.datasets, stream_raw_reader_bytes(rr));
-	EVP_MD_CTX_free(d.ds_hash);
+	stream_digest_free(d.ds_hash);
 	ZSTD_freeDCtx(d.zd);
 	free(d.chunk);
 	return d.damaged ? 1 : 0;

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "check.h"
 #include "stream/stream.h"
@@ -701,6 +702,127 @@ static void hashes_checked(void)
 	CHECK_HAS(err.msg, "stream hash mismatch in END record 2");
 }
 
+/* The "xxh3" required feature: DS_END then holds XXH3-128 (canonical,
+ * big-endian, then 16 zero bytes), computed here with libxxhash apart from
+ * the stream code; without the feature it holds SHA-256. */
+static void raw_ds_end_xxh3(struct raw *s, const uint8_t *data, size_t len)
+{
+	XXH128_canonical_t c;
+	uint8_t e[40] = {0};
+
+	put_le64(e, len);
+	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
+	memcpy(e + 8, c.digest, 16);
+	raw_rec(s, STREAM_REC_DS_END, 0, e, sizeof(e));
+}
+
+static void raw_start_xxh3(struct raw *s)
+{
+	memset(s, 0, sizeof(*s));
+	raw_begin(s, STREAM_MAGIC, 1, STREAM_FEATURE_XXH3, 0);
+	raw_json(s, STREAM_REC_CONFIG, "{\"uuid\":\"" UUID "\"}");
+}
+
+static void xxh3_hashes_checked(void)
+{
+	static const uint8_t empty_kat[16] = {0x99, 0xaa, 0x06, 0xd3, 0x01, 0x47, 0x98, 0xd8,
+					      0x60, 0x01, 0xc3, 0x24, 0x46, 0x8d, 0x49, 0x7f};
+	struct stream_digest *d = stream_digest_new();
+	uint8_t data[8] = "abcdefgh", md[STREAM_DIGEST_LEN], zero[16] = {0};
+	struct vm_error err;
+	struct raw s;
+
+	/* the published XXH3-128 of the empty input, zero-padded to 32 bytes */
+	CHECK(d && stream_digest_init(d, STREAM_DIGEST_XXH3) == 0);
+	stream_digest_final(d, md);
+	CHECK(memcmp(md, empty_kat, 16) == 0 && memcmp(md + 16, zero, 16) == 0);
+	/* update in pieces == at once */
+	stream_digest_init(d, STREAM_DIGEST_XXH3);
+	stream_digest_update(d, data, 3);
+	stream_digest_update(d, data + 3, 5);
+	stream_digest_final(d, md);
+	{
+		XXH128_canonical_t c;
+
+		XXH128_canonicalFromHash(&c, XXH3_128bits(data, 8));
+		CHECK(memcmp(md, c.digest, 16) == 0);
+	}
+	stream_digest_free(d);
+	CHECK(stream_digest_alg_of(STREAM_FEATURE_ZSTD) == STREAM_DIGEST_SHA256);
+	CHECK(stream_digest_alg_of(STREAM_FEATURE_XXH3) == STREAM_DIGEST_XXH3);
+
+	/* an xxh3 stream with XXH3 dataset hashes reads */
+	raw_start_xxh3(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end_xxh3(&s, data, 8);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == 0);
+
+	/* ... and one with SHA-256 in DS_END (CRCs fine) is refused */
+	raw_start_xxh3(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end(&s, data, 8);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == -EBADMSG);
+	CHECK_HAS(err.msg, "dataset zones/" UUID "-disk0: data hash mismatch (DS_END record 4");
+
+	/* XXH3 in a stream without the feature (read as SHA-256) is refused */
+	raw_start(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end_xxh3(&s, data, 8);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == -EBADMSG);
+	CHECK_HAS(err.msg, "data hash mismatch");
+
+	/* the XXH3 of other data is refused */
+	raw_start_xxh3(&s);
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+	raw_ds_end_xxh3(&s, (const uint8_t *)"abcdefgX", 8);
+	raw_end(&s, 1);
+	CHECK(read_raw(&s, &err) == -EBADMSG);
+	CHECK_HAS(err.msg, "data hash mismatch");
+
+	/* the 16 bytes after an XXH3 hash must be zero */
+	{
+		uint8_t e[40] = {0};
+		XXH128_canonical_t c;
+
+		raw_start_xxh3(&s);
+		raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+		raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
+		put_le64(e, 8);
+		XXH128_canonicalFromHash(&c, XXH3_128bits(data, 8));
+		memcpy(e + 8, c.digest, 16);
+		e[39] = 1;
+		raw_rec(&s, STREAM_REC_DS_END, 0, e, sizeof(e));
+		raw_end(&s, 1);
+		CHECK(read_raw(&s, &err) == -EBADMSG);
+		CHECK_HAS(err.msg, "data hash mismatch");
+	}
+
+	/* what the writer writes: the feature, and XXH3 in DS_END */
+	{
+		size_t len, offs[16];
+		uint32_t types[16];
+		uint8_t *w = small_stream(0, &len);
+		XXH128_canonical_t c;
+		uint8_t want[100];
+
+		for (size_t i = 0; i < sizeof(want); i++)
+			want[i] = (uint8_t)('a' + i % 10);
+		record_offsets(w, len, offs, types, 16);
+		CHECK(get_le64(w + STREAM_HEADER_SIZE + 16) == STREAM_FEATURE_XXH3);
+		CHECK(types[4] == STREAM_REC_DS_END);
+		XXH128_canonicalFromHash(&c, XXH3_128bits(want, 100));
+		CHECK(memcmp(w + offs[4] + STREAM_HEADER_SIZE + 8, c.digest, 16) == 0);
+		free(w);
+	}
+}
+
 /* DS_BEGIN's "used" (bytes at the sender, for the free-space check): written
  * when the writer has it, read back, absent otherwise; a bad one refused. */
 static void ds_begin_used(void)
@@ -866,19 +988,24 @@ static const char *golden_path(const char *name)
 	return path;
 }
 
-/* Streams made by this version, kept in the tree: the reader must read them
- * forever (a later vmadm reads an older stream), and the writer must still
- * produce the plain one byte for byte (a change of format is a change of
- * version). STREAM_WRITE_GOLDEN=1 rewrites them. */
+/* Streams kept in the tree: the reader must read them forever (a later
+ * vmadm reads an older stream), and the writer must still produce the plain
+ * one it writes today byte for byte (a change of format is a new version or
+ * a new required feature). The v1-small* ones come from the writer before
+ * the "xxh3" feature (SHA-256 dataset hashes) and are never rewritten;
+ * STREAM_WRITE_GOLDEN=1 rewrites the current writer's ones. */
 static void golden_v1(void)
 {
 	static const struct {
 		const char *file;
 		unsigned flags;
+		bool current;	 /* made by today's writer */
 		bool same_bytes; /* zstd output may change with the zstd version */
 	} goldens[] = {
-		{"v1-small.vms", 0, true},
-		{"v1-small-zstd.vms", STREAM_WRITE_ZSTD, false},
+		{"v1-small.vms", 0, false, false},
+		{"v1-small-zstd.vms", STREAM_WRITE_ZSTD, false, false},
+		{"v1-xxh3-small.vms", 0, true, true},
+		{"v1-xxh3-small-zstd.vms", STREAM_WRITE_ZSTD, true, false},
 	};
 	struct vm_error err;
 
@@ -890,7 +1017,7 @@ static void golden_v1(void)
 		uint64_t b;
 		int n;
 
-		if (getenv("STREAM_WRITE_GOLDEN"))
+		if (getenv("STREAM_WRITE_GOLDEN") && goldens[i].current)
 			CHECK(fs_write_atomic(path, now, len, 0644, &err) == 0);
 		if (fs_read_file(path, 1 << 20, &old, &oldlen, &err) < 0) {
 			CHECK_STR(err.msg, "(golden file readable)");
@@ -899,6 +1026,10 @@ static void golden_v1(void)
 		}
 		CHECK(read_all((uint8_t *)old, oldlen, &err, &n, &b) == 0);
 		CHECK(n == 2 && b == 150);
+		/* BEGIN's required features say which dataset hash DS_END has */
+		CHECK(oldlen > 64 &&
+		      (get_le64((uint8_t *)old + 48) & STREAM_FEATURE_XXH3) ==
+			      (goldens[i].current ? STREAM_FEATURE_XXH3 : 0));
 		if (goldens[i].same_bytes)
 			CHECK(oldlen == len && memcmp(old, now, len) == 0);
 		free(old);
@@ -1032,6 +1163,7 @@ int main(void)
 	RUN(skippable_and_unknown_records);
 	RUN(out_of_order);
 	RUN(hashes_checked);
+	RUN(xxh3_hashes_checked);
 	RUN(ds_begin_used);
 	RUN(names_checked);
 	RUN(name_outside_vm_refused_on_read);

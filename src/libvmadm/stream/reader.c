@@ -37,7 +37,7 @@ struct stream_reader {
 	uint64_t features_req, features_opt;
 	enum reader_state state;
 	EVP_MD_CTX *stream_hash; /* headers and non-DS_DATA payloads before END */
-	EVP_MD_CTX *ds_hash;
+	struct stream_digest *ds_hash; /* XXH3-128, or SHA-256 in older streams */
 	ZSTD_DCtx *zd;
 
 	/* the record just read */
@@ -56,18 +56,14 @@ struct stream_reader {
 	char ds_full[128];
 	uint64_t ds_bytes, ds_count;
 	char **names;
-	struct hash_worker *hw; /* the dataset hash on a helper thread */
-	bool chunk_hashed;	/* the last DS_DATA payload is (being) added to ds_hash */
-	bool hash_pending;	/* the helper thread may still be reading r->payload */
 };
 
 void stream_reader_free(struct stream_reader *r)
 {
 	if (!r)
 		return;
-	hash_worker_free(r->hw);
 	EVP_MD_CTX_free(r->stream_hash);
-	EVP_MD_CTX_free(r->ds_hash);
+	stream_digest_free(r->ds_hash);
 	ZSTD_freeDCtx(r->zd);
 	free(r->payload);
 	free(r->chunk);
@@ -171,10 +167,6 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 		size_t n = 0;
 		int k;
 
-		if (r->hash_pending) {
-			hash_worker_wait(r->hw);
-			r->hash_pending = false;
-		}
 		if (r->state == ST_FAILED)
 			return vm_error_setx(err, EIO, "stream: unusable after an earlier error");
 		r->rec_off = r->offset;
@@ -265,15 +257,6 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 			if (h->type != STREAM_REC_DS_DATA)
 				EVP_DigestUpdate(r->stream_hash, r->payload, h->length);
 		}
-		/* An uncompressed chunk is its own data: its dataset hash on the
-		 * helper thread while the caller uses the chunk; waited for
-		 * before the payload buffer is reused (top of this function). */
-		r->chunk_hashed = h->type == STREAM_REC_DS_DATA && r->state == ST_DATA &&
-				  !(h->flags & STREAM_FLAG_ZSTD);
-		if (r->chunk_hashed) {
-			hash_worker_post(r->hw, r->ds_hash, r->payload, h->length);
-			r->hash_pending = true;
-		}
 		r->seq++;
 		if (known)
 			return 1;
@@ -298,14 +281,13 @@ int stream_reader_open_prefix(int fd, const void *prefix, size_t prefix_len,
 		return vm_error_set(err, ENOMEM, "stream reader");
 	r->fd = fd;
 	stream_pipe_grow(fd);
-	r->hw = hash_worker_new(); /* NULL: hashes inline */
 	if (prefix_len > sizeof(r->prefix))
 		return vm_error_setx(err, EINVAL, "stream reader: prefix too long");
 	if (prefix_len)
 		memcpy(r->prefix, prefix, prefix_len);
 	r->prefix_len = prefix_len;
 	r->stream_hash = EVP_MD_CTX_new();
-	r->ds_hash = EVP_MD_CTX_new();
+	r->ds_hash = stream_digest_new();
 	r->zd = ZSTD_createDCtx();
 	r->chunk = malloc(STREAM_CHUNK_MAX);
 	r->names = calloc(1, sizeof(char *));
@@ -516,7 +498,9 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	r->ds.from_snapshot = r->from_snapshot;
 	r->ds.compressed = comp && streq(comp, "zstd");
 	stream_dataset_full_name(r->uuid, name, r->ds_full, sizeof(r->ds_full));
-	EVP_DigestInit_ex(r->ds_hash, EVP_sha256(), NULL);
+	if (stream_digest_init(r->ds_hash, stream_digest_alg_of(r->features_req)) < 0)
+		return fail(r, EIO, "stream: the %s hash is unavailable",
+			    stream_digest_name(stream_digest_alg_of(r->features_req)));
 	r->ds_bytes = 0;
 	r->cur_len = 0;
 	r->state = ST_DATA;
@@ -590,8 +574,7 @@ int stream_next_dataset(struct stream_reader *r, const struct stream_dataset **r
 
 static int check_ds_end(struct stream_reader *r, struct vm_error *err)
 {
-	uint8_t md[STREAM_SHA256_LEN];
-	unsigned int mdlen = 0;
+	uint8_t md[STREAM_DIGEST_LEN];
 	uint64_t count = get_le64(r->payload);
 
 	if (count != r->ds_bytes)
@@ -601,7 +584,7 @@ static int check_ds_end(struct stream_reader *r, struct vm_error *err)
 			    r->ds_full, (unsigned long long)r->ds_bytes,
 			    (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off,
 			    (unsigned long long)count);
-	EVP_DigestFinal_ex(r->ds_hash, md, &mdlen);
+	stream_digest_final(r->ds_hash, md);
 	if (memcmp(md, r->payload + 8, sizeof(md)) != 0)
 		return fail(r, EBADMSG,
 			    "dataset %s: data hash mismatch (DS_END record %llu at byte %llu)",
@@ -675,8 +658,7 @@ int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret
 			    (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off,
 			    r->ds_full, len, STREAM_CHUNK_MAX);
 	}
-	if (!r->chunk_hashed)
-		EVP_DigestUpdate(r->ds_hash, data, len);
+	stream_digest_update(r->ds_hash, data, len);
 	r->ds_bytes += len;
 	*ret_buf = data;
 	*ret_len = len;

@@ -73,15 +73,3 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 /* The same entry-name check the tar receiver applies: relative, no ".."
  * component, non-empty. ds names the dataset in the message. */
 int stream_entry_name_check(const char *ds, const char *name, struct vm_error *err);
-
-/* A helper thread that feeds one buffer to a SHA-256 context while the
- * caller does something else (the other hash, the CRC, the write): the
- * stream and dataset hashes cover the same bytes, and on a machine with a
- * spare core they cost half the time side by side. Without a thread (it
- * could not be started) post() hashes at once. The buffer must stay valid
- * and unchanged until wait(). */
-struct hash_worker;
-struct hash_worker *hash_worker_new(void);
-void hash_worker_post(struct hash_worker *hw, void *md_ctx, const void *buf, size_t len);
-void hash_worker_wait(struct hash_worker *hw);
-void hash_worker_free(struct hash_worker *hw);

@@ -49,7 +49,8 @@ enum stream_record_type {
 
 /* BEGIN feature bits. */
 #define STREAM_FEATURE_ZSTD 0x1ull /* required: DS_DATA records may be zstd */
-#define STREAM_FEATURES_REQUIRED_KNOWN STREAM_FEATURE_ZSTD
+#define STREAM_FEATURE_XXH3 0x2ull /* required: DS_END hashes are XXH3-128, not SHA-256 */
+#define STREAM_FEATURES_REQUIRED_KNOWN (STREAM_FEATURE_ZSTD | STREAM_FEATURE_XXH3)
 #define STREAM_FEATURES_OPTIONAL_KNOWN 0ull
 
 /* Limits (docs/stream-format.md, section 2). */
@@ -79,6 +80,29 @@ struct stream_header {
 /* CRC-32C (Castagnoli), as used by the stream: crc32c(0, "123456789", 9) ==
  * 0xE3069283. Pass the previous result as crc to continue a computation. */
 uint32_t stream_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- the dataset hash (DS_END) ---- */
+
+/* XXH3-128 when the stream declares STREAM_FEATURE_XXH3 (vmadm writes
+ * nothing else), SHA-256 in streams without it (older writers). */
+enum stream_digest_alg {
+	STREAM_DIGEST_SHA256,
+	STREAM_DIGEST_XXH3,
+};
+#define STREAM_DIGEST_LEN 32 /* the DS_END field; XXH3-128 fills 16, then zeros */
+
+struct stream_digest;
+struct stream_digest *stream_digest_new(void);
+void stream_digest_free(struct stream_digest *d);
+int stream_digest_init(struct stream_digest *d, enum stream_digest_alg alg);
+void stream_digest_update(struct stream_digest *d, const void *buf, size_t len);
+void stream_digest_final(struct stream_digest *d, uint8_t out[STREAM_DIGEST_LEN]);
+const char *stream_digest_name(enum stream_digest_alg alg);
+/* The dataset hash a stream with these required features uses. */
+static inline enum stream_digest_alg stream_digest_alg_of(uint64_t features_req)
+{
+	return (features_req & STREAM_FEATURE_XXH3) ? STREAM_DIGEST_XXH3 : STREAM_DIGEST_SHA256;
+}
 
 /* Encode h into out[32]; computes and stores h->header_crc (payload_crc must
  * already be set). */

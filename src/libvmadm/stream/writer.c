@@ -21,10 +21,9 @@ struct stream_writer {
 	uint64_t seq;
 	uint64_t bytes;
 	EVP_MD_CTX *stream_hash; /* what END covers: headers, non-DS_DATA payloads */
-	EVP_MD_CTX *ds_hash;	 /* the current dataset's data */
+	struct stream_digest *ds_hash; /* the current dataset's data: XXH3-128 */
 	ZSTD_CCtx *zc;
 	uint8_t *chunk; /* pending data of the current dataset */
-	uint8_t *spare; /* the other chunk buffer: the helper thread may be hashing it */
 	size_t chunk_len;
 	uint8_t *zbuf;
 	size_t zbuf_size;
@@ -34,7 +33,6 @@ struct stream_writer {
 	uint64_t ds_bytes;
 	uint64_t ds_count;
 	char **names; /* datasets written, to refuse duplicates */
-	struct hash_worker *hw; /* the dataset hash on a helper thread */
 };
 
 static int write_bytes(struct stream_writer *w, const void *buf, size_t len, struct vm_error *err)
@@ -94,12 +92,10 @@ void stream_writer_free(struct stream_writer *w)
 {
 	if (!w)
 		return;
-	hash_worker_free(w->hw);
 	EVP_MD_CTX_free(w->stream_hash);
-	EVP_MD_CTX_free(w->ds_hash);
+	stream_digest_free(w->ds_hash);
 	ZSTD_freeCCtx(w->zc);
 	free(w->chunk);
-	free(w->spare);
 	free(w->zbuf);
 	strv_free(w->names);
 	free(w);
@@ -116,13 +112,11 @@ int stream_writer_open(int fd, unsigned flags, struct stream_writer **ret, struc
 	w->fd = fd;
 	w->flags = flags;
 	stream_pipe_grow(fd);
-	w->hw = hash_worker_new(); /* NULL: hashes inline */
 	w->stream_hash = EVP_MD_CTX_new();
-	w->ds_hash = EVP_MD_CTX_new();
+	w->ds_hash = stream_digest_new();
 	w->chunk = malloc(STREAM_CHUNK_MAX);
-	w->spare = malloc(STREAM_CHUNK_MAX);
 	w->names = calloc(1, sizeof(char *));
-	if (!w->stream_hash || !w->ds_hash || !w->chunk || !w->spare || !w->names)
+	if (!w->stream_hash || !w->ds_hash || !w->chunk || !w->names)
 		return vm_error_set(err, ENOMEM, "stream writer");
 	if (EVP_DigestInit_ex(w->stream_hash, EVP_sha256(), NULL) != 1)
 		return vm_error_setx(err, EIO, "stream writer: SHA-256 unavailable");
@@ -138,7 +132,8 @@ int stream_writer_open(int fd, unsigned flags, struct stream_writer **ret, struc
 
 	memcpy(begin, STREAM_MAGIC, 8);
 	put_le32(begin + 8, STREAM_VERSION);
-	put_le64(begin + 16, (flags & STREAM_WRITE_ZSTD) ? STREAM_FEATURE_ZSTD : 0);
+	put_le64(begin + 16,
+		 STREAM_FEATURE_XXH3 | ((flags & STREAM_WRITE_ZSTD) ? STREAM_FEATURE_ZSTD : 0));
 	put_le64(begin + 24, 0);
 	r = write_record(w, STREAM_REC_BEGIN, 0, begin, sizeof(begin), err);
 	if (r < 0)
@@ -229,7 +224,9 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
 	if (r < 0)
 		return r;
 	stream_dataset_full_name(w->uuid, ds->name, w->ds_full, sizeof(w->ds_full));
-	EVP_DigestInit_ex(w->ds_hash, EVP_sha256(), NULL);
+	if (stream_digest_init(w->ds_hash, STREAM_DIGEST_XXH3) < 0)
+		return vm_error_setx(err, EIO, "stream: dataset \"%s\": XXH3 unavailable",
+				     ds->name);
 	w->in_dataset = true;
 	w->ds_bytes = 0;
 	w->chunk_len = 0;
@@ -239,27 +236,18 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
 static int flush_record(struct stream_writer *w, size_t len, struct vm_error *err);
 
 /* Write the pending chunk as a DS_DATA record and add it to the dataset
- * hash. The hash runs on the helper thread while this one compresses,
- * computes the CRC, writes, and then fills the spare buffer with the next
- * chunk (post() waits for the previous job, so a buffer is never refilled
- * while it is hashed); stream_end_dataset waits for the last one. */
+ * hash (XXH3 runs at memory speed: no helper thread needed). */
 static int flush_chunk(struct stream_writer *w, struct vm_error *err)
 {
 	size_t len = w->chunk_len;
-	uint8_t *t;
 	int r;
 
 	if (len == 0)
 		return 0;
-	hash_worker_post(w->hw, w->ds_hash, w->chunk, len);
+	stream_digest_update(w->ds_hash, w->chunk, len);
 	r = flush_record(w, len, err);
-	if (r < 0) {
-		hash_worker_wait(w->hw);
+	if (r < 0)
 		return r;
-	}
-	t = w->chunk;
-	w->chunk = w->spare;
-	w->spare = t;
 	w->chunk_len = 0;
 	return 0;
 }
@@ -336,7 +324,6 @@ int stream_writer_commit(struct stream_writer *w, size_t len, struct vm_error *e
 int stream_end_dataset(struct stream_writer *w, struct vm_error *err)
 {
 	uint8_t end[STREAM_DS_END_SIZE];
-	unsigned int mdlen = 0;
 	int r;
 
 	if (!w->in_dataset)
@@ -344,9 +331,8 @@ int stream_end_dataset(struct stream_writer *w, struct vm_error *err)
 	r = flush_chunk(w, err);
 	if (r < 0)
 		return r;
-	hash_worker_wait(w->hw);
 	put_le64(end, w->ds_bytes);
-	EVP_DigestFinal_ex(w->ds_hash, end + 8, &mdlen);
+	stream_digest_final(w->ds_hash, end + 8);
 	r = write_record(w, STREAM_REC_DS_END, 0, end, sizeof(end), err);
 	if (r < 0)
 		return vm_error_prefix(err, "send %s", w->ds_full);
