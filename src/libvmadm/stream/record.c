@@ -4,7 +4,7 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <pthread.h>
+#include <isa-l/crc.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -12,66 +12,23 @@
 #include "util/macros.h"
 #include "util/uuid.h"
 
-/* CRC-32C: SSE4.2's crc32 instruction where the CPU has it (several GB/s),
- * else a byte-wise table. Both compute the same function. */
-
-static uint32_t crc_table[256];
-static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
-
-static void crc_table_init(void)
-{
-	for (uint32_t i = 0; i < 256; i++) {
-		uint32_t c = i;
-
-		for (int k = 0; k < 8; k++)
-			c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
-		crc_table[i] = c;
-	}
-}
-
-static uint32_t crc32c_sw(uint32_t c, const uint8_t *p, size_t len)
-{
-	pthread_once(&crc_once, crc_table_init);
-	while (len--)
-		c = crc_table[(c ^ *p++) & 0xff] ^ (c >> 8);
-	return c;
-}
-
-#if defined(__x86_64__)
-__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t c, const uint8_t *p,
-							    size_t len)
-{
-	uint64_t c64 = c;
-
-	while (len >= 8) {
-		uint64_t v;
-
-		memcpy(&v, p, 8);
-		c64 = __builtin_ia32_crc32di(c64, v);
-		p += 8;
-		len -= 8;
-	}
-	c = (uint32_t)c64;
-	while (len--)
-		c = __builtin_ia32_crc32qi(c, *p++);
-	return c;
-}
-#endif
-
-uint32_t stream_crc32c_portable(uint32_t crc, const void *buf, size_t len)
-{
-	return ~crc32c_sw(~crc, buf, len);
-}
-
+/* CRC-32C through ISA-L (Intel's storage library, Debian's libisal): its
+ * crc32_iscsi picks the fastest code the CPU allows at run time (PCLMUL
+ * folding, ~50 GB/s here, where a single chain of SSE4.2 crc32 instructions
+ * gave ~6 GB/s) and keeps the raw register: no pre- or post-inversion. */
 uint32_t stream_crc32c(uint32_t crc, const void *buf, size_t len)
 {
+	const unsigned char *p = buf;
 	uint32_t c = ~crc;
 
-#if defined(__x86_64__)
-	if (__builtin_cpu_supports("sse4.2"))
-		return ~crc32c_hw(c, buf, len);
-#endif
-	return ~crc32c_sw(c, buf, len);
+	while (len > 0) {
+		int n = len > (1u << 30) ? (1 << 30) : (int)len;
+
+		c = crc32_iscsi((unsigned char *)p, n, c);
+		p += n;
+		len -= n;
+	}
+	return ~c;
 }
 
 void stream_header_encode(struct stream_header *h, uint8_t out[STREAM_HEADER_SIZE])

@@ -37,9 +37,6 @@ static inline uint64_t get_le64(const uint8_t *p)
 
 #define STREAM_SHA256_LEN 32
 
-/* stream_crc32c without the SSE4.2 path: the byte-wise table (for tests
- * that check both compute the same function). */
-uint32_t stream_crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 /* Read exactly len bytes of the current dataset's data; returns len, 0 when
  * the dataset ended before the first byte, or a negative errno (a dataset
