@@ -15,12 +15,16 @@ D=$(node_make d dir 1073741824)
 B=$(node_make b btrfs 1073741824)
 C=$(node_make c btrfs 1073741824)
 
-"$VMSTREAM" dump "$OLD" >"$T/old.dump" 2>&1
-check "old stream: dump finds it valid" grep -q "every checksum and hash matches" "$T/old.dump"
-check_eq "old stream: required features zstd only" "1" \
-	"$(grep -c 'BEGIN .*required 0x1 ' "$T/old.dump")"
-check_eq "old stream: its 3 DS_END records say sha256" "3" \
-	"$(grep -c 'DS_END .* sha256 .* ok$' "$T/old.dump")"
+# dump_says LABEL FILE FEATURES HASH: vmadm-stream dump finds FILE valid,
+# with required features FEATURES and 3 datasets whose DS_END is HASH.
+dump_says() {
+	"$VMSTREAM" dump "$2" >"$T/dump" 2>&1
+	check "$1: dump finds it valid" grep -q "every checksum and hash matches" "$T/dump"
+	check_eq "$1: required features $3" "1" "$(grep -c "BEGIN .*required $3 " "$T/dump")"
+	check_eq "$1: its 3 DS_END records say $4" "3" "$(grep -c "DS_END .* $4 .* ok\$" "$T/dump")"
+}
+
+dump_says "old stream" "$OLD" 0x1 sha256
 
 # received_ok ROOT LABEL: the fixture's VM on ROOT, every byte as written.
 received_ok() {
@@ -40,15 +44,9 @@ received_ok "$B" "old stream on btrfs"
 # Today's writer: native and portable streams declare xxh3 and carry it.
 on "$B" "$VMADM" send $U >"$T/new.vms" 2>"$T/send.err"
 check_eq "new stream: sent" "0" "$?"
-"$VMSTREAM" dump "$T/new.vms" >"$T/new.dump" 2>&1
-check "new stream: dump finds it valid" grep -q "every checksum and hash matches" "$T/new.dump"
-check_eq "new stream: required features xxh3" "1" \
-	"$(grep -c 'BEGIN .*required 0x2 ' "$T/new.dump")"
-check_eq "new stream: its 3 DS_END records say xxh3-128" "3" \
-	"$(grep -c 'DS_END .* xxh3-128 .* ok$' "$T/new.dump")"
+dump_says "new stream" "$T/new.vms" 0x2 xxh3-128
 on "$D" "$VMADM" send --portable -z $U >"$T/new-z.vms" 2>/dev/null
-check_eq "new portable -z stream: required features zstd + xxh3" "1" \
-	"$("$VMSTREAM" dump "$T/new-z.vms" | grep -c 'BEGIN .*required 0x3 ')"
+dump_says "new portable -z stream" "$T/new-z.vms" 0x3 xxh3-128
 
 check "new stream: received on another btrfs pool" sh -c "VMADM_ROOT=$C $VMADM receive < $T/new.vms"
 received_ok "$C" "new stream on btrfs"

@@ -715,22 +715,37 @@ static void hashes_checked(void)
 /* The "xxh3" required feature: DS_END then holds XXH3-128 (canonical,
  * big-endian, then 16 zero bytes), computed here with libxxhash apart from
  * the stream code; without the feature it holds SHA-256. */
-static void raw_ds_end_xxh3(struct raw *s, const uint8_t *data, size_t len)
+static void ds_end_xxh3(uint8_t e[40], const uint8_t *data, size_t len)
 {
 	XXH128_canonical_t c;
-	uint8_t e[40] = {0};
 
+	memset(e, 0, 40);
 	put_le64(e, len);
 	XXH128_canonicalFromHash(&c, XXH3_128bits(data, len));
 	memcpy(e + 8, c.digest, 16);
-	raw_rec(s, STREAM_REC_DS_END, 0, e, sizeof(e));
 }
 
-static void raw_start_xxh3(struct raw *s)
+static void ds_end_sha(uint8_t e[40], const uint8_t *data, size_t len)
 {
-	memset(s, 0, sizeof(*s));
-	raw_begin(s, STREAM_MAGIC, 1, STREAM_FEATURE_XXH3, 0);
-	raw_json(s, STREAM_REC_CONFIG, "{\"uuid\":\"" UUID "\"}");
+	put_le64(e, len);
+	raw_sha(data, len, e + 8);
+}
+
+/* A stream with these required features and one dataset, -disk0, holding
+ * data, whose DS_END payload is end; read back. */
+static int read_one_ds(uint64_t features, const uint8_t *data, size_t len, const uint8_t end[40],
+		       struct vm_error *err)
+{
+	struct raw s;
+
+	memset(&s, 0, sizeof(s));
+	raw_begin(&s, STREAM_MAGIC, 1, features, 0);
+	raw_json(&s, STREAM_REC_CONFIG, "{\"uuid\":\"" UUID "\"}");
+	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
+	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, len);
+	raw_rec(&s, STREAM_REC_DS_END, 0, end, 40);
+	raw_end(&s, 1);
+	return read_raw(&s, err);
 }
 
 static void xxh3_hashes_checked(void)
@@ -738,9 +753,8 @@ static void xxh3_hashes_checked(void)
 	static const uint8_t empty_kat[16] = {0x99, 0xaa, 0x06, 0xd3, 0x01, 0x47, 0x98, 0xd8,
 					      0x60, 0x01, 0xc3, 0x24, 0x46, 0x8d, 0x49, 0x7f};
 	struct stream_digest *d = stream_digest_new();
-	uint8_t data[8] = "abcdefgh", md[STREAM_DIGEST_LEN], zero[16] = {0};
+	uint8_t data[8] = "abcdefgh", md[STREAM_DIGEST_LEN], zero[16] = {0}, e[40];
 	struct vm_error err;
-	struct raw s;
 
 	/* the published XXH3-128 of the empty input, zero-padded to 32 bytes */
 	CHECK(d && stream_digest_init(d, STREAM_DIGEST_XXH3) == 0);
@@ -751,75 +765,41 @@ static void xxh3_hashes_checked(void)
 	stream_digest_update(d, data, 3);
 	stream_digest_update(d, data + 3, 5);
 	stream_digest_final(d, md);
-	{
-		XXH128_canonical_t c;
-
-		XXH128_canonicalFromHash(&c, XXH3_128bits(data, 8));
-		CHECK(memcmp(md, c.digest, 16) == 0);
-	}
+	ds_end_xxh3(e, data, 8);
+	CHECK(memcmp(md, e + 8, 32) == 0);
 	stream_digest_free(d);
 	CHECK(stream_digest_alg_of(STREAM_FEATURE_ZSTD) == STREAM_DIGEST_SHA256);
 	CHECK(stream_digest_alg_of(STREAM_FEATURE_XXH3) == STREAM_DIGEST_XXH3);
 
-	/* an xxh3 stream with XXH3 dataset hashes reads */
-	raw_start_xxh3(&s);
-	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
-	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
-	raw_ds_end_xxh3(&s, data, 8);
-	raw_end(&s, 1);
-	CHECK(read_raw(&s, &err) == 0);
+	/* an xxh3 stream with XXH3 dataset hashes reads, and so does one
+	 * without the feature with SHA-256 */
+	ds_end_xxh3(e, data, 8);
+	CHECK(read_one_ds(STREAM_FEATURE_XXH3, data, 8, e, &err) == 0);
+	ds_end_sha(e, data, 8);
+	CHECK(read_one_ds(0, data, 8, e, &err) == 0);
 
-	/* ... and one with SHA-256 in DS_END (CRCs fine) is refused */
-	raw_start_xxh3(&s);
-	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
-	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
-	raw_ds_end(&s, data, 8);
-	raw_end(&s, 1);
-	CHECK(read_raw(&s, &err) == -EBADMSG);
+	/* SHA-256 in an xxh3 stream's DS_END (every CRC fine) is refused ... */
+	CHECK(read_one_ds(STREAM_FEATURE_XXH3, data, 8, e, &err) == -EBADMSG);
 	CHECK_HAS(err.msg, "dataset zones/" UUID "-disk0: data hash mismatch (DS_END record 4");
-
-	/* XXH3 in a stream without the feature (read as SHA-256) is refused */
-	raw_start(&s);
-	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
-	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
-	raw_ds_end_xxh3(&s, data, 8);
-	raw_end(&s, 1);
-	CHECK(read_raw(&s, &err) == -EBADMSG);
+	/* ... as is XXH3 in a stream without the feature (read as SHA-256) */
+	ds_end_xxh3(e, data, 8);
+	CHECK(read_one_ds(0, data, 8, e, &err) == -EBADMSG);
 	CHECK_HAS(err.msg, "data hash mismatch");
-
 	/* the XXH3 of other data is refused */
-	raw_start_xxh3(&s);
-	raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
-	raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
-	raw_ds_end_xxh3(&s, (const uint8_t *)"abcdefgX", 8);
-	raw_end(&s, 1);
-	CHECK(read_raw(&s, &err) == -EBADMSG);
+	ds_end_xxh3(e, (const uint8_t *)"abcdefgX", 8);
+	CHECK(read_one_ds(STREAM_FEATURE_XXH3, data, 8, e, &err) == -EBADMSG);
 	CHECK_HAS(err.msg, "data hash mismatch");
-
 	/* the 16 bytes after an XXH3 hash must be zero */
-	{
-		uint8_t e[40] = {0};
-		XXH128_canonical_t c;
-
-		raw_start_xxh3(&s);
-		raw_json(&s, STREAM_REC_DS_BEGIN, DSB("-disk0"));
-		raw_rec(&s, STREAM_REC_DS_DATA, 0, data, 8);
-		put_le64(e, 8);
-		XXH128_canonicalFromHash(&c, XXH3_128bits(data, 8));
-		memcpy(e + 8, c.digest, 16);
-		e[39] = 1;
-		raw_rec(&s, STREAM_REC_DS_END, 0, e, sizeof(e));
-		raw_end(&s, 1);
-		CHECK(read_raw(&s, &err) == -EBADMSG);
-		CHECK_HAS(err.msg, "data hash mismatch");
-	}
+	ds_end_xxh3(e, data, 8);
+	e[39] = 1;
+	CHECK(read_one_ds(STREAM_FEATURE_XXH3, data, 8, e, &err) == -EBADMSG);
+	CHECK_HAS(err.msg, "data hash mismatch");
 
 	/* what the writer writes: the feature, and XXH3 in DS_END */
 	{
 		size_t len, offs[16];
 		uint32_t types[16];
 		uint8_t *w = small_stream(0, &len);
-		XXH128_canonical_t c;
 		uint8_t want[100];
 
 		for (size_t i = 0; i < sizeof(want); i++)
@@ -827,8 +807,8 @@ static void xxh3_hashes_checked(void)
 		record_offsets(w, len, offs, types, 16);
 		CHECK(get_le64(w + STREAM_HEADER_SIZE + 16) == STREAM_FEATURE_XXH3);
 		CHECK(types[4] == STREAM_REC_DS_END);
-		XXH128_canonicalFromHash(&c, XXH3_128bits(want, 100));
-		CHECK(memcmp(w + offs[4] + STREAM_HEADER_SIZE + 8, c.digest, 16) == 0);
+		ds_end_xxh3(e, want, 100);
+		CHECK(memcmp(w + offs[4] + STREAM_HEADER_SIZE, e, 40) == 0);
 		free(w);
 	}
 }
