@@ -735,6 +735,11 @@ int vm_incr_finish(struct vm_node *node, const char *uuid, json_t **ret_vm, stru
 	r = vm_node_pool(node, &pool, err);
 	if (r < 0)
 		return r;
+	/* Every pass is on disk before the VM is called complete (the
+	 * sender deletes nothing before we say so). */
+	r = vm_pool_sync(pool, err);
+	if (r < 0)
+		return vm_error_prefix(err, "install VM %s", uuid);
 	snap = jstr(held, "snapshot");
 	record = json_object_get(held, "record");
 	json_object_set_new(record, "state", json_string("stopped"));

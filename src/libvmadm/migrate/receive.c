@@ -329,8 +329,14 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 			goto fail;
 		}
 
-	/* Every checksum and the END record are verified: past this point
-	 * the receive is finished, by us or by the next command. */
+	/* Every checksum and the END record are verified. The data goes to
+	 * disk before the VM is called complete: a sender may delete its
+	 * copy as soon as we say so. */
+	r = vm_pool_sync(pool, err);
+	if (r < 0)
+		goto fail;
+	/* Past this point the receive is finished, by us or by the next
+	 * command. */
 	json_object_set_new(config, "state", json_string("stopped"));
 	json_object_set_new(config, "zone_state", json_string("installed"));
 	json_object_set_new(journal, "phase", json_string("committing"));

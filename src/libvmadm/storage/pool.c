@@ -532,6 +532,18 @@ int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 	return pool->ops->available(pool, ret, err);
 }
 
+int vm_pool_sync(struct vm_pool *pool, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(pool->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		return vm_error_set(err, errno, "open pool %s at %s", pool->name,
+				    pool->mountpoint);
+	if (syncfs(fd) < 0)
+		return vm_error_set(err, errno, "write pool %s to disk", pool->name);
+	return 0;
+}
+
 int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
 		 int fd, struct vm_error *err)
 {

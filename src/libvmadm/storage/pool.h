@@ -200,6 +200,10 @@ enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds);
 int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
 		 uint64_t *ret_volsize, struct vm_error *err);
 int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
+/* Write everything of the pool's filesystem to disk (syncfs): a receive
+ * calls it before it reports a VM complete, so that a sender told "done"
+ * may delete its copy even if this host loses power a moment later. */
+int vm_pool_sync(struct vm_pool *pool, struct vm_error *err);
 int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
 		 int fd, struct vm_error *err);
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
