@@ -188,7 +188,7 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
  * smaller). */
 int stream_write_data(struct stream_writer *w, const void *buf, size_t len, struct vm_error *err);
 
-/* Flush the last chunk and write DS_END (byte count + SHA-256). */
+/* Flush the last chunk and write DS_END (byte count + XXH3-128 of the data). */
 int stream_end_dataset(struct stream_writer *w, struct vm_error *err);
 
 /* Write END (dataset count + SHA-256 of the stream). No dataset may be open.
