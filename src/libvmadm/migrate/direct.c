@@ -157,15 +157,16 @@ int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *
 }
 
 int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void *arg,
-			   int *arg_fd, pthread_t *ret_th, int *ret_pumped, struct vm_error *err)
+			   int *arg_fd, const char *phase, int *ret_pumped, struct vm_error *err)
 {
+	pthread_t th;
 	int p[2], r;
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return vm_error_set(err, errno, "make a pipe");
 	fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
 	*arg_fd = p[0];
-	r = pthread_create(ret_th, NULL, fn, arg);
+	r = pthread_create(&th, NULL, fn, arg);
 	if (r != 0) {
 		close(p[0]);
 		close(p[1]);
@@ -173,6 +174,20 @@ int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void
 	}
 	*ret_pumped = migrate_pump_from_conn(ctx, p[1], err);
 	close(p[1]); /* EOF: the end of the stream, or a truncated one */
+	for (;;) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
+			break;
+		if (*ret_pumped >= 0) {
+			_cleanup_json_ json_t *x = json_pack("{s:s}", "phase", phase);
+			struct vm_error e = { 0 };
+
+			net_send_progress(ctx->conn, x, &e);
+		}
+	}
 	return 0;
 }
 
@@ -298,30 +313,16 @@ static int cold_target(struct migrate_target *ctx, json_t **ret_record, struct v
 {
 	struct cold_recv cr = { .ctx = ctx };
 	struct vm_pool *pool;
-	pthread_t th;
 	int pumped, r;
 
 	/* Open the pool here, not in the thread and the pump at once. */
 	r = vm_node_pool(ctx->node, &pool, err);
 	if (r < 0)
 		return r;
-	r = migrate_pump_to_thread(ctx, recv_thread, &cr, &cr.fd, &th, &pumped, err);
+	r = migrate_pump_to_thread(ctx, recv_thread, &cr, &cr.fd, "install", &pumped, err);
 	if (r < 0)
 		return r; /* nothing runs */
 	r = pumped;
-	/* Installing can take a while: keep the source's deadline away. */
-	for (;;) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
-			break;
-		if (r >= 0) {
-			struct vm_error e = { 0 };
-			_cleanup_json_ json_t *x = json_pack("{s:s}", "phase", "install");
-			net_send_progress(ctx->conn, x, &e);
-		}
-	}
 	if (r < 0 && r != -EPIPE) {
 		json_decref(cr.record);
 		return r;

@@ -521,25 +521,12 @@ static void hold_for_resume(struct migrate_target *ctx)
 static int target_pass(struct migrate_target *ctx, struct vm_incr_held *ret, struct vm_error *err)
 {
 	struct recv_job j = {.node = ctx->node};
-	pthread_t th;
 	int pumped, r;
 
-	r = migrate_pump_to_thread(ctx, recv_thread, &j, &j.fd, &th, &pumped, err);
+	r = migrate_pump_to_thread(ctx, recv_thread, &j, &j.fd, "receive", &pumped, err);
 	if (r < 0)
 		return r; /* nothing runs */
 	r = pumped;
-	for (;;) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
-			break;
-		if (r >= 0) {
-			struct vm_error e = {0};
-			_cleanup_json_ json_t *x = json_pack("{s:s}", "phase", "receive");
-			net_send_progress(ctx->conn, x, &e);
-		}
-	}
 	if (r < 0 && r != -EPIPE)
 		return r;
 	if (j.r < 0) {

@@ -390,38 +390,20 @@ static void *recv_thread(void *arg)
 	return NULL;
 }
 
-static void keepalive(struct net_conn *c, const char *phase)
-{
-	_cleanup_json_ json_t *x = json_pack("{s:s}", "phase", phase);
-	struct vm_error e = {0};
-
-	net_send_progress(c, x, &e);
-}
-
 /* The snapshot stream, held. */
 static int receive_snapshots(struct migrate_target *ctx, struct vm_error *err)
 {
 	struct live_recv lr = {.ctx = ctx};
 	struct vm_pool *pool;
-	pthread_t th;
 	int pumped, r;
 
 	r = vm_node_pool(ctx->node, &pool, err);
 	if (r < 0)
 		return r;
-	r = migrate_pump_to_thread(ctx, recv_thread, &lr, &lr.fd, &th, &pumped, err);
+	r = migrate_pump_to_thread(ctx, recv_thread, &lr, &lr.fd, "receive", &pumped, err);
 	if (r < 0)
 		return r; /* nothing runs */
 	r = pumped;
-	for (;;) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 1;
-		if (pthread_timedjoin_np(th, NULL, &ts) == 0)
-			break;
-		if (r >= 0)
-			keepalive(ctx->conn, "receive");
-	}
 	if (r < 0 && r != -EPIPE)
 		return r;
 	if (lr.r < 0) {

@@ -158,11 +158,14 @@ int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *
 /* For modes: start fn(arg) in a thread that reads the stream from the read
  * end of a new 1 MiB pipe (stored in *arg_fd before the thread starts), and
  * feed it the source's DATA frames (migrate_pump_from_conn); the write end is
- * closed afterwards, so the thread sees EOF. Returns a negative errno when
- * the thread could not start (nothing runs); else 0, with the thread to join
- * in *ret_th and the pump's result in *ret_pumped. */
+ * closed afterwards, so the thread sees EOF. Then wait for the thread,
+ * sending the source a {"phase": phase} progress keepalive every second
+ * while the pump had succeeded (verifying and installing take a while: keep
+ * the source's deadline away). Returns a negative errno when the thread
+ * could not start (nothing runs); else 0, the thread joined and the pump's
+ * result in *ret_pumped. */
 int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void *arg,
-			   int *arg_fd, pthread_t *ret_th, int *ret_pumped, struct vm_error *err);
+			   int *arg_fd, const char *phase, int *ret_pumped, struct vm_error *err);
 
 /* The source: `vmadm send UUID HOST PORT`. On success the target has the
  * VM installed (and running unless no_start, if it ran here); this VM is
