@@ -174,7 +174,7 @@ on "$B" "$VMADM" delete $KVM >/dev/null 2>&1
 # 8. Sender side: a closed pipe, a failing `btrfs send`.
 on "$A" "$VMADM" send $KVM 2>"$T/send.err" | head -c 1000 >/dev/null
 check_eq "send into a closed pipe fails" "1" "$([ "${PIPESTATUS[0]}" -ne 0 ] && echo 1)"
-check "send into a closed pipe: the message says so" grep -q "closed the pipe" "$T/send.err"
+check_grep "send into a closed pipe: the message says so" -q "closed the pipe" "$T/send.err"
 check_eq "closed pipe: the source VM intact" "stopped $SUMS" "$(on "$A" "$VMADM" get $KVM | $JSON state) $(disk_sums)"
 check_eq "closed pipe: the snapshots removed" "" "$(find "$A/zones/.snapshots" -name '*vmadm-send*')"
 mkdir -p "$T/wrap"

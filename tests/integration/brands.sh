@@ -96,7 +96,7 @@ JSON
 	printf '\necho CONSOLE-$((6 * 7))\n' >&7
 	local i
 	for i in $(seq 50); do grep -q CONSOLE-42 "$T/cout-$type" && break; sleep 0.1; done
-	check "$type: console: the guest's shell ran a command" grep -q CONSOLE-42 "$T/cout-$type"
+	check_grep "$type: console: the guest's shell ran a command" -q CONSOLE-42 "$T/cout-$type"
 	printf '\035' >&7
 	for i in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$cpid" 2>/dev/null; then
@@ -118,7 +118,7 @@ JSON
 	sleep 0.5
 	printf '\recho TTY-$((6 * 7))\r' >&7
 	for i in $(seq 50); do grep -q TTY-42 "$T/ctty-$type" && break; sleep 0.1; done
-	check "$type: console on a pty: the guest's shell ran a command" grep -q TTY-42 "$T/ctty-$type"
+	check_grep "$type: console on a pty: the guest's shell ran a command" -q TTY-42 "$T/ctty-$type"
 	printf '\035' >&7
 	for i in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$cpid" 2>/dev/null; then

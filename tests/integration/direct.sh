@@ -61,7 +61,7 @@ head -c 5000000 /dev/urandom | dd of="$A/zones/$KVM-disk1/disk.raw" bs=1M seek=7
 head -c 300000 /dev/urandom >"$A/zones/$OS/root/blob"
 
 host_exec a "$VMADM" send $KVM -n >"$T/est.txt" 2>&1
-check "send -n prints each dataset and the total" grep -q "^total  *[0-9]" "$T/est.txt"
+check_grep "send -n prints each dataset and the total" -q "^total  *[0-9]" "$T/est.txt"
 check_eq "send -n lists the kvm VM's 3 datasets" 3 "$(grep -c "^zones/$KVM" "$T/est.txt")"
 check "send -n sent nothing" test ! -e "$B/vms/$KVM.json"
 
@@ -100,7 +100,7 @@ check_eq "no QEMU or container of ours left running on a" "" \
 check_eq "no send snapshots left on a or b" "" \
 	"$(find "$A/zones/.snapshots" "$B/zones/.snapshots" -name '*vmadm-send*' 2>/dev/null)"
 check_eq "no receive journal or temp on b" "" "$(ls "$B/recv"; ls "$B/zones" | grep -F .recv)"
-check "b's vmadmd logged the migrations" grep -q "migration of VM $KVM from .* done" "$B/log/vmadmd.log"
+check_grep "b's vmadmd logged the migrations" -q "migration of VM $KVM from .* done" "$B/log/vmadmd.log"
 
 nk=$(wl_records --offset "$OFFSET" "$A/zones/$KVM-disk0/disk.raw")
 no=$(wl_records "$A/zones/$OS/data/workload.rec")

@@ -135,7 +135,7 @@ else
 	fail "kvm boot 1: no workload start line in 60 s: $(tail -c 300 "$T/serial1.log" | tr '\n' ' ')"
 fi
 check "kvm boot 1: more than 10 records" wait_records 11 20
-check "kvm boot 1: workload found disk0 by serial on vdb" grep -q 'vmadm-workload: /dev/vdb:' "$T/serial1.log"
+check_grep "kvm boot 1: workload found disk0 by serial on vdb" -q 'vmadm-workload: /dev/vdb:' "$T/serial1.log"
 stop_qemu
 checker_json --offset "$OFFSET" "$T/disk0.img"
 check_eq "kvm boot 1: checker exit" 0 "$(cat "$T/check.rc")"
@@ -186,7 +186,7 @@ check "joyent-test unpacks" tar -C "$T/rootfs" -xzf "$IMAGES/joyent-test.tar.gz"
 check_eq "joyent-test files are root's" "" \
 	"$(tar -tvzf "$IMAGES/joyent-test.tar.gz" --numeric-owner | awk '$2 != "0/0"')"
 check_eq "joyent-test /sbin/init is busybox" /bin/busybox "$(readlink "$T/rootfs/sbin/init")"
-check "joyent-test inittab starts the workload" grep -q vmadm-workload-start "$T/rootfs/etc/inittab"
+check_grep "joyent-test inittab starts the workload" -q vmadm-workload-start "$T/rootfs/etc/inittab"
 check "joyent-test workload is static" sh -c "file '$T/rootfs/usr/bin/vmadm-workload' | grep -q 'statically linked'"
 
 W=$T/rootfs/usr/bin/vmadm-workload

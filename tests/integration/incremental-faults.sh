@@ -95,7 +95,7 @@ rc=$?
 link_up a
 echo "# cut 2: $(tail -n 1 "$T/cut2.err")"
 check "cut 2: the send fails" test "$rc" -ne 0
-check "cut 2: the failure names the network" grep -qiE "timed out|connection|network|peer|silent" "$T/cut2.err"
+check_grep "cut 2: the failure names the network" -qiE "timed out|connection|network|peer|silent" "$T/cut2.err"
 check_eq "cut 2: no pass 2 landed" "" "$(pass_bytes "$T/cut2.events" 2)"
 check_eq "cut 2: the VM still runs on a" running "$(state_on a)"
 check "cut 2: b holds pass 1 (held, with an expiry)" wait_for 30 held_on_b

@@ -139,13 +139,13 @@ clear_node() {
 
 check "make VMs on node a (btrfs)" make_vms "$A"
 migrate "$A" "$B" "btrfs native"
-check "btrfs native: passes 2 were btrfs streams" grep -q '"encoding":"btrfs"' "$T/$KVM.p2"
+check_grep "btrfs native: passes 2 were btrfs streams" -q '"encoding":"btrfs"' "$T/$KVM.p2"
 clear_node "$A"
 clear_node "$B"
 check "make VMs on node a again" make_vms "$A"
 migrate "$A" "$B" "btrfs portable" -p
-check "btrfs portable: pass 2 is blocks-delta" grep -q '"encoding":"blocks-delta"' "$T/$KVM.p2"
-check "btrfs portable: pass 2 is tar-delta" grep -q '"encoding":"tar-delta"' "$T/$OS.p2"
+check_grep "btrfs portable: pass 2 is blocks-delta" -q '"encoding":"blocks-delta"' "$T/$KVM.p2"
+check_grep "btrfs portable: pass 2 is tar-delta" -q '"encoding":"tar-delta"' "$T/$OS.p2"
 check "make VMs on node c (dir)" make_vms "$C"
 migrate "$C" "$D" "dir"
 clear_node "$A"

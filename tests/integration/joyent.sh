@@ -108,7 +108,7 @@ check_eq "lxc-info agrees: RUNNING" RUNNING "$(lxc_state "$U1")"
 check_eq "lxc-info agrees on the init pid" "$P" "$(lxc-info -P "$LXCPATH" -n "$U1" -p -H 2>/dev/null)"
 check_eq "container hostname is the record's" joyhost \
 	"$(lxc-attach -P "$LXCPATH" -n "$U1" -- hostname 2>&1)"
-check "config file written with the liblxc API" grep -q "^lxc.uts.name = joyhost" "$LXCPATH/$U1/config"
+check_grep "config file written with the liblxc API" -q "^lxc.uts.name = joyhost" "$LXCPATH/$U1/config"
 
 # The delegated dataset is really mounted: the counter grows on the host.
 wait_for 10 test -s "$ROOT/zones/$U1/data/counter"
@@ -142,7 +142,7 @@ check_eq "info: lxc_state" RUNNING "$(jq -r .lxc_state <<<"$info" 2>&1)"
 check_eq "info: init_pid" "$P" "$(jq -r .init_pid <<<"$info" 2>&1)"
 check_eq "info: memory_limit" $((128 * 1024 * 1024)) "$(jq -r .memory_limit <<<"$info" 2>&1)"
 check_eq "info: no ips" 0 "$(jq -r '.ips | length' <<<"$info" 2>&1)"
-check "console log has init's output" grep -q "joyent-test: counter started" "$ROOT/log/$U1-console.log"
+check_grep "console log has init's output" -q "joyent-test: counter started" "$ROOT/log/$U1-console.log"
 check_fails "start of a running VM is refused" "already running" ops start "$J"
 
 # --- stop -t 3: busybox init honours lxc.signal.halt (SIGUSR2) ---
@@ -178,7 +178,7 @@ if [ "${P4:-0}" -gt 0 ] && [ "$P4" != "$P3" ]; then ok "reboot made a new init (
 # --- console: output of init's job, detach with Ctrl-] q ---
 (sleep 1.5; printf '\035q') | timeout 10 "$OPS" "$ROOT" console "$J" >"$T/console.out" 2>&1
 check_eq "console detaches with Ctrl-] q" 0 "$?"
-check "console shows the container's output" grep -q "joyent-test: tick" "$T/console.out"
+check_grep "console shows the container's output" -q "joyent-test: tick" "$T/console.out"
 check_eq "running after console detach" running "$(state "$U1")"
 
 # --- stop -F is quick ---

@@ -50,12 +50,12 @@ qemu_pids() { # pids of QEMUs whose command line holds our uuid
 k argv >"$T/argv" 2>&1
 ARGV=$(tr '\n' ' ' <"$T/argv")
 echo "# argv: $ARGV"
-check "argv: accel tcg from the node setting" grep -qx 'pc,accel=tcg' "$T/argv"
+check_grep "argv: accel tcg from the node setting" -qx 'pc,accel=tcg' "$T/argv"
 check_eq "argv: -cpu max under tcg" "max" "$(grep -A1 -x -- '-cpu' "$T/argv" | tail -1)"
-check "argv: disk0 has serial=disk0" grep -q 'virtio-blk-pci,id=disk0-dev,drive=disk0,serial=disk0,' "$T/argv"
+check_grep "argv: disk0 has serial=disk0" -q 'virtio-blk-pci,id=disk0-dev,drive=disk0,serial=disk0,' "$T/argv"
 check "argv: file nodes bypass the page cache" \
 	grep -q "driver=file,node-name=disk0-file,filename=$T/img/$U-disk0.img,cache.direct=true" "$T/argv"
-check "argv: the boot disk (disk1) has bootindex=0" grep -q 'drive=disk1,serial=disk1,bootindex=0$' "$T/argv"
+check_grep "argv: the boot disk (disk1) has bootindex=0" -q 'drive=disk1,serial=disk1,bootindex=0$' "$T/argv"
 first_dev=$(grep -A1 -x -- '-device' "$T/argv" | grep -v -- '^-' | grep -v '^--' | head -1)
 check_eq "argv: the boot disk comes first" "virtio-blk-pci,id=disk1-dev,drive=disk1,serial=disk1,bootindex=0" "$first_dev"
 check "argv: nic is user,restrict=on with its MAC" \
@@ -73,7 +73,7 @@ cat >"$T/models.json" <<EOF
            {"path": "$T/img/$U-disk1.img", "model": "scsi"}]}
 EOF
 "$KOPS" "$R" "$T/models.json" argv >"$T/argv-models" 2>&1
-check "argv models: ide-hd disk0 boots" grep -qx 'ide-hd,id=disk0-dev,drive=disk0,serial=disk0,bootindex=0' "$T/argv-models"
+check_grep "argv models: ide-hd disk0 boots" -qx 'ide-hd,id=disk0-dev,drive=disk0,serial=disk0,bootindex=0' "$T/argv-models"
 check "argv models: virtio-scsi-pci controller then scsi-hd" \
 	bash -c "grep -qx virtio-scsi-pci,id=scsi0 '$T/argv-models' && grep -qx 'scsi-hd,id=disk1-dev,bus=scsi0.0,drive=disk1,serial=disk1,bootindex=1' '$T/argv-models'"
 check "argv models: no nics means -nic none" bash -c "tr '\n' ' ' <'$T/argv-models' | grep -q -- '-nic none'"
@@ -93,7 +93,7 @@ check "QEMU pid $pid is alive and its cmdline names the VM" \
 check_eq "pidfile holds that pid" "$pid" "$(cat "$RUN/qemu.pid" 2>/dev/null)"
 check_eq "accel recorded in run/UUID/accel" "tcg" "$(cat "$RUN/accel" 2>/dev/null)"
 k qmp query-status >"$T/status" 2>&1
-check "qmp query-status: running" grep -q '"status": "running"' "$T/status"
+check_grep "qmp query-status: running" -q '"status": "running"' "$T/status"
 k qmp query-version >"$T/version" 2>&1
 check_eq "qmp query-version: QEMU major 7" "7" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["qemu"]["major"])' "$T/version" 2>&1)"
 k pause-resume >"$T/pr" 2>&1
@@ -191,7 +191,7 @@ check "ide/scsi: stop -F" "$KOPS" "$R" "$T/models.json" stop -F
 # --- A migration target ------------------------------------------------------
 check "start-incoming" k start-incoming
 k qmp query-status >"$T/status-in" 2>&1
-check "start-incoming: QEMU waits in inmigrate" grep -q '"status": "inmigrate"' "$T/status-in"
+check_grep "start-incoming: QEMU waits in inmigrate" -q '"status": "inmigrate"' "$T/status-in"
 check "start-incoming: stop -F" k stop -F
 
 # --- Failures leave nothing running --------------------------------------
@@ -206,7 +206,7 @@ check_fails "QEMU failing at start: its own words in the error" \
 	"unable to find CPU model 'no-such-cpu'" "$KOPS" "$R" "$T/badcpu.json" start
 check_eq "QEMU failure: no QEMU runs" "" "$(qemu_pids)"
 check "QEMU failure: no run dir" test ! -e "$RUN"
-check "QEMU failure: stderr kept in log/UUID-qemu.log" grep -q "no-such-cpu" "$R/log/$U-qemu.log"
+check_grep "QEMU failure: stderr kept in log/UUID-qemu.log" -q "no-such-cpu" "$R/log/$U-qemu.log"
 
 # QEMU starts but is not running (a wrapper adds -S): start must kill it.
 printf '#!/bin/sh\nexec qemu-system-x86_64 "$@" -S\n' >"$T/qemu-paused"

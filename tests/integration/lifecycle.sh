@@ -39,7 +39,7 @@ JSON
 
 	# list
 	"${vmadm[@]}" list >"$T/list.out" 2>&1
-	check "$type: list has a header" grep -q '^UUID  *TYPE  *RAM  *STATE  *ALIAS' "$T/list.out"
+	check_grep "$type: list has a header" -q '^UUID  *TYPE  *RAM  *STATE  *ALIAS' "$T/list.out"
 	check "$type: list shows the kvm VM" grep -Eq "^$KVM_UUID +KVM +256 +stopped +web-$type\$" "$T/list.out"
 	check "$type: list shows the joyent VM" grep -Eq "^$OS_UUID +OS +128 +stopped +db-$type\$" "$T/list.out"
 	check_eq "$type: list -p -o filters" "$OS_UUID:db-$type" "$("${vmadm[@]}" list -p -o uuid,alias brand=joyent)"

@@ -150,7 +150,7 @@ rc=$(send_rc 40)
 link_up a
 check "link cut (disk): send fails (rc $rc)" test "$rc" != 0 -a "$rc" != running
 echo "# link cut (disk): $(tail -n 2 "$T/disk.err" | tr '\n' ' ' | cut -c1-400)"
-check "link cut (disk): the error says the VM runs on here" grep -q "the VM runs on here" "$T/disk.err"
+check_grep "link cut (disk): the error says the VM runs on here" -q "the VM runs on here" "$T/disk.err"
 source_intact "link cut (disk)"
 target_clean "link cut (disk)"
 
@@ -196,7 +196,7 @@ target_clean "target killed"
 live conv --bwlimit 8M --live-timeout 6
 rc=$(send_rc 60)
 check "no convergence: send fails (rc $rc)" test "$rc" != 0 -a "$rc" != running
-check "no convergence: the error says why" grep -q "did not converge within 6000 ms: .* remaining, dirty rate" "$T/conv.err"
+check_grep "no convergence: the error says why" -q "did not converge within 6000 ms: .* remaining, dirty rate" "$T/conv.err"
 echo "# no convergence: $(tail -n 1 "$T/conv.err" | cut -c1-400)"
 source_intact "no convergence"
 target_clean "no convergence"
@@ -212,7 +212,7 @@ fi
 rc=$(send_rc 30)
 check "Ctrl-C: send fails (rc $rc)" test "$rc" != 0 -a "$rc" != running
 echo "# Ctrl-C: $(tail -n 1 "$T/int.err" | cut -c1-400)"
-check "Ctrl-C: the error says cancelled" grep -q "failed (the VM runs on here): cancelled in the ram phase" "$T/int.err"
+check_grep "Ctrl-C: the error says cancelled" -q "failed (the VM runs on here): cancelled in the ram phase" "$T/int.err"
 source_intact "Ctrl-C"
 target_clean "Ctrl-C"
 

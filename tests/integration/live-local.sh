@@ -280,7 +280,7 @@ else
 	fail "Ctrl-C: no RAM progress: $(tail -n 2 "$T/mig.6.err")"
 fi
 check_eq "Ctrl-C: migration fails" 1 "$(mig_result 6 30)"
-check "Ctrl-C: the error says cancelled" grep -q "failed (the VM runs on here): cancelled in the ram phase" "$T/mig.6.err"
+check_grep "Ctrl-C: the error says cancelled" -q "failed (the VM runs on here): cancelled in the ram phase" "$T/mig.6.err"
 source_intact "Ctrl-C"
 target_clean "Ctrl-C"
 
@@ -323,8 +323,8 @@ check_eq "live migration completes and the target resumes" 0 "$(mig_result 9 120
 [ "$(cat "$T/mig.9.rc" 2>/dev/null)" = 2 ] && echo "# target-finish: $(cat "$T/finish.9")"
 echo "# report: $(cat "$T/mig.9.out")"
 grep '^live-ops:' "$T/mig.9.err" | sed 's/^/# /'
-check "progress: disk phase reported" grep -q '^progress phase=disk' "$T/mig.9.err"
-check "progress: RAM phase reported with transferred bytes" grep -q '^progress phase=ram .*ram_transferred=[1-9]' "$T/mig.9.err"
+check_grep "progress: disk phase reported" -q '^progress phase=disk' "$T/mig.9.err"
+check_grep "progress: RAM phase reported with transferred bytes" -q '^progress phase=ram .*ram_transferred=[1-9]' "$T/mig.9.err"
 copied=$(jget disk_copied <"$T/mig.9.out" 2>/dev/null || echo -1)
 check "only the delta since the snapshot was mirrored ($copied bytes < 8 MiB)" \
 	test "$copied" -ge 0 -a "$copied" -lt 8388608

@@ -55,7 +55,7 @@ rc=$?
 check_eq "send -L exits 0" 0 "$rc"
 [ "$rc" = 0 ] || echo "# $(tail -n 5 "$T/live.err" | tr '\n' ' ')"
 check "every --json line parses" $JSON -ga event <"$T/live.json"
-check "progress: the disk phase reported" grep -q '"phase":"disk"' "$T/live.json"
+check_grep "progress: the disk phase reported" -q '"phase":"disk"' "$T/live.json"
 check "progress: the RAM phase with QEMU's numbers (transferred, remaining, dirty rate)" \
 	sh -c "grep '\"phase\":\"ram\"' '$T/live.json' | grep -q '\"ram_transferred\":[1-9].*\"ram_remaining\":[0-9]*,\"dirty_rate\":'"
 result=$(grep '"event":"result"' "$T/live.json")

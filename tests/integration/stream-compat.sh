@@ -19,7 +19,7 @@ C=$(node_make c btrfs 1073741824)
 # with required features FEATURES and 3 datasets whose DS_END is HASH.
 dump_says() {
 	"$VMSTREAM" dump "$2" >"$T/dump" 2>&1
-	check "$1: dump finds it valid" grep -q "every checksum and hash matches" "$T/dump"
+	check_grep "$1: dump finds it valid" -q "every checksum and hash matches" "$T/dump"
 	check_eq "$1: required features $3" "1" "$(grep -c "BEGIN .*required $3 " "$T/dump")"
 	check_eq "$1: its 3 DS_END records say $4" "3" "$(grep -c "DS_END .* $4 .* ok\$" "$T/dump")"
 }

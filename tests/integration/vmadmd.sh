@@ -62,15 +62,15 @@ check "install the joyent image" on "$R" "$IMGADM" install \
 
 # --- one daemon per node ----------------------------------------------------
 check "vmadmd -f starts" start_daemon
-check "pidfile holds its pid" grep -qx "$DPID" "$PIDFILE"
+check_grep "pidfile holds its pid" -qx "$DPID" "$PIDFILE"
 check "it runs in the foreground (our child)" kill -0 "$DPID"
 check_fails "a second vmadmd -f is refused, naming the first" \
 	"another vmadmd (pid $DPID) already serves node $R" env VMADM_ROOT="$R" "$VMADMD" -f
 check_fails "a second vmadmd (daemon mode) is refused too" \
 	"another vmadmd (pid $DPID) already serves node $R" env VMADM_ROOT="$R" "$VMADMD"
 check_eq "the first is unharmed, pidfile unchanged" "$DPID" "$(kill -0 "$DPID" && cat "$PIDFILE")"
-check "logs to ROOT/log/vmadmd.log" grep -q "started for node $R (pid $DPID)" "$LOG"
-check "a fresh node counts as booted" grep -q "node booted: starting autoboot VMs" "$LOG"
+check_grep "logs to ROOT/log/vmadmd.log" -q "started for node $R (pid $DPID)" "$LOG"
+check_grep "a fresh node counts as booted" -q "node booted: starting autoboot VMs" "$LOG"
 
 # --- the watcher --------------------------------------------------------------
 cat >"$T/k1.json" <<EOF
@@ -97,12 +97,12 @@ sleep 1.5
 check_eq "the watcher leaves running VMs alone" "running running" "$(record_state "$K1") $(record_state "$J1")"
 kill -9 "$qpid"
 check "QEMU killed: the record says stopped within 5 s" wait_for 5 bash -c "[ \"\$($JSON -f '$R/vms/$K1.json' state)\" = stopped ]"
-check "... and the daemon logged it" grep -q "VM $K1 exited: now stopped" "$LOG"
+check_grep "... and the daemon logged it" -q "VM $K1 exited: now stopped" "$LOG"
 check_eq "... no pid or boot_timestamp left in the record" "" \
 	"$($JSON -f "$R/vms/$K1.json" -a pid boot_timestamp | xargs)"
 kill -9 "$ipid"
 check "container init killed: the record says stopped within 5 s" wait_for 5 bash -c "[ \"\$($JSON -f '$R/vms/$J1.json' state)\" = stopped ]"
-check "... logged" grep -q "VM $J1 exited: now stopped" "$LOG"
+check_grep "... logged" -q "VM $J1 exited: now stopped" "$LOG"
 check_eq "vmadm list agrees" "stopped stopped" "$(echo $(vmadm list -H -o state uuid="$K1") $(vmadm list -H -o state uuid="$J1"))"
 check "stop a VM with vmadm while the daemon watches" bash -c "VMADM_ROOT='$R' '$VMADM' start $K2 && VMADM_ROOT='$R' '$VMADM' stop $K2 -F"
 check_eq "... record stopped, nothing logged as a crash" "stopped 0" \
@@ -115,12 +115,12 @@ VMADM_FAULT=create-after-datasets VMADM_ROOT=$R "$VMADM" create -f "$T/p.json" >
 check "a create killed after making its datasets leaves them" test -d "$R/zones/$P-disk0"
 check "the daemon removes the dead create's record within 5 s" wait_for 5 test ! -e "$R/vms/$P.json"
 check_eq "... and its datasets" "" "$(ls -d "$R/zones/$P" "$R/zones/$P-disk0" 2>/dev/null)"
-check "... logging it" grep -q "removed VM $P left behind by an interrupted create" "$LOG"
+check_grep "... logging it" -q "removed VM $P left behind by an interrupted create" "$LOG"
 
 # --- SIGTERM --------------------------------------------------------------------
 check "SIGTERM ends the daemon" stop_daemon
 check "... and removes the pidfile" test ! -e "$PIDFILE"
-check "... logging it" grep -q "vmadmd stopping" "$LOG"
+check_grep "... logging it" -q "vmadmd stopping" "$LOG"
 
 # --- autoboot -------------------------------------------------------------------
 rm -rf "$R/zones/$K3-disk0" # K3 cannot start any more
@@ -138,7 +138,7 @@ check_eq "they really run" "running running" \
 	"$(echo $(vmadm list -H -o state uuid="$K1") $(vmadm list -H -o state uuid="$J1"))"
 check_eq "k2 (autoboot=false) was not started" stopped "$(vmadm list -H -o state uuid="$K2")"
 check_eq "k3 (disk missing) stays stopped" stopped "$(vmadm list -H -o state uuid="$K3")"
-check "log: autoboot of k1" grep -q "autoboot $K1: started" "$LOG"
+check_grep "log: autoboot of k1" -q "autoboot $K1: started" "$LOG"
 check "log: k3 failed, naming the missing dataset" \
 	grep -q "autoboot $K3 failed: .*disk dataset zones/$K3-disk0 is missing" "$LOG"
 check "stop it" stop_daemon
@@ -146,7 +146,7 @@ check "stop k1" vmadm stop "$K1" -F
 check "stop j1" vmadm stop "$J1" -F
 
 # A real node boot: the kernel's boot id differs from the recorded one.
-check "ROOT/run/boot_id is recorded" grep -qx "$(cat /proc/sys/kernel/random/boot_id)" "$R/run/boot_id"
+check_grep "ROOT/run/boot_id is recorded" -qx "$(cat /proc/sys/kernel/random/boot_id)" "$R/run/boot_id"
 echo 00000000-0000-0000-0000-000000000000 >"$R/run/boot_id"
 check "vmadmd after a new boot id" start_daemon
 check "autoboot k1 started after the node boot" wait_for 15 bash -c "[ \"\$($JSON -f '$R/vms/$K1.json' state)\" = running ]"

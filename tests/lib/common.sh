@@ -83,6 +83,18 @@ check() {
 	fi
 }
 
+# check_grep NAME GREP_ARGS... FILE: FILE must match; on failure the check
+# shows the end of FILE, so a CI log says what was there instead.
+check_grep() {
+	local name=$1 file=${!#}
+	shift
+	if grep "$@" >/dev/null 2>&1; then
+		ok "$name"
+	else
+		fail "$name: $file ends: $(tail -n 3 "$file" 2>&1 | tr '\n' ' ' | head -c 400)"
+	fi
+}
+
 # check_fails NAME EXPECTED_SUBSTRING CMD...: CMD must fail and print the
 # substring (stdout or stderr).
 check_fails() {
