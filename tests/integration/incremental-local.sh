@@ -6,7 +6,8 @@
 # blocks-delta and tar-delta encodings): pass 1 full, data changed (writes
 # at offsets, a punched hole, files deleted, added, changed, retyped),
 # pass 2 incremental, finish; the target equals the source's snapshot, pass
-# 2 moves a small fraction of pass 1, old snapshots are gone on both sides.
+# 2 moves a small fraction of pass 1, old snapshots are gone on both sides;
+# extended attributes, changed alone, arrive too.
 # Then a running kvm guest: pause/snapshot/resume and its workload on the
 # target.
 . "$(dirname "$0")/../lib/common.sh"
@@ -51,6 +52,11 @@ make_vms() {
 	echo "payload" >"$data/file"
 	mkdir -p "$data/sub"
 	head -c 700000 /dev/urandom >"$data/sub/bin"
+	echo "welcome" >"$r/etc/motd"
+	setfattr -n user.tag -v v1 "$r/etc/motd"
+	setfattr -n trusted.origin -v image "$r/etc/motd"
+	setfattr -n user.dir -v d1 "$r/var/empty"
+	setfattr -n user.keep -v k "$data/sub/bin"
 	sync
 }
 
@@ -73,6 +79,11 @@ change_vms() {
 	echo more >>"$r/bin/prog" # both hard links change
 	rm "$data/file"
 	echo "data added" >"$data/added"
+	# attribute-only changes: a copy (dir pool) shows them in no time stamp
+	setfattr -n user.tag -v v2 "$r/etc/motd"
+	setfattr -x trusted.origin "$r/etc/motd"
+	setfattr -n user.dir -v d2 "$r/var/empty"
+	setfattr -x user.keep "$data/sub/bin"
 	sync
 }
 
@@ -86,6 +97,10 @@ same_as_source() {
 	check "$l: disk0 stays sparse" test "$(stat -c %b "$to/zones/$KVM-disk0/disk.raw")" -lt 80000
 	check_eq "$l: joyent root tree equal" "$(tree_hash "$from/zones/$OS/root")" "$(tree_hash "$to/zones/$OS/root")"
 	check_eq "$l: joyent data tree equal" "$(tree_hash "$from/zones/$OS/data")" "$(tree_hash "$to/zones/$OS/data")"
+	check_eq "$l: extended attributes equal, changes included" \
+		"$(tree_xattrs "$from/zones/$OS/root"; tree_xattrs "$from/zones/$OS/data")" \
+		"$(tree_xattrs "$to/zones/$OS/root"; tree_xattrs "$to/zones/$OS/data")"
+	check_eq "$l: the changed attribute arrived" 'v2' "$(getfattr --absolute-names --only-values -n user.tag "$to/zones/$OS/root/etc/motd" 2>&1)"
 	check "$l: hard link kept" test "$(stat -c %h "$to/zones/$OS/root/bin/prog")" = 2
 	check "$l: sparse file kept sparse" test "$(stat -c %b "$to/zones/$OS/root/var/sparse")" -lt 2000
 	for u in $KVM $OS; do

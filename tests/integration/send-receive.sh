@@ -37,6 +37,12 @@ make_vms() {
 	echo "payload" >"$data/file"
 	mkdir -p "$data/sub"
 	head -c 70000 /dev/urandom >"$data/sub/bin"
+	# extended attributes: user, trusted, on a directory, and a file
+	# capability (cap_net_raw+ep), which a chown after it would drop
+	setfattr -n user.tag -v "a tag" "$r/etc/hostname"
+	setfattr -n trusted.t -v 1 "$data/sub/bin"
+	setfattr -n user.dir -v d "$r/var/empty"
+	setfattr -n security.capability -v 0x0100000200200000000000000000000000000000 "$r/bin/prog"
 }
 
 # same_vms FROM TO LABEL: records and data equal on both nodes.
@@ -55,6 +61,11 @@ same_vms() {
 	check_eq "$l: joyent data tree equal" "$(tree_hash "$from/zones/$OS/data")" "$(tree_hash "$to/zones/$OS/data")"
 	check "$l: hard link kept" test "$(stat -c %h "$to/zones/$OS/root/bin/prog")" = 2
 	check "$l: sparse file kept sparse" test "$(stat -c %b "$to/zones/$OS/root/var/sparse")" -lt 2000
+	check_eq "$l: extended attributes kept" \
+		"$(tree_xattrs "$from/zones/$OS/root"; tree_xattrs "$from/zones/$OS/data")" \
+		"$(tree_xattrs "$to/zones/$OS/root"; tree_xattrs "$to/zones/$OS/data")"
+	check_eq "$l: the file capability kept" 0x0100000200200000000000000000000000000000 \
+		"$(getfattr --absolute-names -e hex -n security.capability "$to/zones/$OS/root/bin/prog" 2>&1 | sed -n 's/^security.capability=//p')"
 	check_eq "$l: no temp datasets or journals" "" "$(ls "$to/zones" | grep -F .recv; ls "$to/recv")"
 }
 

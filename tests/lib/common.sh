@@ -143,12 +143,20 @@ t_done() {
 # tree_hash DIR: a hash of a tree's names, types, modes, owners, sizes,
 # symlink targets and file contents and mtimes, leaving out vmadm's own
 # bookkeeping (the dir pool's dataset marker).
+# tree_xattrs DIR: every extended attribute under DIR (symlinks not
+# followed), one "path|name=0xVALUE" line each, sorted.
+tree_xattrs() {
+	(cd "$1" && getfattr -h -R -d -m - -e hex . 2>/dev/null) |
+		awk '/^# file: /{f = substr($0, 9); next} /=/{print f "|" $0}' | sort
+}
+
 tree_hash() {
 	(
 		cd "$1" || exit 1
 		find . -path ./.vmadm-dataset -prune -o -printf '%P|%y|%m|%U|%G|%l\n' | sort
 		find . -type f ! -name .vmadm-dataset -printf '%P|%s|%T@\n' | sort
 		find . -type f ! -name .vmadm-dataset -exec sha256sum {} + | sort -k 2
+		tree_xattrs .
 	) | sha256sum | cut -d' ' -f1
 }
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of util/: the error object, the spawn helper, file helpers,
- * UUIDs, locks. */
+ * UUIDs, locks, extended attributes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -17,6 +18,7 @@
 #include "util/macros.h"
 #include "util/spawn.h"
 #include "util/uuid.h"
+#include "util/xattr.h"
 
 static char tmpdir[] = "/tmp/vmadm-unit.XXXXXX";
 
@@ -171,6 +173,39 @@ static void lock_is_exclusive(void)
 	close(fd);
 }
 
+static void xattrs_copy_and_compare(void)
+{
+	_cleanup_free_ char *a = strdup_printf("%s/xa", tmpdir),
+			    *b = strdup_printf("%s/xb", tmpdir);
+	_cleanup_free_ char *l = strdup_printf("%s/xl", tmpdir);
+	struct vm_error err = {0};
+	char v[8] = "";
+
+	CHECK(fs_write_atomic(a, "a", 1, 0644, &err) == 0);
+	CHECK(fs_write_atomic(b, "b", 1, 0644, &err) == 0);
+	CHECK(xattr_equal(a, b)); /* none on either */
+	CHECK(setxattr(a, "user.one", "1", 1, 0) == 0);
+	CHECK(setxattr(a, "user.empty", "", 0, 0) == 0);
+	CHECK(!xattr_equal(a, b));
+	CHECK(xattr_copy(a, b, &err) == 0);
+	CHECK(xattr_equal(a, b));
+	CHECK(getxattr(b, "user.empty", v, sizeof(v)) == 0);
+	CHECK(getxattr(b, "user.one", v, sizeof(v)) == 1 && v[0] == '1');
+	CHECK(setxattr(b, "user.one", "2", 1, 0) == 0); /* a value differs */
+	CHECK(!xattr_equal(a, b));
+	CHECK(setxattr(b, "user.one", "1", 1, 0) == 0);
+	CHECK(setxattr(b, "user.two", "2", 1, 0) == 0); /* one more name */
+	CHECK(!xattr_equal(a, b) && !xattr_equal(b, a));
+	CHECK(removexattr(b, "user.empty") == 0); /* as many names, other sets */
+	CHECK(!xattr_equal(a, b) && !xattr_equal(b, a));
+	/* a symlink's own attributes, not its target's */
+	CHECK(symlink(a, l) == 0);
+	CHECK(!xattr_equal(l, a));
+	CHECK(xattr_copy(l, b, &err) == 0); /* a symlink has none: nothing to do */
+	CHECK(xattr_copy("/nonexistent/x", b, &err) == -ENOENT);
+	CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -185,6 +220,7 @@ int main(void)
 	RUN(mkdir_p_and_rm_rf);
 	RUN(uuids);
 	RUN(lock_is_exclusive);
+	RUN(xattrs_copy_and_compare);
 	{
 		struct vm_error err = { 0 };
 		fs_rm_rf(tmpdir, &err);

@@ -17,6 +17,7 @@
 
 #include "util/fs.h"
 #include "util/macros.h"
+#include "util/xattr.h"
 
 #define COPY_CHUNK (1024 * 1024)
 
@@ -148,12 +149,18 @@ static void copy_ctx_done(struct copy_ctx *c)
 	free(c->links);
 }
 
-static int copy_meta(const char *dst, const struct stat *st, bool is_link, struct vm_error *err)
+static int copy_meta(const char *src, const char *dst, const struct stat *st, bool is_link,
+		     struct vm_error *err)
 {
 	struct timespec ts[2] = { st->st_atim, st->st_mtim };
+	int r;
 
 	if (lchown(dst, st->st_uid, st->st_gid) < 0 && errno != EPERM)
 		return vm_error_set(err, errno, "chown %s", dst);
+	/* after the chown, which drops security.capability */
+	r = xattr_copy(src, dst, err);
+	if (r < 0)
+		return r;
 	if (!is_link && chmod(dst, st->st_mode & 07777) < 0)
 		return vm_error_set(err, errno, "chmod %s", dst);
 	if (utimensat(AT_FDCWD, dst, ts, AT_SYMLINK_NOFOLLOW) < 0 && errno != EOPNOTSUPP)
@@ -247,14 +254,14 @@ static int copy_dir(struct copy_ctx *c, const char *src, const char *dst, const 
 		if (r < 0)
 			return r;
 		if (!S_ISDIR(cst.st_mode)) {
-			r = copy_meta(t, &cst, S_ISLNK(cst.st_mode), err);
+			r = copy_meta(s, t, &cst, S_ISLNK(cst.st_mode), err);
 			if (r < 0)
 				return r;
 		}
 	}
 	if (errno)
 		return vm_error_set(err, errno, "read %s", src);
-	return copy_meta(dst, st, false, err);
+	return copy_meta(src, dst, st, false, err);
 }
 
 int sparse_copy_tree(const char *src, const char *dst,

@@ -31,6 +31,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
+#include "util/xattr.h"
 
 #define STREAM_DELTA_ZERO     (1ull << 63)
 #define STREAM_DELTA_NAME_MAX 4096u
@@ -395,6 +396,10 @@ static bool same_entry(const char *opath, const char *npath, const struct stat *
 	 * ctime unless it changed, xattrs included; copies (dir pool) don't */
 	if (o->st_ino == n->st_ino &&
 	    (o->st_ctim.tv_sec != n->st_ctim.tv_sec || o->st_ctim.tv_nsec != n->st_ctim.tv_nsec))
+		return false;
+	/* copies: an attribute change moves only the ctime, which a copy
+	 * does not share, so compare the attributes themselves */
+	if (o->st_ino != n->st_ino && !xattr_equal(opath, npath))
 		return false;
 	if (S_ISDIR(n->st_mode))
 		return true;
