@@ -391,107 +391,36 @@ static int btrfs_open(struct vm_pool *pool, struct vm_error *err)
 
 /* ---- datasets ---- */
 
+static int btrfs_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2);
 
-static const struct pool_dataset_tests btrfs_tests = {
-	.exists = is_subvol,
-	.is_child = btrfs_is_child,
+static int make_subvol(const char *path, struct vm_error *err)
+{
+	int r = subvol_create(path, err);
+
+	if (r >= 0)
+		chmod(path, 0755);
+	return r;
+}
+
+static int snapshot_ro(const char *path, const char *spath, struct vm_error *err)
+{
+	return snap_create(path, spath, true, err);
+}
+
+static const struct pool_dir_ops btrfs_ds = {
+    .exists = is_subvol,
+    .is_child = btrfs_is_child,
+    .make = make_subvol,
+    .remove = subvol_destroy,
+    .copy = snapshot_ro,
+    .snap_exists = is_subvol,
+    .snap_key = btrfs_snap_key,
 };
 
 static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
 		     struct vm_error *err)
 {
-	return pool_check_new(pool, &btrfs_tests, what, ds, path, err);
-}
-
-static int btrfs_rename(struct vm_pool *pool, const char *from, const char *to,
-		      struct vm_error *err)
-{
-	return pool_rename_dataset(pool, &btrfs_tests, from, to, err);
-}
-
-static enum vm_dataset_kind btrfs_kind(struct vm_pool *pool, const char *ds)
-{
-	return pool_dataset_kind(pool, &btrfs_tests, ds);
-}
-
-static int btrfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		    uint64_t *ret_volsize, struct vm_error *err)
-{
-	return pool_dataset_used(pool, &btrfs_tests, ds, ret_used, ret_volsize, err);
-}
-
-static int btrfs_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	int r;
-
-	if (!path)
-		return vm_error_set(err, ENOMEM, "create %s", ds);
-	r = check_new(pool, "create filesystem", ds, path, err);
-	if (r >= 0)
-		r = subvol_create(path, err);
-	if (r < 0)
-		return vm_error_prefix(err, "create filesystem %s", ds);
-	chmod(path, 0755);
-	return 0;
-}
-
-static int btrfs_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
-			       struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
-	_cleanup_close_ int fd = -1;
-	struct vm_error e2;
-	int r;
-
-	if (!path || !file)
-		return vm_error_set(err, ENOMEM, "create volume %s", ds);
-	r = check_new(pool, "create volume", ds, path, err);
-	if (r < 0)
-		return r;
-	/* Sparse: refuse only what could never fit. */
-	r = pool_check_space(pool, "create volume", ds, size, err);
-	if (r < 0)
-		return r;
-	r = subvol_create(path, err);
-	if (r < 0)
-		return vm_error_prefix(err, "create volume %s", ds);
-	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		r = vm_error_set(err, errno, "create %s", file);
-	else if (ftruncate(fd, (off_t)size) < 0)
-		r = vm_error_set(err, errno, "size %s", file);
-	if (r < 0) {
-		subvol_destroy(path, &e2);
-		return vm_error_prefix(err, "create volume %s", ds);
-	}
-	return 0;
-}
-
-static int btrfs_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-			  struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
-	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
-	struct stat st;
-	int r;
-
-	if (!path || !sdir || !spath)
-		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
-	if (!is_subvol(path))
-		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
-				     name);
-	if (lstat(spath, &st) == 0)
-		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
-				     name);
-	r = fs_mkdir_p(sdir, 0700, err);
-	if (r >= 0)
-		r = snap_create(path, spath, true, err);
-	if (r < 0)
-		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
-	return 0;
+	return pool_check_new(pool, &btrfs_ds, what, ds, path, err);
 }
 
 /* Creation order: subvolume ids only grow. */
@@ -507,37 +436,6 @@ static int btrfs_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k
 		return -errno;
 	*k1 = args.treeid;
 	*k2 = 0;
-	return 0;
-}
-
-static int btrfs_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
-				struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
-
-	if (!path || !sdir)
-		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
-	if (!is_subvol(path))
-		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
-				     ds);
-	return pool_list_snapdir(sdir, btrfs_snap_key, ret, err);
-}
-
-static int btrfs_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-				  struct vm_error *err)
-{
-	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
-	int r;
-
-	if (!spath)
-		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
-	if (!is_subvol(spath))
-		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
-				     name);
-	r = subvol_destroy(spath, err);
-	if (r < 0)
-		return vm_error_prefix(err, "destroy %s@%s", ds, name);
 	return 0;
 }
 
@@ -1117,22 +1015,23 @@ fail:
 }
 
 const struct vm_storage_ops btrfs_storage_ops = {
-	.name = "btrfs",
-	.open = btrfs_open,
-	.close = NULL,
-	.create_filesystem = btrfs_create_filesystem,
-	.create_volume = btrfs_create_volume,
-	.clone = btrfs_clone,
-	.snapshot = btrfs_snapshot,
-	.list_snapshots = btrfs_list_snapshots,
-	.destroy_snapshot = btrfs_destroy_snapshot,
-	.destroy = btrfs_destroy,
-	.rename = btrfs_rename,
-	.kind = btrfs_kind,
-	.used = btrfs_used,
-	.available = btrfs_available,
-	.send = btrfs_send,
-	.receive = btrfs_receive,
-	.receive_cleanup = btrfs_receive_cleanup,
-	.native_encoding = VM_ENC_BTRFS,
+    .name = "btrfs",
+    .open = btrfs_open,
+    .close = NULL,
+    .create_filesystem = pool_dir_create_filesystem,
+    .create_volume = pool_dir_create_volume,
+    .clone = btrfs_clone,
+    .snapshot = pool_dir_snapshot,
+    .list_snapshots = pool_dir_list_snapshots,
+    .destroy_snapshot = pool_dir_destroy_snapshot,
+    .destroy = btrfs_destroy,
+    .rename = pool_rename_dataset,
+    .kind = pool_dataset_kind,
+    .used = pool_dataset_used,
+    .available = btrfs_available,
+    .send = btrfs_send,
+    .receive = btrfs_receive,
+    .receive_cleanup = btrfs_receive_cleanup,
+    .dir = &btrfs_ds,
+    .native_encoding = VM_ENC_BTRFS,
 };

@@ -57,37 +57,6 @@ static int dir_open(struct vm_pool *pool, struct vm_error *err)
 	return 0;
 }
 
-/* The parent of ds must exist (the pool itself for "zones/X") and ds must
- * not. */
-
-static const struct pool_dataset_tests dir_tests = {
-	.exists = dir_ds_exists,
-	.is_child = dir_is_child,
-};
-
-static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
-		     struct vm_error *err)
-{
-	return pool_check_new(pool, &dir_tests, what, ds, path, err);
-}
-
-static int dir_rename(struct vm_pool *pool, const char *from, const char *to,
-		      struct vm_error *err)
-{
-	return pool_rename_dataset(pool, &dir_tests, from, to, err);
-}
-
-static enum vm_dataset_kind dir_kind(struct vm_pool *pool, const char *ds)
-{
-	return pool_dataset_kind(pool, &dir_tests, ds);
-}
-
-static int dir_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		    uint64_t *ret_volsize, struct vm_error *err)
-{
-	return pool_dataset_used(pool, &dir_tests, ds, ret_used, ret_volsize, err);
-}
-
 static int write_marker(const char *path, struct vm_error *err)
 {
 	_cleanup_free_ char *m = strdup_printf("%s/%s", path, VM_DATASET_MARKER);
@@ -101,84 +70,42 @@ static int write_marker(const char *path, struct vm_error *err)
 	return 0;
 }
 
-static int dir_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
+static int make_marked_dir(const char *path, struct vm_error *err)
 {
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
 	struct vm_error e2;
 	int r;
 
-	if (!path)
-		return vm_error_set(err, ENOMEM, "create %s", ds);
-	r = check_new(pool, "create filesystem", ds, path, err);
-	if (r < 0)
-		return r;
 	if (mkdir(path, 0755) < 0)
-		return vm_error_set(err, errno, "create filesystem %s: mkdir %s", ds, path);
+		return vm_error_set(err, errno, "mkdir %s", path);
 	r = write_marker(path, err);
-	if (r < 0) {
+	if (r < 0)
 		fs_rm_rf(path, &e2);
-		return vm_error_prefix(err, "create filesystem %s", ds);
-	}
-	return 0;
+	return r;
 }
 
-static int dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
-			     struct vm_error *err)
+static int copy_dataset(const char *path, const char *spath, struct vm_error *err)
 {
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
-	_cleanup_close_ int fd = -1;
-	struct vm_error e2;
-	int r;
-
-	if (!path || !file)
-		return vm_error_set(err, ENOMEM, "create volume %s", ds);
-	r = check_new(pool, "create volume", ds, path, err);
-	if (r < 0)
-		return r;
-	r = pool_check_space(pool, "create volume", ds, size, err);
-	if (r < 0)
-		return r;
-	if (mkdir(path, 0755) < 0)
-		return vm_error_set(err, errno, "create volume %s: mkdir %s", ds, path);
-	r = write_marker(path, err);
-	if (r >= 0) {
-		fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0)
-			r = vm_error_set(err, errno, "create %s", file);
-		else if (ftruncate(fd, (off_t)size) < 0)
-			r = vm_error_set(err, errno, "size %s", file);
-	}
-	if (r < 0) {
-		fs_rm_rf(path, &e2);
-		return vm_error_prefix(err, "create volume %s", ds);
-	}
-	return 0;
+	return sparse_copy_tree(path, spath, dir_is_child, err);
 }
 
-static int dir_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-			struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
-	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
-	struct stat st;
-	int r;
+static int dir_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2);
 
-	if (!path || !sdir || !spath)
-		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
-	if (!dir_ds_exists(path))
-		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
-				     name);
-	if (lstat(spath, &st) == 0)
-		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
-				     name);
-	r = fs_mkdir_p(sdir, 0700, err);
-	if (r >= 0)
-		r = sparse_copy_tree(path, spath, dir_is_child, err);
-	if (r < 0)
-		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
-	return 0;
+static const struct pool_dir_ops dir_ds = {
+    .exists = dir_ds_exists,
+    .is_child = dir_is_child,
+    .make = make_marked_dir,
+    .remove = fs_rm_rf,
+    .copy = copy_dataset,
+    .snap_exists = fs_is_dir,
+    .snap_key = dir_snap_key,
+};
+
+/* The parent of ds must exist (the pool itself for "zones/X") and ds must
+ * not. */
+static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
+		     struct vm_error *err)
+{
+	return pool_check_new(pool, &dir_ds, what, ds, path, err);
 }
 
 /* Creation order: birth time where the filesystem keeps one, else ctime. */
@@ -195,37 +122,6 @@ static int dir_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2)
 		*k1 = stx.stx_ctime.tv_sec;
 		*k2 = stx.stx_ctime.tv_nsec;
 	}
-	return 0;
-}
-
-static int dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
-			      struct vm_error *err)
-{
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
-
-	if (!path || !sdir)
-		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
-	if (!dir_ds_exists(path))
-		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
-				     ds);
-	return pool_list_snapdir(sdir, dir_snap_key, ret, err);
-}
-
-static int dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-				struct vm_error *err)
-{
-	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
-	int r;
-
-	if (!spath)
-		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
-	if (!fs_is_dir(spath))
-		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
-				     name);
-	r = fs_rm_rf(spath, err);
-	if (r < 0)
-		return vm_error_prefix(err, "destroy %s@%s", ds, name);
 	return 0;
 }
 
@@ -318,21 +214,22 @@ static int dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uin
 }
 
 const struct vm_storage_ops dir_storage_ops = {
-	.name = "dir",
-	.open = dir_open,
-	.close = NULL,
-	.create_filesystem = dir_create_filesystem,
-	.create_volume = dir_create_volume,
-	.clone = dir_clone,
-	.snapshot = dir_snapshot,
-	.list_snapshots = dir_list_snapshots,
-	.destroy_snapshot = dir_destroy_snapshot,
-	.destroy = dir_destroy,
-	.rename = dir_rename,
-	.kind = dir_kind,
-	.used = dir_used,
-	.available = dir_available,
-	.send = NULL,
-	.receive = NULL,
-	.native_encoding = 0,
+    .name = "dir",
+    .open = dir_open,
+    .close = NULL,
+    .create_filesystem = pool_dir_create_filesystem,
+    .create_volume = pool_dir_create_volume,
+    .clone = dir_clone,
+    .snapshot = pool_dir_snapshot,
+    .list_snapshots = pool_dir_list_snapshots,
+    .destroy_snapshot = pool_dir_destroy_snapshot,
+    .destroy = dir_destroy,
+    .rename = pool_rename_dataset,
+    .kind = pool_dataset_kind,
+    .used = pool_dataset_used,
+    .available = dir_available,
+    .send = NULL,
+    .receive = NULL,
+    .dir = &dir_ds,
+    .native_encoding = 0,
 };

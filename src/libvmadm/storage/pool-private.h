@@ -49,26 +49,47 @@ int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err);
 int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uint64_t size,
 		     struct vm_error *err);
 
-/* How a backend tells its datasets from plain directories: the shared
- * implementations below work for any backend whose datasets are directories
- * under the mount point. */
-struct pool_dataset_tests {
+/* What a backend whose datasets are directories under the mount point
+ * (btrfs subvolumes, dir's marked directories) does its own way: the shared
+ * implementations below do the rest (names, checks, snapshot directories,
+ * volume files, cleanup on failure). */
+struct pool_dir_ops {
 	bool (*exists)(const char *path); /* path is the root of a dataset */
 	bool (*is_child)(int dirfd, const char *name, const struct stat *st);
+	/* Make path the root of a new, empty dataset (mode 0755); leave
+	 * nothing on failure. */
+	int (*make)(const char *path, struct vm_error *err);
+	/* Remove a dataset root or a snapshot made by make or copy. */
+	int (*remove)(const char *path, struct vm_error *err);
+	/* Make snapshot spath (not existing) a read-only copy of the dataset
+	 * at path, without its child datasets; leave nothing on failure. */
+	int (*copy)(const char *path, const char *spath, struct vm_error *err);
+	/* Is spath a snapshot made by copy? */
+	bool (*snap_exists)(const char *spath);
+	/* The snapshots' creation order (see pool_list_snapdir). */
+	int (*snap_key)(int dirfd, const char *name, uint64_t *k1, uint64_t *k2);
 };
 
 /* May dataset ds (at path) be created? -EEXIST if it exists, -ENOENT if its
  * parent dataset does not. what names the operation in the message. */
-int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *what,
+int pool_check_new(struct vm_pool *pool, const struct pool_dir_ops *t, const char *what,
 		   const char *ds, const char *path, struct vm_error *err);
 
-/* The rename, kind and used ops, for directory-shaped backends. */
-int pool_rename_dataset(struct vm_pool *pool, const struct pool_dataset_tests *t,
-			const char *from, const char *to, struct vm_error *err);
-enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const struct pool_dataset_tests *t,
-				       const char *ds);
-int pool_dataset_used(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *ds,
-		      uint64_t *ret_used, uint64_t *ret_volsize, struct vm_error *err);
+/* Storage ops for directory-shaped backends, which point their ops table
+ * at them and set its dir member. */
+int pool_dir_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err);
+int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			   struct vm_error *err);
+int pool_dir_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err);
+int pool_dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
+			    struct vm_error *err);
+int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			      struct vm_error *err);
+int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
+			struct vm_error *err);
+enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const char *ds);
+int pool_dataset_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		      uint64_t *ret_volsize, struct vm_error *err);
 
 /* "1.2 GiB" style rendering into buf. */
 const char *pool_fmt_size(uint64_t bytes, char buf[32]);

@@ -576,7 +576,7 @@ int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_erro
 	return pool->ops->receive_cleanup(pool, ds, err);
 }
 
-int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *what,
+int pool_check_new(struct vm_pool *pool, const struct pool_dir_ops *t, const char *what,
 		   const char *ds, const char *path, struct vm_error *err)
 {
 	_cleanup_free_ char *parent = pool_parent_name(ds), *ppath = NULL;
@@ -595,9 +595,118 @@ int pool_check_new(struct vm_pool *pool, const struct pool_dataset_tests *t, con
 	return 0;
 }
 
-int pool_rename_dataset(struct vm_pool *pool, const struct pool_dataset_tests *t,
-			const char *from, const char *to, struct vm_error *err)
+int pool_dir_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
 {
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	int r;
+
+	if (!path)
+		return vm_error_set(err, ENOMEM, "create filesystem %s", ds);
+	r = pool_check_new(pool, t, "create filesystem", ds, path, err);
+	if (r < 0)
+		return r;
+	r = t->make(path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "create filesystem %s", ds);
+	return 0;
+}
+
+int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			   struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
+	_cleanup_close_ int fd = -1;
+	struct vm_error e2;
+	int r;
+
+	if (!path || !file)
+		return vm_error_set(err, ENOMEM, "create volume %s", ds);
+	r = pool_check_new(pool, t, "create volume", ds, path, err);
+	if (r < 0)
+		return r;
+	/* Sparse: refuse only what could never fit. */
+	r = pool_check_space(pool, "create volume", ds, size, err);
+	if (r < 0)
+		return r;
+	r = t->make(path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "create volume %s", ds);
+	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		r = vm_error_set(err, errno, "create %s", file);
+	else if (ftruncate(fd, (off_t)size) < 0)
+		r = vm_error_set(err, errno, "size %s", file);
+	if (r < 0) {
+		t->remove(path, &e2);
+		return vm_error_prefix(err, "create volume %s", ds);
+	}
+	return 0;
+}
+
+int pool_dir_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
+	struct stat st;
+	int r;
+
+	if (!path || !sdir || !spath)
+		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
+	if (!t->exists(path))
+		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
+				     name);
+	if (lstat(spath, &st) == 0)
+		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
+				     name);
+	r = fs_mkdir_p(sdir, 0700, err);
+	if (r >= 0)
+		r = t->copy(path, spath, err);
+	if (r < 0)
+		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
+	return 0;
+}
+
+int pool_dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret, struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+
+	if (!path || !sdir)
+		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+	if (!t->exists(path))
+		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
+				     ds);
+	return pool_list_snapdir(sdir, t->snap_key, ret, err);
+}
+
+int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			      struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, name);
+	int r;
+
+	if (!spath)
+		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
+	if (!t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
+				     name);
+	r = t->remove(spath, err);
+	if (r < 0)
+		return vm_error_prefix(err, "destroy %s@%s", ds, name);
+	return 0;
+}
+
+int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
+			struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
 	_cleanup_free_ char *fpath = vm_pool_dataset_path(pool, from);
 	_cleanup_free_ char *tpath = vm_pool_dataset_path(pool, to);
 	_cleanup_free_ char *fsdir = pool_snapdir(pool, from);
@@ -635,9 +744,9 @@ int pool_rename_dataset(struct vm_pool *pool, const struct pool_dataset_tests *t
 	return 0;
 }
 
-enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const struct pool_dataset_tests *t,
-				       const char *ds)
+enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const char *ds)
 {
+	const struct pool_dir_ops *t = pool->ops->dir;
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
 
 	if (!path || !t->exists(path))
@@ -645,9 +754,10 @@ enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const struct pool_d
 	return pool_dir_is_volume(path) ? VM_DS_VOLUME : VM_DS_FILESYSTEM;
 }
 
-int pool_dataset_used(struct vm_pool *pool, const struct pool_dataset_tests *t, const char *ds,
-		      uint64_t *ret_used, uint64_t *ret_volsize, struct vm_error *err)
+int pool_dataset_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
+		      uint64_t *ret_volsize, struct vm_error *err)
 {
+	const struct pool_dir_ops *t = pool->ops->dir;
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
 	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
 	struct stat st;

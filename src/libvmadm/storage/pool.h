@@ -60,6 +60,8 @@ struct vm_pool {
 	void *priv;       /* backend state */
 };
 
+struct pool_dir_ops;
+
 struct vm_storage_ops {
 	const char *name; /* "btrfs", "dir", "zfs" */
 
@@ -156,6 +158,11 @@ struct vm_storage_ops {
 
 	/* Encoding of send/receive, 0 when none. */
 	enum vm_send_encoding native_encoding;
+
+	/* Backends whose datasets are directories under the mount point: the
+	 * few steps they take their own way (storage/pool-private.h), for the
+	 * shared ops they point to; NULL for others. */
+	const struct pool_dir_ops *dir;
 };
 
 /* Open the pool of the node whose root and config are given: the backend is
