@@ -20,5 +20,6 @@ int cmd_delete(int argc, char **argv, struct vm_error *err)
 	if (r < 0)
 		return r;
 	fprintf(stderr, "Successfully deleted VM %s\n", argv[1]);
-	return 0;
+	/* A "receiving" placeholder's held or kept receive goes with it. */
+	return vmadm_recover(node, err);
 }

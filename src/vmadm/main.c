@@ -161,22 +161,30 @@ int vmadm_usage_error(const char *cmd, struct vm_error *err, const char *fmt, ..
 	return vm_error_setx(err, EINVAL, "%s\nUsage: vmadm %s", msg, find_cmd(cmd)->usage);
 }
 
-int vmadm_open_node(struct vm_node **ret, struct vm_error *err)
+int vmadm_recover(struct vm_node *node, struct vm_error *err)
 {
 	_cleanup_json_ json_t *notes = NULL;
-	struct vm_node *node;
 	json_t *n;
 	size_t i;
 	int r;
 
-	r = vm_node_open(&node, err);
-	if (r < 0)
-		return r;
 	r = vm_recv_recover(node, &notes, err);
 	if (r >= 0)
 		r = vm_store_recover(node, &notes, err);
 	json_array_foreach(notes, i, n)
 		fprintf(stderr, "vmadm: %s\n", json_string_value(n));
+	return r;
+}
+
+int vmadm_open_node(struct vm_node **ret, struct vm_error *err)
+{
+	struct vm_node *node;
+	int r;
+
+	r = vm_node_open(&node, err);
+	if (r < 0)
+		return r;
+	r = vmadm_recover(node, err);
 	if (r < 0) {
 		vm_node_free(node);
 		return r;

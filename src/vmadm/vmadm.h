@@ -23,6 +23,10 @@ extern const struct vmadm_cmd vmadm_cmds[];
  * cleaned to stderr). */
 int vmadm_open_node(struct vm_node **ret, struct vm_error *err);
 
+/* Finish or undo what interrupted receives and creates left on the node,
+ * printing a "vmadm: ..." line for each; vmadm_open_node runs it first. */
+int vmadm_recover(struct vm_node *node, struct vm_error *err);
+
 /* Print a usage error for cmd and return -EINVAL. */
 int vmadm_usage_error(const char *cmd, struct vm_error *err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

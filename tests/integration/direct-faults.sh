@@ -224,6 +224,24 @@ check_eq "expiry: a command before the expiry leaves it" kept "$($JSON phase <"$
 sleep 3
 check "expiry: the next command removes it" sh -c "VMADM_ROOT=$B $VMADM list 2>&1 >/dev/null | grep -q 'removed the partial receive of VM $S (kept for a resume, expired)'"
 check "expiry: target clean" target_clean
+# The same partial, kept for an hour, goes at once with its "receiving" VM.
+$JSON -I -f "$B/vmadm.conf" -e "this.partial_keep_secs = 3600" >/dev/null 2>&1
+host_spawn a "$VMADM" send $S "$IPB" 9777 --json --bwlimit 20M >"$T/s2.events" 2>"$T/s2.err"
+ps=$HOST_PID
+for ((i = 0; i < 300; i++)); do
+	grep -q "\"dataset\":\"zones/$S-disk1\"" "$T/s2.events" && break
+	sleep 0.1
+done
+kill -KILL $ps
+wait $ps 2>/dev/null
+kept_on_b() { [ "$($JSON phase <"$B/recv/$S.json" 2>/dev/null)" = kept ]; }
+for ((i = 0; i < 5 * TMO * 3; i++)); do kept_on_b && break; sleep 0.2; done
+check_eq "delete kept: the partial is kept, the VM receiving" "kept receiving" \
+	"$($JSON phase <"$B/recv/$S.json" 2>/dev/null) $(state b $S)"
+host_exec b "$VMADM" delete $S >"$T/del.out" 2>&1
+check_grep "delete kept: vmadm delete of the receiving VM removes the partial" \
+	-q "removed the partial receive of VM $S (its VM was deleted)" "$T/del.out"
+check "delete kept: target clean" target_clean
 check "expiry: vmadm delete S on a (with its kept send snapshots)" host_exec a "$VMADM" delete $S
 check_eq "expiry: no send snapshot of S left on a" "" "$(find "$A/zones/.snapshots" -path "*$S*" 2>/dev/null)"
 

@@ -253,6 +253,15 @@ check_eq "the file behind the symlink is intact" keep "$(cat "$T/outside/victim"
 check "the held dataset's data is intact" test -d "$B/zones/$OS.recv/data"
 check "abort" on "$B" "$OPS" abort $OS
 check_eq "abort left node b clean" "" "$(leftovers "$B")"
+# vmadm delete of the "receiving" placeholder takes its held receive along
+# (before, the temps, snapshots and journal stayed until an expiry a held
+# pass between passes does not even have).
+check "delete setup: pass 1 held on b" sh -c "VMADM_ROOT=$B $OPS receive < $T/z1 >/dev/null"
+check_eq "delete setup: b shows the placeholder" receiving "$(on "$B" "$VMADM" get $OS | $JSON state)"
+check "delete the held placeholder" sh -c "VMADM_ROOT=$B $VMADM delete $OS 2>$T/del.err"
+check_grep "delete says the held receive went too" -q "removed the partial receive of VM $OS (its VM was deleted)" "$T/del.err"
+check_eq "delete left node b clean" "" "$(leftovers "$B")"
+check_fails "nothing held any more" "" on "$B" "$OPS" held $OS
 on "$A" "$OPS" drop $OS vmadm-send-I1-z
 
 # Change detection without reading (FIEMAP): a reflinked copy on btrfs

@@ -236,17 +236,22 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			continue;
 		}
 		phase = jstr(j, "phase");
+		/* A receive whose placeholder record is gone (vmadm delete of
+		 * the "receiving" VM) has nothing left to deliver to: its
+		 * datasets go now, whatever the phase or expiry. */
+		bool orphan =
+		    json_is_true(json_object_get(j, "placeholder")) && !vm_store_exists(node, uuid);
 		/* An incremental receive between passes waits on purpose
 		 * (migrate/incremental.h): only vm_incr_finish/abort end it,
 		 * or, once a failed send left it for a re-run with an expiry
 		 * (migrate/incremental-net.c), that expiry. */
-		if (phase && streq(phase, "held") &&
+		if (!orphan && phase && streq(phase, "held") &&
 		    (!json_object_get(j, "expires") ||
 		     json_integer_value(json_object_get(j, "expires")) > time(NULL)))
 			continue;
 		/* A failed network receive's complete datasets, kept for a
 		 * resume of the same send (migrate/server.c) until they expire. */
-		if (phase && streq(phase, "kept") &&
+		if (!orphan && phase && streq(phase, "kept") &&
 		    json_integer_value(json_object_get(j, "expires")) > time(NULL))
 			continue;
 		r = vm_node_pool(node, &pool, err);
@@ -259,8 +264,11 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		} else {
 			bool held = phase && (streq(phase, "kept") || streq(phase, "held"));
 			r = recv_rollback(node, pool, j, err);
-			snprintf(line, sizeof(line), "removed the partial receive of VM %s (%s)", uuid,
-				 held ? "kept for a resume, expired" : "interrupted receive");
+			snprintf(line, sizeof(line), "removed the partial receive of VM %s (%s)",
+				 uuid,
+				 orphan ? "its VM was deleted"
+				 : held ? "kept for a resume, expired"
+					: "interrupted receive");
 		}
 		if (r < 0)
 			return r;
