@@ -2,7 +2,8 @@
 # vmadm send UUID HOST PORT when things go wrong, between two hosts: a wrong
 # key, a UUID already on the target, a target pool too small, the link cut
 # mid-transfer, the target's vmadmd killed mid-transfer, the sender killed
-# mid-transfer (then the re-run resumes and moves fewer bytes). Every case
+# mid-transfer (then the re-run resumes and moves fewer bytes, unless the
+# VM was started in between). Every case
 # checks the source VM intact (and running again where it ran) and the
 # target clean. Transfers are made long enough to cut with random data and
 # --bwlimit; deadlines are 5 s (--timeout, net_timeout) to keep it short.
@@ -200,6 +201,41 @@ check_eq "no send snapshots left on a" "" "$(find "$A/zones/.snapshots" -name '*
 check "delete R on b" host_exec b "$VMADM" delete $R
 check "the && promise: delete R on a" host_exec a "$VMADM" delete $R
 check "target clean after deleting R" target_clean
+
+# 6b. The sender killed, then the VM started and stopped by hand (its
+# guest wrote meanwhile): the re-run must not resume from the old
+# snapshots, or the target would get the data from before.
+Q=d3748596-b011-42d3-a4f5-6a7b8c9daeb7
+check "create kvm VM Q on a (stopped)" sh -c "echo '{\"brand\": \"kvm\", \"uuid\": \"$Q\", \"ram\": 128,
+  \"disks\": [{\"size\": 64, \"boot\": true}, {\"size\": 64}]}' | VMADM_ROOT=$A $VMADM create"
+head -c 40000000 /dev/urandom | dd of="$A/zones/$Q-disk0/disk.raw" bs=1M seek=4 conv=notrunc status=none
+head -c 40000000 /dev/urandom | dd of="$A/zones/$Q-disk1/disk.raw" bs=1M seek=4 conv=notrunc status=none
+host_spawn a "$VMADM" send $Q "$IPB" 9777 --json --bwlimit 20M >"$T/q1.events" 2>"$T/q1.err"
+ps=$HOST_PID
+for ((i = 0; i < 300; i++)); do
+	grep -q "\"dataset\":\"zones/$Q-disk1\"" "$T/q1.events" && break
+	sleep 0.1
+done
+kill -KILL $ps
+wait $ps 2>/dev/null
+for ((i = 0; i < 5 * TMO * 3; i++)); do
+	[ "$($JSON phase <"$B/recv/$Q.json" 2>/dev/null)" = kept ] && break
+	sleep 0.2
+done
+check_eq "started by hand: b keeps disk0 of the killed send" kept "$($JSON phase <"$B/recv/$Q.json" 2>/dev/null)"
+check "started by hand: start Q on a" host_exec a "$VMADM" start $Q
+head -c 1048576 /dev/urandom | dd of="$A/zones/$Q-disk0/disk.raw" bs=1M seek=10 conv=notrunc status=none
+check "started by hand: stop Q on a" host_exec a "$VMADM" stop -F $Q
+Q_HASH=$(cat "$A/zones/$Q-disk0/disk.raw" "$A/zones/$Q-disk1/disk.raw" | sha256sum)
+host_exec a "$VMADM" send $Q "$IPB" 9777 --json >"$T/q2.events" 2>"$T/q2.err"
+check_eq "started by hand: the re-run exits 0" "0" "$(echo $? $(grep -v '^Successfully' "$T/q2.err" | head -3))"
+check_eq "started by hand: the re-run skipped nothing" "" \
+	"$(grep '"result"' "$T/q2.events" | $JSON skipped | $JSON -a 2>/dev/null)"
+check_eq "started by hand: Q on b has the disks as they are now" "$Q_HASH" \
+	"$(cat "$B/zones/$Q-disk0/disk.raw" "$B/zones/$Q-disk1/disk.raw" | sha256sum)"
+check "started by hand: delete Q on b" host_exec b "$VMADM" delete $Q
+check "started by hand: delete Q on a" host_exec a "$VMADM" delete $Q
+check "started by hand: target clean" target_clean
 
 # 7. A partial kept for a resume expires (partial_keep_secs), and then the
 # next command on the target removes it.

@@ -130,6 +130,23 @@ static void send_state_remove(struct vm_node *node, const char *uuid)
 	unlink(path);
 }
 
+static const char *record_modified(json_t *vm)
+{
+	return json_string_value(json_object_get(vm, "last_modified"));
+}
+
+void migrate_send_state_stamp(struct migrate_source *ctx)
+{
+	_cleanup_json_ json_t *st = send_state_load(ctx->node, ctx->uuid);
+	_cleanup_json_ json_t *vm = NULL;
+	struct vm_error e = {0};
+
+	if (!st || vm_store_load(ctx->node, ctx->uuid, &vm, &e) < 0 || !record_modified(vm))
+		return;
+	json_object_set_new(st, "record_modified", json_string(record_modified(vm)));
+	send_state_save(ctx->node, ctx->uuid, st);
+}
+
 int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host, int port,
 			const struct migrate_send_opts *opts, json_t **ret_result,
 			struct vm_error *err)
@@ -213,13 +230,17 @@ int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host
 	migrate_meter_init(&ctx.meter, opts->bwlimit);
 	{
 		/* Resume from the snapshots of an earlier run to the same
-		 * target only if the VM stayed stopped since; else a new
+		 * target only if the VM stayed as they caught it: stopped,
+		 * its record unchanged since they were taken (a start and a
+		 * stop by hand in between would change its data); else a new
 		 * taking (the target then drops what it holds). */
 		_cleanup_json_ json_t *prev = send_state_load(node, uuid);
 		const char *pinst = json_string_value(json_object_get(prev, "instant"));
 		const char *pid = json_string_value(json_object_get(prev, "instant_id"));
+		const char *pmod = json_string_value(json_object_get(prev, "record_modified"));
 		bool running = state && streq(state, "running");
-		if (prev && !running && pinst && pid && streq(pinst, ctx.instant)) {
+		if (prev && !running && pinst && pid && streq(pinst, ctx.instant) && pmod &&
+		    record_modified(vm) && streq(pmod, record_modified(vm))) {
 			snprintf(ctx.instant_id, sizeof(ctx.instant_id), "%s", pid);
 			prior_running = json_is_true(json_object_get(prev, "was_running"));
 		} else {

@@ -44,6 +44,8 @@ struct send_state {
 	pthread_mutex_t lock;
 	char phase[32];
 	char dataset[256];
+	struct migrate_source *ctx;
+	bool stamped; /* migrate_send_state_stamp done */
 };
 
 static void emit(struct migrate_source *ctx, const char *phase, const char *ds)
@@ -207,6 +209,11 @@ static void on_send_progress(const struct vm_progress *p, void *userdata)
 {
 	struct send_state *st = userdata;
 
+	/* The first dataset starts: the instant's snapshots exist. */
+	if (!st->stamped && streq(p->phase, "send")) {
+		st->stamped = true;
+		migrate_send_state_stamp(st->ctx);
+	}
 	pthread_mutex_lock(&st->lock);
 	snprintf(st->phase, sizeof(st->phase), "%s", p->phase);
 	snprintf(st->dataset, sizeof(st->dataset), "%s", p->dataset ? p->dataset : "");
@@ -235,7 +242,7 @@ static void *send_thread(void *arg)
 
 static int cold_source(struct migrate_source *ctx, json_t **ret_record, struct vm_error *err)
 {
-	struct cold_send cs = { .ctx = ctx };
+	struct cold_send cs = {.ctx = ctx, .st.ctx = ctx};
 	_cleanup_json_ json_t *m = NULL;
 	pthread_t th;
 	int p[2], r;

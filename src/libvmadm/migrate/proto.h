@@ -109,6 +109,12 @@ struct migrate_source {
 					* added to the result ("passes"...) */
 };
 
+/* The cold mode's sender calls this once its snapshots of the instant
+ * exist (the VM stopped, nothing sent yet): the send state then records
+ * the VM record's last_modified, and a re-run resumes from those snapshots
+ * only while the record is unchanged (no start, stop or update since). */
+void migrate_send_state_stamp(struct migrate_source *ctx);
+
 /* The target side of one migration, as a mode's target() gets it. */
 struct migrate_target {
 	struct vm_node *node;
