@@ -59,6 +59,30 @@ wait_log() {
 	done
 	return 1
 }
+# kill_in_disk1 UUID NAME RATE: send UUID at RATE, kill the sender with
+# SIGKILL once it streams the VM's disk1 (disk0 is then complete on b);
+# events in $T/NAME.events. Fails if disk1 never started.
+kill_in_disk1() {
+	local i ps
+	host_spawn a "$VMADM" send "$1" "$IPB" 9777 --json --bwlimit "$3" >"$T/$2.events" 2>"$T/$2.err"
+	ps=$HOST_PID
+	for ((i = 0; i < 300; i++)); do
+		grep -q "\"dataset\":\"zones/$1-disk1\"" "$T/$2.events" && break
+		sleep 0.1
+	done
+	kill -KILL $ps
+	wait $ps 2>/dev/null
+	[ $i -lt 300 ]
+}
+# kept_on_b UUID: b keeps a partial of UUID for a resume (waits for it).
+kept_on_b() {
+	local i
+	for ((i = 0; i < 5 * TMO * 3; i++)); do
+		[ "$($JSON phase <"$B/recv/$1.json" 2>/dev/null)" = kept ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
 running_again() {
 	local i
 	for ((i = 0; i < 100; i++)); do
@@ -167,19 +191,7 @@ fi
 check "restart b's vmadmd" host_vmadmd_start b
 
 # 6. The sender killed mid-transfer; the re-run resumes.
-host_spawn a "$VMADM" send $R "$IPB" 9777 --json --bwlimit 50M >"$T/r1.events" 2>"$T/r1.err"
-ps=$HOST_PID
-got_disk1=0
-for ((i = 0; i < 300; i++)); do
-	if grep -q "\"dataset\":\"zones/$R-disk1\"" "$T/r1.events"; then
-		got_disk1=1
-		break
-	fi
-	sleep 0.1
-done
-check_eq "sender killed: the transfer reached disk1" 1 $got_disk1
-kill -KILL $ps
-wait $ps 2>/dev/null
+check "sender killed: the transfer reached disk1" kill_in_disk1 $R r1 50M
 check "sender killed: the target notices" wait_log "migration of VM $R from .* failed" $((TMO * 3))
 check_eq "sender killed: the target keeps the complete datasets" "kept" \
 	"$($JSON phase <"$B/recv/$R.json" 2>/dev/null)"
@@ -210,19 +222,8 @@ check "create kvm VM Q on a (stopped)" sh -c "echo '{\"brand\": \"kvm\", \"uuid\
   \"disks\": [{\"size\": 64, \"boot\": true}, {\"size\": 64}]}' | VMADM_ROOT=$A $VMADM create"
 head -c 40000000 /dev/urandom | dd of="$A/zones/$Q-disk0/disk.raw" bs=1M seek=4 conv=notrunc status=none
 head -c 40000000 /dev/urandom | dd of="$A/zones/$Q-disk1/disk.raw" bs=1M seek=4 conv=notrunc status=none
-host_spawn a "$VMADM" send $Q "$IPB" 9777 --json --bwlimit 20M >"$T/q1.events" 2>"$T/q1.err"
-ps=$HOST_PID
-for ((i = 0; i < 300; i++)); do
-	grep -q "\"dataset\":\"zones/$Q-disk1\"" "$T/q1.events" && break
-	sleep 0.1
-done
-kill -KILL $ps
-wait $ps 2>/dev/null
-for ((i = 0; i < 5 * TMO * 3; i++)); do
-	[ "$($JSON phase <"$B/recv/$Q.json" 2>/dev/null)" = kept ] && break
-	sleep 0.2
-done
-check_eq "started by hand: b keeps disk0 of the killed send" kept "$($JSON phase <"$B/recv/$Q.json" 2>/dev/null)"
+check "started by hand: the transfer reached disk1" kill_in_disk1 $Q q1 20M
+check "started by hand: b keeps disk0 of the killed send" kept_on_b $Q
 check "started by hand: start Q on a" host_exec a "$VMADM" start $Q
 head -c 1048576 /dev/urandom | dd of="$A/zones/$Q-disk0/disk.raw" bs=1M seek=10 conv=notrunc status=none
 check "started by hand: stop Q on a" host_exec a "$VMADM" stop -F $Q
@@ -245,14 +246,7 @@ check "create kvm VM S on a (stopped)" sh -c "echo '{\"brand\": \"kvm\", \"uuid\
 head -c 40000000 /dev/urandom | dd of="$A/zones/$S-disk0/disk.raw" bs=1M seek=4 conv=notrunc status=none
 head -c 40000000 /dev/urandom | dd of="$A/zones/$S-disk1/disk.raw" bs=1M seek=4 conv=notrunc status=none
 $JSON -I -f "$B/vmadm.conf" -e "this.partial_keep_secs = 2" >/dev/null 2>&1
-host_spawn a "$VMADM" send $S "$IPB" 9777 --json --bwlimit 20M >"$T/s.events" 2>"$T/s.err"
-ps=$HOST_PID
-for ((i = 0; i < 300; i++)); do
-	grep -q "\"dataset\":\"zones/$S-disk1\"" "$T/s.events" && break
-	sleep 0.1
-done
-kill -KILL $ps
-wait $ps 2>/dev/null
+check "expiry: the transfer reached disk1" kill_in_disk1 $S s 20M
 check "expiry: the target notices" wait_log "migration of VM $S from .* failed" $((TMO * 3))
 check_eq "expiry: the partial is kept" kept "$($JSON phase <"$B/recv/$S.json" 2>/dev/null)"
 host_exec b "$VMADM" list >/dev/null 2>&1
@@ -262,16 +256,8 @@ check "expiry: the next command removes it" sh -c "VMADM_ROOT=$B $VMADM list 2>&
 check "expiry: target clean" target_clean
 # The same partial, kept for an hour, goes at once with its "receiving" VM.
 $JSON -I -f "$B/vmadm.conf" -e "this.partial_keep_secs = 3600" >/dev/null 2>&1
-host_spawn a "$VMADM" send $S "$IPB" 9777 --json --bwlimit 20M >"$T/s2.events" 2>"$T/s2.err"
-ps=$HOST_PID
-for ((i = 0; i < 300; i++)); do
-	grep -q "\"dataset\":\"zones/$S-disk1\"" "$T/s2.events" && break
-	sleep 0.1
-done
-kill -KILL $ps
-wait $ps 2>/dev/null
-kept_on_b() { [ "$($JSON phase <"$B/recv/$S.json" 2>/dev/null)" = kept ]; }
-for ((i = 0; i < 5 * TMO * 3; i++)); do kept_on_b && break; sleep 0.2; done
+check "delete kept: the transfer reached disk1" kill_in_disk1 $S s2 20M
+kept_on_b $S
 check_eq "delete kept: the partial is kept, the VM receiving" "kept receiving" \
 	"$($JSON phase <"$B/recv/$S.json" 2>/dev/null) $(state b $S)"
 host_exec b "$VMADM" delete $S >"$T/del.out" 2>&1
