@@ -397,20 +397,22 @@ static bool same_entry(const char *opath, const char *npath, const struct stat *
 	if (o->st_ino == n->st_ino &&
 	    (o->st_ctim.tv_sec != n->st_ctim.tv_sec || o->st_ctim.tv_nsec != n->st_ctim.tv_nsec))
 		return false;
-	/* copies: an attribute change moves only the ctime, which a copy
-	 * does not share, so compare the attributes themselves */
-	if (o->st_ino != n->st_ino && !xattr_equal(opath, npath))
-		return false;
-	if (S_ISDIR(n->st_mode))
-		return true;
-	if (o->st_size != n->st_size || o->st_nlink != n->st_nlink || o->st_rdev != n->st_rdev)
-		return false;
-	if (S_ISLNK(n->st_mode)) {
-		char a[PATH_MAX], b[PATH_MAX];
-		ssize_t la = readlink(opath, a, sizeof(a)), lb = readlink(npath, b, sizeof(b));
-		return la >= 0 && la == lb && memcmp(a, b, la) == 0;
+	if (!S_ISDIR(n->st_mode)) {
+		if (o->st_size != n->st_size || o->st_nlink != n->st_nlink ||
+		    o->st_rdev != n->st_rdev)
+			return false;
+		if (S_ISLNK(n->st_mode)) {
+			char a[PATH_MAX], b[PATH_MAX];
+			ssize_t la = readlink(opath, a, sizeof(a));
+			ssize_t lb = readlink(npath, b, sizeof(b));
+			if (la < 0 || la != lb || memcmp(a, b, la) != 0)
+				return false;
+		}
 	}
-	return true;
+	/* copies: an attribute change moves only the ctime, which a copy
+	 * does not share, so compare the attributes themselves (last: it
+	 * costs system calls the tests above may spare) */
+	return o->st_ino == n->st_ino || xattr_equal(opath, npath);
 }
 
 static int walk_new_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)

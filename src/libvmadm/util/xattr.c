@@ -9,41 +9,13 @@
 
 #include "util/macros.h"
 
-/* The NUL-separated list of attribute names in a malloc'd buffer (NULL
- * with *len 0 for none or for a filesystem without them), or NULL with a
- * negative errno in *len. */
-static char *list_names(const char *path, ssize_t *len)
+/* The value of attribute name of path, or with name NULL the
+ * NUL-separated list of its attribute names, in a malloc'd buffer; NULL
+ * with a negative errno in *len on failure (-ENODATA: no such attribute). */
+static void *fetch(const char *path, const char *name, ssize_t *len)
 {
 	for (int tries = 0; tries < 4; tries++) {
-		ssize_t n = llistxattr(path, NULL, 0);
-		char *buf;
-
-		if (n <= 0) {
-			*len = (n < 0 && errno != ENOTSUP) ? -errno : 0;
-			return NULL;
-		}
-		buf = malloc(n);
-		if (!buf) {
-			*len = -ENOMEM;
-			return NULL;
-		}
-		*len = llistxattr(path, buf, n);
-		if (*len >= 0)
-			return buf;
-		*len = -errno;
-		free(buf);
-		if (*len != -ERANGE) /* ERANGE: one was added meanwhile: again */
-			return NULL;
-	}
-	return NULL;
-}
-
-/* One attribute's value in a malloc'd buffer, or NULL with a negative
- * errno in *len (-ENODATA when it is missing). */
-static void *get_value(const char *path, const char *name, ssize_t *len)
-{
-	for (int tries = 0; tries < 4; tries++) {
-		ssize_t n = lgetxattr(path, name, NULL, 0);
+		ssize_t n = name ? lgetxattr(path, name, NULL, 0) : llistxattr(path, NULL, 0);
 		void *buf;
 
 		if (n < 0) {
@@ -55,15 +27,25 @@ static void *get_value(const char *path, const char *name, ssize_t *len)
 			*len = -ENOMEM;
 			return NULL;
 		}
-		*len = lgetxattr(path, name, buf, n);
+		*len = name ? lgetxattr(path, name, buf, n) : llistxattr(path, buf, n);
 		if (*len >= 0)
 			return buf;
 		*len = -errno;
 		free(buf);
-		if (*len != -ERANGE)
+		if (*len != -ERANGE) /* ERANGE: it grew meanwhile: again */
 			return NULL;
 	}
 	return NULL;
+}
+
+/* The names list; a filesystem without attributes has none (*len 0). */
+static char *list_names(const char *path, ssize_t *len)
+{
+	char *names = fetch(path, NULL, len);
+
+	if (*len == -ENOTSUP)
+		*len = 0;
+	return names;
 }
 
 int xattr_copy(const char *src, const char *dst, struct vm_error *err)
@@ -75,7 +57,7 @@ int xattr_copy(const char *src, const char *dst, struct vm_error *err)
 		return vm_error_set(err, (int)-len, "list the extended attributes of %s", src);
 	for (ssize_t i = 0; i < len; i += strlen(names + i) + 1) {
 		ssize_t vlen;
-		_cleanup_free_ void *v = get_value(src, names + i, &vlen);
+		_cleanup_free_ void *v = fetch(src, names + i, &vlen);
 
 		if (vlen == -ENODATA)
 			continue; /* removed since the listing */
@@ -102,8 +84,8 @@ bool xattr_equal(const char *a, const char *b)
 		acount++;
 	for (ssize_t i = 0; i < blen; i += strlen(bn + i) + 1) {
 		ssize_t la, lb;
-		_cleanup_free_ void *va = get_value(a, bn + i, &la);
-		_cleanup_free_ void *vb = get_value(b, bn + i, &lb);
+		_cleanup_free_ void *va = fetch(a, bn + i, &la);
+		_cleanup_free_ void *vb = fetch(b, bn + i, &lb);
 
 		if (la < 0 || lb < 0 || la != lb || memcmp(va, vb, la) != 0)
 			return false;
