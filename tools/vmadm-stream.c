@@ -24,6 +24,7 @@
 #include <zstd.h>
 
 #include "stream/stream.h"
+#include "util/fs.h"
 #include "util/macros.h"
 
 static uint64_t le64(const uint8_t *p)
@@ -371,8 +372,54 @@ struct change {
 	uint64_t length;
 	const char *cfg_key;
 	json_t *cfg_value;
+	const char *data_ds, *data_file; /* --dataset-data: new data for data_ds */
 	bool done;
 };
+
+/* Write the contents of path as the current dataset's DS_DATA records
+ * (uncompressed, 1 MiB chunks) and its DS_END, numbered from *seq, with
+ * the dataset hash the stream's features ask for. */
+static int write_dataset_data(struct stream_raw_writer *rw, const char *path, uint64_t *seq,
+			      enum stream_digest_alg alg, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ uint8_t *chunk = malloc(STREAM_CHUNK_MAX);
+	struct stream_digest *dg = stream_digest_new();
+	uint8_t end[STREAM_DS_END_SIZE];
+	uint64_t total = 0;
+	int r = 0;
+
+	if (fd < 0)
+		r = vm_error_set(err, errno, "open %s", path);
+	else if (!chunk || !dg || stream_digest_init(dg, alg) < 0)
+		r = vm_error_set(err, ENOMEM, "read %s", path);
+	while (r >= 0) {
+		ssize_t n = fs_read_full(fd, chunk, STREAM_CHUNK_MAX);
+		struct stream_header h = { .type = STREAM_REC_DS_DATA };
+
+		if (n < 0) {
+			r = vm_error_set(err, (int)n, "read %s", path);
+			break;
+		}
+		if (n == 0)
+			break;
+		stream_digest_update(dg, chunk, n);
+		total += n;
+		h.length = n;
+		h.seq = (*seq)++;
+		r = stream_raw_write(rw, &h, chunk, n, err);
+	}
+	if (r >= 0) {
+		struct stream_header h = { .type = STREAM_REC_DS_END, .length = sizeof(end) };
+
+		put64(end, total);
+		stream_digest_final(dg, end + 8);
+		h.seq = (*seq)++;
+		r = stream_raw_write(rw, &h, end, sizeof(end), err);
+	}
+	stream_digest_free(dg);
+	return r;
+}
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int die(const char *fmt, ...)
@@ -405,6 +452,7 @@ static int cmd_rewrite(int argc, char **argv)
 	    {"dataset-name", required_argument, NULL, 'd'},
 	    {"length", required_argument, NULL, 'l'},
 	    {"config-set", required_argument, NULL, 'c'},
+	    {"dataset-data", required_argument, NULL, 'D'},
 	    {},
 	};
 	_cleanup_stream_raw_reader_ struct stream_raw_reader *rr = NULL;
@@ -414,7 +462,9 @@ static int cmd_rewrite(int argc, char **argv)
 	struct stream_raw_record rec;
 	_cleanup_free_ uint8_t *buf = NULL;
 	int nchanges = 0, o, k;
-	bool ended = false;
+	bool ended = false, in_data_ds = false;
+	enum stream_digest_alg alg = STREAM_DIGEST_SHA256;
+	uint64_t seq = 0;
 	uint64_t v;
 	char *eq;
 
@@ -464,6 +514,14 @@ static int cmd_rewrite(int argc, char **argv)
 				return die("--config-set %s: invalid JSON: %s", optarg, jerr.text);
 			break;
 		}
+		case 'D':
+			eq = strchr(optarg, '=');
+			if (!eq)
+				return die("--dataset-data wants NAME=FILE");
+			*eq = '\0';
+			c.data_ds = optarg;
+			c.data_file = eq + 1;
+			break;
 		default:
 			return 2;
 		}
@@ -471,7 +529,8 @@ static int cmd_rewrite(int argc, char **argv)
 	if (optind != argc || nchanges != 1)
 		return die("usage: vmadm-stream rewrite --magic STR | --version N | "
 			   "--required-features N | --dataset-name OLD=NEW | --length SEQ=N | "
-			   "--config-set KEY=JSON < IN > OUT (exactly one change)");
+			   "--config-set KEY=JSON | --dataset-data NAME=FILE < IN > OUT "
+			   "(exactly one change)");
 	if (isatty(1))
 		return die("refusing to write a stream to a terminal");
 	if (stream_raw_reader_open(0, &rr, &err) < 0 || stream_raw_writer_open(1, &rw, &err) < 0)
@@ -511,6 +570,7 @@ static int cmd_rewrite(int argc, char **argv)
 				put64(buf + 16, (uint64_t)c.features);
 				c.done = true;
 			}
+			alg = stream_digest_alg_of(le64(buf + 16));
 			payload = buf;
 			break;
 		case STREAM_REC_CONFIG:
@@ -531,6 +591,14 @@ static int cmd_rewrite(int argc, char **argv)
 			}
 			break;
 		case STREAM_REC_DS_BEGIN:
+			if (c.data_ds) {
+				_cleanup_json_ json_t *o =
+				    json_loadb((const char *)payload, len, 0, NULL);
+
+				in_data_ds = streq(
+				    json_string_value(json_object_get(o, "name")) ?: "\x01",
+				    c.data_ds);
+			}
 			if (c.ds_old) {
 				_cleanup_json_ json_t *o =
 				    json_loadb((const char *)payload, len, 0, NULL);
@@ -556,10 +624,20 @@ static int cmd_rewrite(int argc, char **argv)
 			ended = true;
 			break;
 		}
+		if (in_data_ds && h.type == STREAM_REC_DS_DATA)
+			continue; /* replaced at its DS_END */
+		if (in_data_ds && h.type == STREAM_REC_DS_END) {
+			if (write_dataset_data(rw, c.data_file, &seq, alg, &err) < 0)
+				return die("%s", err.msg);
+			in_data_ds = false;
+			c.done = true;
+			continue;
+		}
 		if (c.length_seq >= 0 && h.seq == (uint64_t)c.length_seq) {
 			h.length = c.length;
 			c.done = true;
 		}
+		h.seq = seq++; /* renumbered: --dataset-data changes the count */
 		if (stream_raw_write(rw, &h, payload, len, &err) < 0)
 			return die("%s", err.msg);
 	}
@@ -584,6 +662,6 @@ int main(int argc, char **argv)
 			"       vmadm-stream rewrite [--magic STR | --version N | "
 			"--required-features N |\n"
 			"                             --dataset-name OLD=NEW | --length SEQ=N | "
-			"--config-set KEY=JSON] < IN > OUT\n");
+			"--config-set KEY=JSON | --dataset-data NAME=FILE] < IN > OUT\n");
 	return 2;
 }

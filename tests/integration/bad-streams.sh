@@ -102,6 +102,10 @@ forge --config-set 'uuid="not-a-uuid"'
 refused "config without a valid uuid" 'the config has no valid "uuid"' "$T/forged.vms"
 check "the forged streams differ only where intended (rewrite of a no-op change is valid)" \
 	sh -c "'$VMSTREAM' rewrite --config-set 'alias=\"k\"' < $T/kvm.vms | '$VMSTREAM' dump >/dev/null"
+head -c 1500000 /dev/urandom >"$T/newdata"
+check "rewrite --dataset-data: a valid stream whose -disk1 carries the new bytes" \
+	sh -c "'$VMSTREAM' rewrite --dataset-data '-disk1=$T/newdata' < $T/kvm.vms | '$VMSTREAM' dump |
+		grep -q 'DS_END .* bytes 1500000 xxh3-128 [0-9a-f.]* ok'"
 
 # 4. An existing UUID: refused, the VM there untouched, nothing else left.
 check "receive the kvm VM once" sh -c "VMADM_ROOT=$B $VMADM receive < $T/kvm.vms"
