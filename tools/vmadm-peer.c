@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vmadm-peer: a scripted peer of the migration protocol
+ * (docs/migration-protocol.md), for tests that play a hostile or odd source
+ * against a real vmadmd: it holds the key, so it gets past TLS, and then
+ * sends exactly what it is told, in order.
+ *
+ *   vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT STEP...
+ *
+ * Steps:
+ *   send:JSON      send one JSON message as it is (no checks)
+ *   stream:FILE    send FILE's bytes as DATA frames, then DATA_END
+ *   data:FILE      the same without DATA_END (a stream that stops)
+ *   recv           receive one message (progress keepalives skipped) and
+ *                  print it as one JSON line; an "error"/"refuse"/"failed"
+ *                  message is printed too, and ends the run with status 1
+ *   drain          print every message until the peer closes the connection
+ *   sleep:SECS     wait (the connection stays open and silent)
+ *
+ * Exit status: 0 when every step ran, 1 when one failed (the reason on
+ * stderr), 2 on a usage error. Not installed: a test tool.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/net.h"
+#include "util/fs.h"
+#include "util/macros.h"
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT "
+			"{send:JSON|stream:FILE|data:FILE|recv|drain|sleep:SECS}...\n");
+	return 2;
+}
+
+static int fail(const char *step, const char *msg)
+{
+	fprintf(stderr, "vmadm-peer: %s: %s\n", step, msg);
+	return 1;
+}
+
+/* Send path's bytes as DATA frames of at most NET_MAX_PAYLOAD. */
+static int send_file(struct net_conn *c, const char *path, bool end, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ char *buf = malloc(NET_MAX_PAYLOAD);
+	ssize_t n;
+	int r;
+
+	if (fd < 0)
+		return vm_error_set(err, errno, "open %s", path);
+	if (!buf)
+		return vm_error_set(err, ENOMEM, "send %s", path);
+	while ((n = fs_read_full(fd, buf, NET_MAX_PAYLOAD)) > 0) {
+		r = net_send_frame(c, NET_FRAME_DATA, buf, n, err);
+		if (r < 0)
+			return r;
+	}
+	if (n < 0)
+		return vm_error_set(err, (int)n, "read %s", path);
+	return end ? net_send_frame(c, NET_FRAME_DATA_END, NULL, 0, err) : 0;
+}
+
+/* Receive one message and print it; 1 when it says the peer gave up. */
+static int recv_print(struct net_conn *c, struct vm_error *err)
+{
+	_cleanup_json_ json_t *m = NULL;
+	_cleanup_free_ char *text = NULL;
+	const char *t;
+	int r;
+
+	r = net_recv_msg(c, &m, err);
+	if (r < 0)
+		return r;
+	text = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("%s\n", text ? text : "?");
+	fflush(stdout);
+	t = json_string_value(json_object_get(m, "type"));
+	if (streq(t, "refuse") || streq(t, "failed"))
+		return vm_error_setx(err, EPROTO, "the peer sent \"%s\"", t);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *keyfile = NULL;
+	_cleanup_free_ char *host = NULL;
+	_cleanup_conn_ struct net_conn *c = NULL;
+	struct vm_error err = { 0 };
+	uint8_t key[NET_KEY_LEN];
+	int timeout = NET_DEFAULT_TIMEOUT, port, o;
+
+	signal(SIGPIPE, SIG_IGN);
+	while ((o = getopt(argc, argv, "+k:t:")) != -1) {
+		switch (o) {
+		case 'k':
+			keyfile = optarg;
+			break;
+		case 't':
+			timeout = atoi(optarg);
+			if (timeout <= 0)
+				return usage();
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (optind >= argc)
+		return usage();
+	if (!keyfile) {
+		const char *root = getenv("VMADM_ROOT");
+		static char path[4096];
+
+		snprintf(path, sizeof(path), "%s/vmadm.key", root ? root : "/var/lib/vmadm");
+		keyfile = path;
+	}
+	if (net_key_load(keyfile, key, &err) < 0 ||
+	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0 ||
+	    net_connect(host, port, key, timeout, &c, &err) < 0)
+		return fail("connect", err.msg);
+
+	for (int i = optind + 1; i < argc; i++) {
+		const char *step = argv[i];
+		int r;
+
+		if (strncmp(step, "send:", 5) == 0) {
+			_cleanup_json_ json_t *m = json_loads(step + 5, 0, NULL);
+			_cleanup_free_ char *text = NULL;
+
+			if (!m)
+				return fail(step, "not JSON");
+			/* as given, even without a "type": the peer is the judge */
+			text = json_dumps(m, JSON_COMPACT);
+			r = text ? net_send_frame(c, NET_FRAME_JSON, text, strlen(text), &err)
+				 : vm_error_set(&err, ENOMEM, "encode");
+		} else if (strncmp(step, "stream:", 7) == 0) {
+			r = send_file(c, step + 7, true, &err);
+		} else if (strncmp(step, "data:", 5) == 0) {
+			r = send_file(c, step + 5, false, &err);
+		} else if (streq(step, "recv")) {
+			r = recv_print(c, &err);
+		} else if (streq(step, "drain")) {
+			while ((r = recv_print(c, &err)) >= 0)
+				;
+			if (r == -ECONNRESET)
+				r = 0;
+		} else if (strncmp(step, "sleep:", 6) == 0) {
+			r = 0;
+			sleep(atoi(step + 6));
+		} else {
+			return usage();
+		}
+		if (r < 0)
+			return fail(step, err.msg);
+	}
+	return 0;
+}
