@@ -61,6 +61,9 @@ static void usage(FILE *f)
 		   "  -i SECS  how often to check the VMs' processes (default 1)\n"
 		   "  -l ADDR[:PORT]  accept migrations there (default: the node's \"listen\"\n"
 		   "           setting; port 9777); needs ROOT/vmadm.key (vmadm key generate)\n"
+		   "Migration limits in ROOT/vmadm.conf, read at start: handshake_timeout (10 s),\n"
+		   "max_handshakes (64), max_handshakes_per_address (8); per migration:\n"
+		   "net_timeout (30 s), max_receives (2). See docs/migration-protocol.md, Limits.\n"
 		   "Logs go to ROOT/log/vmadmd.log.\n");
 }
 

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -14,6 +16,7 @@
 
 #include "check.h"
 #include "migrate/proto.h"
+#include "net/net-private.h"
 #include "net/net.h"
 #include "util/fs.h"
 #include "util/macros.h"
@@ -193,6 +196,193 @@ static void test_silent_peer_times_out(void)
 	close(s.lfd);
 }
 
+/* A client that connects and sends bytes of a ClientHello, one every
+ * 300 ms, without TLS: a stranger trickling. */
+struct trickler {
+	int port;
+	int sent;
+	volatile int stop;
+};
+
+static void *trickle(void *arg)
+{
+	struct trickler *t = arg;
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(t->port) };
+	static const unsigned char hello[] = { 0x16, 3, 1, 2, 0, 1, 0, 1, 0xfc, 3, 3, 0, 0, 0,
+					       0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return NULL;
+	}
+	for (size_t i = 0; i < sizeof(hello) && !t->stop; i++) {
+		if (send(fd, hello + i, 1, MSG_NOSIGNAL) != 1)
+			break;
+		t->sent++;
+		usleep(300 * 1000);
+	}
+	close(fd);
+	return NULL;
+}
+
+static double seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return t1.tv_sec - t0->tv_sec + (t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The whole TLS handshake has one deadline: a stranger sending a byte every
+ * 300 ms (well within the 1 s of silence allowed per read) is cut at 2 s. */
+static void test_handshake_deadline(void)
+{
+	struct trickler t = { 0 };
+	_cleanup_conn_ struct net_conn *c = NULL;
+	uint8_t key[NET_KEY_LEN];
+	struct vm_error e = { 0 };
+	struct timespec t0;
+	pthread_t th;
+	int lfd, fd, r;
+
+	key_at("k", key);
+	lfd = listen_any(&t.port);
+	pthread_create(&th, NULL, trickle, &t);
+	fd = accept(lfd, NULL, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = net_accept_tls(fd, key, 1, &c, &e);
+	CHECK(r == -ETIMEDOUT);
+	CHECK_HAS(e.msg, "the TLS handshake did not complete within 1 s");
+	CHECK(seconds_since(&t0) < 1.5);
+	t.stop = 1;
+	pthread_join(th, NULL);
+	CHECK(t.sent >= 3);
+	close(lfd);
+}
+
+/* A client holding the key that sends its message one byte (one TLS record)
+ * every 300 ms: the receiver's deadline on the whole message cuts it. */
+struct slow_client {
+	int port;
+	uint8_t key[NET_KEY_LEN];
+	double closed_after;
+};
+
+static void *slow_client(void *arg)
+{
+	struct slow_client *s = arg;
+	_cleanup_conn_ struct net_conn *c = NULL;
+	static const char frame[] = "\0\0\0\x1e\x01{\"type\":\"hello\",\"protocol\":1}";
+	struct vm_error e = { 0 };
+	struct timespec t0;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (net_connect("127.0.0.1", s->port, s->key, 5, &c, &e) < 0)
+		return NULL;
+	for (size_t i = 0; i < sizeof(frame) - 1; i++) {
+		struct pollfd p = { .fd = c->fd, .events = POLLIN };
+		if (SSL_write(c->ssl, frame + i, 1) != 1 || poll(&p, 1, 300) > 0)
+			break;
+	}
+	s->closed_after = seconds_since(&t0);
+	return NULL;
+}
+
+static void test_message_deadline(void)
+{
+	struct slow_client s = { 0 };
+	_cleanup_conn_ struct net_conn *c = NULL;
+	_cleanup_json_ json_t *m = NULL;
+	struct vm_error e = { 0 };
+	struct timespec t0;
+	pthread_t th;
+	int lfd, r;
+
+	key_at("k", s.key);
+	lfd = listen_any(&s.port);
+	pthread_create(&th, NULL, slow_client, &s);
+	r = net_accept_tls(accept(lfd, NULL, NULL), s.key, 1, &c, &e);
+	CHECK(r == 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (r == 0) {
+		CHECK(net_conn_set_deadline(c, net_now() + 2, 2, "the HELLO message", &e) == 0);
+		r = net_recv_msg(c, &m, &e);
+		CHECK(r == -ETIMEDOUT);
+		CHECK_HAS(e.msg, "the HELLO message did not complete within 2 s");
+		CHECK(seconds_since(&t0) < 2.5);
+		net_conn_free(TAKE_PTR(c));
+	}
+	pthread_join(th, NULL);
+	CHECK(s.closed_after > 1.5 && s.closed_after < 3);
+	close(lfd);
+}
+
+/* The steps of a server handshake: a peer with the key is "keyed" before the
+ * handshake ends; a wrong key or a stranger never is. */
+static void *connect_only(void *arg)
+{
+	struct slow_client *s = arg;
+	_cleanup_conn_ struct net_conn *c = NULL;
+	struct vm_error e = { 0 };
+
+	s->closed_after = net_connect("127.0.0.1", s->port, s->key, 5, &c, &e) == 0;
+	return NULL;
+}
+
+static int steps(int lfd, const uint8_t key[NET_KEY_LEN], bool *ret_keyed, struct vm_error *e)
+{
+	_cleanup_conn_ struct net_conn *c = NULL;
+	int r;
+
+	*ret_keyed = false;
+	r = net_accept_start(accept(lfd, NULL, NULL), key, 5, &c, e);
+	for (int i = 0; r == 0 && i < 10; i++) {
+		struct pollfd p = { .fd = net_conn_fd(c), .events = POLLIN };
+		r = net_accept_step(c, &p.events, e);
+		if (r == 0 && net_accept_keyed(c))
+			*ret_keyed = true;
+		if (r == 0)
+			poll(&p, 1, 100);
+	}
+	return r;
+}
+
+static void test_accept_steps(void)
+{
+	struct slow_client s = { 0 };
+	struct trickler t = { 0 };
+	uint8_t other[NET_KEY_LEN];
+	struct vm_error e = { 0 };
+	pthread_t th;
+	bool keyed;
+	int lfd;
+
+	key_at("k", s.key);
+	key_at("other", other);
+	lfd = listen_any(&s.port);
+	pthread_create(&th, NULL, connect_only, &s);
+	CHECK(steps(lfd, s.key, &keyed, &e) == 1);
+	pthread_join(th, NULL);
+	CHECK(keyed);
+	CHECK(s.closed_after == 1);
+
+	pthread_create(&th, NULL, connect_only, &s);
+	CHECK(steps(lfd, other, &keyed, &e) < 0);
+	CHECK_HAS(e.msg, "different key");
+	pthread_join(th, NULL);
+	CHECK(!keyed);
+
+	t.port = s.port;
+	pthread_create(&th, NULL, trickle, &t);
+	CHECK(steps(lfd, s.key, &keyed, &e) == 0); /* still waiting after 10 steps */
+	CHECK(!keyed);
+	t.stop = 1;
+	pthread_join(th, NULL);
+	close(lfd);
+}
+
 static void test_hostport(void)
 {
 	struct vm_error e = { 0 };
@@ -262,6 +452,9 @@ int main(void)
 	RUN(test_exchange);
 	RUN(test_wrong_key);
 	RUN(test_silent_peer_times_out);
+	RUN(test_handshake_deadline);
+	RUN(test_message_deadline);
+	RUN(test_accept_steps);
 	RUN(test_hostport);
 	RUN(test_rate);
 	RUN(test_bwlimit);

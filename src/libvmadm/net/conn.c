@@ -12,11 +12,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "net/net-private.h"
 #include "util/fs.h"
 #include "util/macros.h"
+
+double net_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 int net_node_timeout(struct vm_node *node)
 {
@@ -75,6 +84,71 @@ void net_conn_free(struct net_conn *c)
 
 const char *net_conn_peer(struct net_conn *c) { return c->peer; }
 int net_conn_timeout(struct net_conn *c) { return c->timeout; }
+int net_conn_fd(struct net_conn *c) { return c->fd; }
+
+void net_conn_set_timeout(struct net_conn *c, int timeout_secs)
+{
+	c->timeout = timeout_secs;
+	set_deadlines(c->fd, timeout_secs);
+}
+
+static int set_blocking(int fd, bool blocking)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0)
+		return -errno;
+	fl = blocking ? fl & ~O_NONBLOCK : fl | O_NONBLOCK;
+	return fcntl(fd, F_SETFL, fl) < 0 ? -errno : 0;
+}
+
+int net_conn_set_deadline(struct net_conn *c, double at, int secs, const char *what,
+			  struct vm_error *err)
+{
+	int r = set_blocking(c->fd, at <= 0);
+
+	if (r < 0)
+		return vm_error_set(err, -r, "connection with %s: set a deadline", c->peer);
+	c->deadline = at > 0 ? at : 0;
+	c->deadline_secs = secs;
+	c->deadline_what = what;
+	return 0;
+}
+
+static int deadline_error(struct net_conn *c, const char *what, struct vm_error *err)
+{
+	return vm_error_setx(err, ETIMEDOUT, "%s %s: %s did not complete within %d s", what,
+			     c->peer, c->deadline_what ? c->deadline_what : "the exchange",
+			     c->deadline_secs);
+}
+
+/* Under an absolute deadline: wait until the socket can do what OpenSSL
+ * wants (ssl_err: SSL_ERROR_WANT_READ or _WRITE), until the deadline at
+ * most, and for the conn's timeout of silence at most. 0: try again. */
+static int wait_ready(struct net_conn *c, int ssl_err, const char *what, struct vm_error *err)
+{
+	struct pollfd p = { .fd = c->fd,
+			    .events = ssl_err == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN };
+	double left = c->deadline - net_now();
+	int ms, n;
+
+	if (left <= 0)
+		return deadline_error(c, what, err);
+	ms = left < c->timeout ? (int)(left * 1000) + 1 : c->timeout * 1000;
+	n = poll(&p, 1, ms);
+	if (n < 0 && errno == EINTR)
+		return 0;
+	if (n < 0)
+		return vm_error_set(err, errno, "%s %s", what, c->peer);
+	if (n == 0 && net_now() >= c->deadline)
+		return deadline_error(c, what, err);
+	if (n == 0)
+		return vm_error_setx(err, ETIMEDOUT,
+				     "%s %s: no progress for %d s (the peer went silent or the link "
+				     "is down)",
+				     what, c->peer, c->timeout);
+	return 0;
+}
 
 bool net_conn_readable(struct net_conn *c)
 {
@@ -118,10 +192,9 @@ static int handshake_error(struct net_conn *c, int ssl_ret, struct vm_error *err
 			     buf[0] ? buf : "protocol error");
 }
 
-static int tls_start(struct net_conn *c, bool server, struct vm_error *err)
+/* A TLS object for the conn, on the side given, not started. */
+static int tls_setup(struct net_conn *c, bool server, struct vm_error *err)
 {
-	int r;
-
 	c->ctx = net_tls_ctx(server, err);
 	if (!c->ctx)
 		return -err->code;
@@ -131,12 +204,57 @@ static int tls_start(struct net_conn *c, bool server, struct vm_error *err)
 	SSL_set_app_data(c->ssl, c);
 	SSL_set_fd(c->ssl, c->fd);
 	SSL_set_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+	if (server)
+		SSL_set_accept_state(c->ssl);
+	else
+		SSL_set_connect_state(c->ssl);
+	return 0;
+}
+
+/* One go at the handshake on a non-blocking socket: 1 done, 0 waiting for
+ * the socket (*ret_events), or the failure. */
+static int tls_step(struct net_conn *c, short *ret_events, struct vm_error *err)
+{
+	int r, e;
+
 	ERR_clear_error();
 	errno = 0;
-	r = server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
-	if (r != 1)
-		return handshake_error(c, r, err);
-	return 0;
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1)
+		return 1;
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*ret_events = e == SSL_ERROR_WANT_WRITE ? POLLOUT : POLLIN;
+		return 0;
+	}
+	return handshake_error(c, r, err);
+}
+
+/* The whole handshake within the conn's timeout, however the peer trickles
+ * its bytes; the socket is blocking again afterwards. */
+static int tls_handshake(struct net_conn *c, bool server, struct vm_error *err)
+{
+	int r;
+
+	r = tls_setup(c, server, err);
+	if (r < 0)
+		return r;
+	r = net_conn_set_deadline(c, net_now() + c->timeout, c->timeout, "the TLS handshake", err);
+	if (r < 0)
+		return r;
+	for (;;) {
+		short events = POLLIN;
+		r = tls_step(c, &events, err);
+		if (r < 0)
+			return r;
+		if (r == 1)
+			break;
+		r = wait_ready(c, events == POLLOUT ? SSL_ERROR_WANT_WRITE : SSL_ERROR_WANT_READ,
+			       "connection with", err);
+		if (r < 0)
+			return r;
+	}
+	return net_conn_set_deadline(c, 0, 0, NULL, err);
 }
 
 /* connect(2) that gives up after timeout. */
@@ -197,7 +315,7 @@ int net_connect(const char *host, int port, const uint8_t key[NET_KEY_LEN], int 
 		return vm_error_set(err, ENOMEM, "connect to %s:%d", host, port);
 	}
 	snprintf(c->peer, sizeof(c->peer), "%s:%d", host, port);
-	r = tls_start(c, false, err);
+	r = tls_handshake(c, false, err);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(c);
@@ -222,7 +340,7 @@ int net_listen(const char *addr, int port, struct vm_error *err)
 		return vm_error_set(err, errno, "listen on %s:%d", addr, port);
 	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 16) < 0) {
+	if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
 		r = errno;
 		freeaddrinfo(ai);
 		return vm_error_set(err, r, "listen on %s:%d", addr, port);
@@ -231,8 +349,8 @@ int net_listen(const char *addr, int port, struct vm_error *err)
 	return TAKE_FD(fd);
 }
 
-int net_accept_tls(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
-		   struct net_conn **ret, struct vm_error *err)
+int net_accept_start(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
+		     struct net_conn **ret, struct vm_error *err)
 {
 	_cleanup_conn_ struct net_conn *c = NULL;
 	struct sockaddr_storage ss;
@@ -257,9 +375,53 @@ int net_accept_tls(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
 		}
 	}
 	set_deadlines(fd, timeout_secs);
-	r = tls_start(c, true, err);
+	r = set_blocking(fd, false);
+	if (r < 0)
+		return vm_error_set(err, -r, "accept a connection from %s", c->peer);
+	r = tls_setup(c, true, err);
 	if (r < 0)
 		return r;
+	*ret = TAKE_PTR(c);
+	return 0;
+}
+
+int net_accept_step(struct net_conn *c, short *ret_events, struct vm_error *err)
+{
+	int r = tls_step(c, ret_events, err);
+
+	if (r == 1) {
+		r = net_conn_set_deadline(c, 0, 0, NULL, err);
+		return r < 0 ? r : 1;
+	}
+	return r;
+}
+
+bool net_accept_keyed(struct net_conn *c) { return c->psk_verified; }
+
+int net_accept_tls(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
+		   struct net_conn **ret, struct vm_error *err)
+{
+	_cleanup_conn_ struct net_conn *c = NULL;
+	int r;
+
+	r = net_accept_start(fd, key, timeout_secs, &c, err);
+	if (r < 0)
+		return r;
+	r = net_conn_set_deadline(c, net_now() + timeout_secs, timeout_secs, "the TLS handshake",
+				  err);
+	for (;;) {
+		short events = POLLIN;
+		if (r < 0)
+			return r;
+		r = net_accept_step(c, &events, err);
+		if (r == 1)
+			break;
+		if (r == 0)
+			r = wait_ready(c,
+				       events == POLLOUT ? SSL_ERROR_WANT_WRITE
+							 : SSL_ERROR_WANT_READ,
+				       "connection with", err);
+	}
 	*ret = TAKE_PTR(c);
 	return 0;
 }
@@ -286,15 +448,33 @@ static int io_error(struct net_conn *c, int ssl_ret, const char *what, struct vm
 	return vm_error_setx(err, EPROTO, "%s %s: TLS error", what, c->peer);
 }
 
+/* Did SSL_read/SSL_write fail only because the non-blocking socket was not
+ * ready? *ret_ssl_err says for what. */
+static bool would_block(struct net_conn *c, int ssl_ret, int *ret_ssl_err)
+{
+	int e = SSL_get_error(c->ssl, ssl_ret);
+
+	*ret_ssl_err = e;
+	return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE;
+}
+
 static int write_all(struct net_conn *c, const void *buf, size_t len, struct vm_error *err)
 {
 	const char *p = buf;
 
 	while (len > 0) {
-		int n;
+		int n, r;
+		if (c->deadline > 0 && net_now() >= c->deadline)
+			return deadline_error(c, "send to", err);
 		ERR_clear_error();
 		errno = 0;
 		n = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+		if (n <= 0 && c->deadline > 0 && would_block(c, n, &r)) {
+			r = wait_ready(c, r, "send to", err);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (n <= 0)
 			return io_error(c, n, "send to", err);
 		p += n;
@@ -308,10 +488,18 @@ static int read_all(struct net_conn *c, void *buf, size_t len, struct vm_error *
 	char *p = buf;
 
 	while (len > 0) {
-		int n;
+		int n, r;
+		if (c->deadline > 0 && net_now() >= c->deadline)
+			return deadline_error(c, "receive from", err);
 		ERR_clear_error();
 		errno = 0;
 		n = SSL_read(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+		if (n <= 0 && c->deadline > 0 && would_block(c, n, &r)) {
+			r = wait_ready(c, r, "receive from", err);
+			if (r < 0)
+				return r;
+			continue;
+		}
 		if (n <= 0)
 			return io_error(c, n, "receive from", err);
 		p += n;

@@ -6,8 +6,13 @@
  *
  * Every read and write has a deadline (the conn's timeout): a silent peer
  * or a cut link makes the call fail with -ETIMEDOUT (or -ECONNRESET, -EPIPE)
- * within about that time. Sends are serialized by a mutex, so two threads
- * may send on one conn; only one thread may receive.
+ * within about that time. That bounds silence, not slowness: a peer that
+ * sends a byte now and then never trips it. Where a whole exchange must end
+ * in time (the TLS handshake, a HELLO or BEGIN), the conn also gets an
+ * absolute deadline (net_conn_set_deadline) that no trickle extends.
+ * Sends are serialized by a mutex, so two threads may send on one conn;
+ * only one thread may receive, and only one thread may use a conn while it
+ * has an absolute deadline.
  */
 #pragma once
 
@@ -50,18 +55,48 @@ void net_key_fingerprint(const uint8_t key[NET_KEY_LEN], char out[17]);
 /* The deadline of the node: VMADM_NET_TIMEOUT, conf net_timeout, 30 s. */
 int net_node_timeout(struct vm_node *node);
 
-/* Connect to host:port and do the TLS handshake as the client. A wrong key
- * is reported as such. */
+/* CLOCK_MONOTONIC in seconds: the clock of the absolute deadlines. */
+double net_now(void);
+
+/* Connect to host:port and do the TLS handshake as the client, all of it
+ * within timeout_secs. A wrong key is reported as such. */
 int net_connect(const char *host, int port, const uint8_t key[NET_KEY_LEN], int timeout_secs,
 		struct net_conn **ret, struct vm_error *err);
 
 /* Listen on addr ("0.0.0.0", "10.99.0.2", "::") and port; returns the fd. */
 int net_listen(const char *addr, int port, struct vm_error *err);
 
-/* Do the server side of the TLS handshake on an accepted socket (takes
- * ownership of fd whatever happens). */
+/* Do the server side of the TLS handshake on an accepted socket, all of it
+ * within timeout_secs (takes ownership of fd whatever happens). */
 int net_accept_tls(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
 		   struct net_conn **ret, struct vm_error *err);
+
+/* The same without blocking, for a server that runs many handshakes in one
+ * thread: net_accept_start takes fd (whatever happens) and prepares the
+ * server side of TLS on it; net_accept_step goes as far as the peer's bytes
+ * allow and returns 1 once the peer is authenticated (the conn is then
+ * blocking, with the read and write deadlines of timeout_secs), 0 while it
+ * waits for the peer (*ret_events: POLLIN or POLLOUT on net_conn_fd), or a
+ * negative errno (a wrong key is reported as such). The caller keeps the
+ * time: these never wait. */
+int net_accept_start(int fd, const uint8_t key[NET_KEY_LEN], int timeout_secs,
+		     struct net_conn **ret, struct vm_error *err);
+int net_accept_step(struct net_conn *c, short *ret_events, struct vm_error *err);
+int net_conn_fd(struct net_conn *c);
+/* Has the peer of an unfinished handshake shown the key? True once its
+ * ClientHello carried a PSK binder that verified (the server's Finished is
+ * out; the client's is all that is missing): something no stranger can
+ * reach. */
+bool net_accept_keyed(struct net_conn *c);
+
+/* An absolute deadline (at, in net_now() seconds) for the exchange named
+ * what ("the HELLO message"): until it is cleared (at 0), every read and
+ * write fails with -ETIMEDOUT "WHAT did not complete within SECS s" once at
+ * has passed, however the peer trickles its bytes; secs is only for that
+ * message. While set, the socket is non-blocking and waits in poll(2), so
+ * only the thread that set it may use the conn. */
+int net_conn_set_deadline(struct net_conn *c, double at, int secs, const char *what,
+			  struct vm_error *err);
 
 void net_conn_free(struct net_conn *c);
 static inline void net_conn_freep(struct net_conn **c) { net_conn_free(*c); }
@@ -70,6 +105,9 @@ static inline void net_conn_freep(struct net_conn **c) { net_conn_free(*c); }
 /* "HOST:PORT" of the peer, for messages. */
 const char *net_conn_peer(struct net_conn *c);
 int net_conn_timeout(struct net_conn *c);
+/* Change the deadline of every read and write (and the socket's keepalive
+ * and TCP_USER_TIMEOUT with it) to timeout_secs. */
+void net_conn_set_timeout(struct net_conn *c, int timeout_secs);
 
 /* Has the peer sent something not yet read (without blocking)? */
 bool net_conn_readable(struct net_conn *c);

@@ -6,6 +6,7 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -131,15 +132,22 @@ static int use_session_cb(SSL *ssl, const EVP_MD *md, const unsigned char **id, 
 
 static int find_session_cb(SSL *ssl, const unsigned char *id, size_t idlen, SSL_SESSION **sess)
 {
+	struct net_conn *c = SSL_get_app_data(ssl);
+
 	if (idlen != strlen(PSK_IDENTITY) || memcmp(id, PSK_IDENTITY, idlen) != 0) {
 		*sess = NULL; /* unknown identity: the handshake fails */
 		return 1;
 	}
 	*sess = psk_session(ssl);
+	/* OpenSSL checks the binder right after this (our one cipher suite
+	 * has the PSK's hash, so it never skips it): if it does not verify,
+	 * the handshake ends before anyone asks net_accept_keyed. */
+	if (*sess && c)
+		c->psk_verified = true;
 	return *sess ? 1 : 0;
 }
 
-SSL_CTX *net_tls_ctx(bool server, struct vm_error *err)
+static SSL_CTX *tls_ctx_new(bool server, struct vm_error *err)
 {
 	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 
@@ -161,5 +169,24 @@ SSL_CTX *net_tls_ctx(bool server, struct vm_error *err)
 		SSL_CTX_set_psk_find_session_callback(ctx, find_session_cb);
 	else
 		SSL_CTX_set_psk_use_session_callback(ctx, use_session_cb);
+	return ctx;
+}
+
+/* One context per side for the process: it holds no key (the callbacks take
+ * it from the conn), and making one costs far more than a connection's
+ * SSL object, which matters to a server taking many handshakes at once. */
+SSL_CTX *net_tls_ctx(bool server, struct vm_error *err)
+{
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	static SSL_CTX *ctxs[2];
+	SSL_CTX *ctx;
+
+	pthread_mutex_lock(&lock);
+	if (!ctxs[server])
+		ctxs[server] = tls_ctx_new(server, err);
+	ctx = ctxs[server];
+	if (ctx)
+		SSL_CTX_up_ref(ctx);
+	pthread_mutex_unlock(&lock);
 	return ctx;
 }
