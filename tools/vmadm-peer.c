@@ -7,15 +7,24 @@
  *
  *   vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT STEP...
  *
- * Steps:
+ * Steps (JSON is a JSON text, or @FILE for one read from FILE):
+ *   hello[:PROTO]  the HELLO exchange as a source (saying protocol PROTO,
+ *                  default ours); prints the target's HELLO
  *   send:JSON      send one JSON message as it is (no checks)
  *   stream:FILE    send FILE's bytes as DATA frames, then DATA_END
  *   data:FILE      the same without DATA_END (a stream that stops)
  *   recv           receive one message (progress keepalives skipped) and
- *                  print it as one JSON line; an "error"/"refuse"/"failed"
- *                  message is printed too, and ends the run with status 1
+ *                  print it as one JSON line; a "refuse" or "failed" message
+ *                  is printed too, and ends the run with status 1
  *   drain          print every message until the peer closes the connection
  *   sleep:SECS     wait (the connection stays open and silent)
+ *   partial:N:JSON send the first N bytes of JSON's frame, then nothing
+ *   trickle:SECS:JSON
+ *                  send JSON's frame one byte every SECS seconds (each byte
+ *                  a TLS record of its own), until done or closed
+ *   closed         wait (up to 300 s) for the peer to close the connection,
+ *                  printing what it sends first, then "closed after S s"
+ *                  (counted from the connect)
  *
  * Exit status: 0 when every step ran, 1 when one failed (the reason on
  * stderr), 2 on a usage error. Not installed: a test tool.
@@ -23,12 +32,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/ssl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "net/net-private.h"
 #include "net/net.h"
 #include "util/fs.h"
 #include "util/macros.h"
@@ -36,8 +48,111 @@
 static int usage(void)
 {
 	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT "
-			"{send:JSON|stream:FILE|data:FILE|recv|drain|sleep:SECS}...\n");
+			"{hello[:PROTO]|send:JSON|stream:FILE|data:FILE|recv|drain|sleep:SECS|\n"
+			"       partial:N:JSON|trickle:SECS:JSON|closed}...  (JSON: text or "
+			"@FILE)\n");
 	return 2;
+}
+
+static double t0; /* when the connect began */
+
+/* JSON text or @FILE. */
+static json_t *json_arg(const char *arg)
+{
+	json_error_t je;
+	json_t *j = arg[0] == '@' ? json_load_file(arg + 1, 0, &je) : json_loads(arg, 0, &je);
+
+	if (!j)
+		fprintf(stderr, "vmadm-peer: %s: %s\n", arg, je.text);
+	return j;
+}
+
+/* The frame net_send_frame would write for msg (malloc'ed), for sending it
+ * piecemeal. */
+static char *frame_of(json_t *msg, size_t *ret_len)
+{
+	_cleanup_free_ char *text = json_dumps(msg, JSON_COMPACT);
+	size_t n = text ? strlen(text) : 0;
+	char *f = text ? malloc(n + 5) : NULL;
+
+	if (!f)
+		return NULL;
+	f[0] = (n + 1) >> 24;
+	f[1] = (n + 1) >> 16;
+	f[2] = (n + 1) >> 8;
+	f[3] = n + 1;
+	f[4] = NET_FRAME_JSON;
+	memcpy(f + 5, text, n);
+	*ret_len = n + 5;
+	return f;
+}
+
+/* Wait up to secs for the peer: 1 when it closed the connection (the JSON
+ * of what it sent first is printed), 0 when it stayed quiet. */
+static int wait_close(struct net_conn *c, double secs)
+{
+	double end = net_now() + secs;
+
+	for (;;) {
+		struct pollfd p = {.fd = c->fd, .events = POLLIN};
+		double left = end - net_now();
+		char buf[4096];
+		int n;
+
+		if (SSL_pending(c->ssl) == 0) {
+			if (left <= 0)
+				return 0;
+			if (poll(&p, 1, (int)(left * 1000) + 1) == 0)
+				continue;
+		}
+		n = SSL_read(c->ssl, buf, sizeof(buf) - 1);
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				continue;
+			return 1;
+		}
+		if (n > 5 && buf[4] == NET_FRAME_JSON) {
+			buf[n] = '\0';
+			printf("%s\n", buf + 5);
+			fflush(stdout);
+		}
+	}
+}
+
+/* Send len bytes of p one at a time, every secs seconds: 0 when all went,
+ * 1 when the peer closed the connection first. */
+static int trickle(struct net_conn *c, const char *p, size_t len, double secs)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (SSL_write(c->ssl, p + i, 1) != 1)
+			return 1;
+		if (wait_close(c, secs))
+			return 1;
+	}
+	return 0;
+}
+
+/* Our HELLO, as a source of protocol proto. */
+static int hello(struct net_conn *c, int proto, struct vm_error *err)
+{
+	_cleanup_json_ json_t *m = json_pack(
+	    "{s:s, s:i, s:s, s:s, s:[s,s], s:[s]}", "type", "hello", "protocol", proto, "node",
+	    "vmadm-peer", "version", "0", "encodings", "tar", "blocks", "compression", "zstd");
+	_cleanup_json_ json_t *their = NULL;
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	r = net_send_msg(c, m, err);
+	if (r < 0)
+		return r;
+	r = net_expect_msg(c, "hello", &their, err);
+	if (r < 0)
+		return r;
+	text = json_dumps(their, JSON_COMPACT | JSON_SORT_KEYS);
+	printf("%s\n", text ? text : "?");
+	fflush(stdout);
+	return 0;
 }
 
 static int fail(const char *step, const char *msg)
@@ -93,7 +208,7 @@ int main(int argc, char **argv)
 	const char *keyfile = NULL;
 	_cleanup_free_ char *host = NULL;
 	_cleanup_conn_ struct net_conn *c = NULL;
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	uint8_t key[NET_KEY_LEN];
 	int timeout = NET_DEFAULT_TIMEOUT, port, o;
 
@@ -121,6 +236,7 @@ int main(int argc, char **argv)
 		snprintf(path, sizeof(path), "%s/vmadm.key", root ? root : "/var/lib/vmadm");
 		keyfile = path;
 	}
+	t0 = net_now();
 	if (net_key_load(keyfile, key, &err) < 0 ||
 	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0 ||
 	    net_connect(host, port, key, timeout, &c, &err) < 0)
@@ -130,8 +246,10 @@ int main(int argc, char **argv)
 		const char *step = argv[i];
 		int r;
 
-		if (strncmp(step, "send:", 5) == 0) {
-			_cleanup_json_ json_t *m = json_loads(step + 5, 0, NULL);
+		if (streq(step, "hello") || strncmp(step, "hello:", 6) == 0) {
+			r = hello(c, step[5] ? atoi(step + 6) : NET_PROTOCOL_VERSION, &err);
+		} else if (strncmp(step, "send:", 5) == 0) {
+			_cleanup_json_ json_t *m = json_arg(step + 5);
 			_cleanup_free_ char *text = NULL;
 
 			if (!m)
@@ -154,6 +272,31 @@ int main(int argc, char **argv)
 		} else if (strncmp(step, "sleep:", 6) == 0) {
 			r = 0;
 			sleep(atoi(step + 6));
+		} else if (strncmp(step, "partial:", 8) == 0 || strncmp(step, "trickle:", 8) == 0) {
+			const char *arg = strchr(step + 8, ':');
+			_cleanup_json_ json_t *m = arg ? json_arg(arg + 1) : NULL;
+			_cleanup_free_ char *f = NULL;
+			size_t len = 0, n;
+
+			if (!m || !(f = frame_of(m, &len)))
+				return usage();
+			if (step[0] == 'p') {
+				n = strtoul(step + 8, NULL, 10);
+				n = n < len ? n : len;
+				r = SSL_write(c->ssl, f, n) == (int)n
+					? 0
+					: vm_error_setx(&err, EPIPE, "the connection is closed");
+			} else {
+				/* closed before the end is what the step is for */
+				trickle(c, f, len, atof(step + 8));
+				r = 0;
+			}
+		} else if (streq(step, "closed")) {
+			if (!wait_close(c, 300))
+				return fail(step, "the connection was still open after 300 s");
+			printf("closed after %.1f s\n", net_now() - t0);
+			fflush(stdout);
+			r = 0;
 		} else {
 			return usage();
 		}
