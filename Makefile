@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 BUILD := build
 
-.PHONY: all deps check check-unit check-integration demo images install clean format bench
+.PHONY: all deps check check-unit check-integration check-asan fuzz demo images install clean format bench
 
 all: $(BUILD)/build.ninja
 	ninja -C $(BUILD)
@@ -24,6 +24,35 @@ check-unit: all
 
 check-integration: all
 	tests/run integration
+
+# The unit tests and the stream and receive integration tests, built with
+# ASan and UBSan (clang; any report fails the run, leaks included: see
+# tests/sanitizers/). Its own tree, build-asan/.
+ASAN_BUILD := build-asan
+ASAN_TESTS := bad-streams.sh stream-compat.sh send-receive.sh receive-durable.sh bad-input.sh hostile-
+
+check-asan: $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	BUILD=$(abspath $(ASAN_BUILD)) SANITIZE=1 tests/run unit
+	BUILD=$(abspath $(ASAN_BUILD)) SANITIZE=1 tests/run integration $(ASAN_TESTS)
+
+$(ASAN_BUILD)/build.ninja:
+	CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+		--buildtype=debugoptimized
+
+# The libFuzzer harnesses of fuzz/ (docs/fuzzing.md), each run for FUZZ_S
+# seconds from its corpus; fails on any crash, leak, timeout or sanitizer
+# report. Its own tree, build-fuzz/.
+FUZZ_BUILD := build-fuzz
+FUZZ_S ?= 60
+
+fuzz: $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+	fuzz/run $(abspath $(FUZZ_BUILD)) $(FUZZ_S)
+
+$(FUZZ_BUILD)/build.ninja:
+	CC=clang meson setup $(FUZZ_BUILD) -Dfuzzing=true -Db_sanitize=address,undefined \
+		-Db_lundef=false --buildtype=debugoptimized
 
 # Every bench/* script, each printing its results table (see BENCHMARKS.md).
 bench: all
@@ -47,4 +76,4 @@ format:
 	find src tools tests -name '*.[ch]' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -128,10 +128,10 @@ static uint64_t count_distinct(size_t field)
 
 static void analyse(struct result *res)
 {
-	qsort(recs, nrecs, sizeof(*recs), cmp_seq);
 	res->records = nrecs;
 	if (!nrecs)
-		return;
+		return; /* recs is NULL then, which qsort may not be given */
+	qsort(recs, nrecs, sizeof(*recs), cmp_seq);
 	res->first_seq = recs[0].seq;
 	res->last_seq = recs[nrecs - 1].seq;
 	res->span_s = ((double)recs[nrecs - 1].real_ns - (double)recs[0].real_ns) / 1e9;

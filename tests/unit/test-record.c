@@ -608,6 +608,16 @@ static void skippable_and_unknown_records(void)
 	CHECK_HAS(err.msg, "record 2 at byte");
 	CHECK_HAS(err.msg, "has unknown type 77: the stream needs a newer vmadm");
 
+	/* BEGIN comes first, even after a skippable record; an empty one
+	 * (no payload buffer yet: UBSan saw NULL + 0 there, fuzz-records) */
+	memset(&s, 0, sizeof(s));
+	raw_rec(&s, 77, STREAM_FLAG_SKIPPABLE, "", 0);
+	raw_begin(&s, STREAM_MAGIC, 1, 0, 0);
+	raw_json(&s, STREAM_REC_CONFIG, "{\"uuid\":\"" UUID "\"}");
+	raw_end(&s, 0);
+	CHECK(read_raw(&s, &err) == -EINVAL);
+	CHECK_HAS(err.msg, "not a vmadm stream: the first record is unknown, not BEGIN");
+
 	/* unknown flag bits */
 	raw_start(&s);
 	raw_rec(&s, STREAM_REC_DS_BEGIN, 0x100, DSB("-disk0"), strlen(DSB("-disk0")));

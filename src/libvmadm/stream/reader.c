@@ -117,6 +117,11 @@ static int read_in(struct stream_reader *r, void *buf, size_t len, size_t *ret_n
 	size_t from_prefix = 0;
 	ssize_t n;
 
+	if (len == 0) {
+		/* an empty payload; buf may be NULL (no payload buffer yet) */
+		*ret_n = 0;
+		return 0;
+	}
 	if (r->prefix_used < r->prefix_len) {
 		from_prefix = r->prefix_len - r->prefix_used;
 		if (from_prefix > len)
@@ -258,9 +263,10 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 				EVP_DigestUpdate(r->stream_hash, r->payload, h->length);
 		}
 		r->seq++;
-		if (known)
+		/* unknown and skippable: next; but record 0 must be BEGIN, which
+		 * the caller then says it is not */
+		if (known || r->seq == 1)
 			return 1;
-		/* unknown and skippable: next */
 	}
 }
 
