@@ -203,9 +203,7 @@ int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host
 	if (r < 0)
 		return r;
 	hello = migrate_hello(node);
-	r = net_send_msg(conn, hello, err);
-	if (r >= 0)
-		r = net_expect_msg(conn, "hello", &their, err);
+	r = net_request(conn, hello, "hello", &their, err);
 	if (r < 0)
 		return r;
 	if (json_integer_value(json_object_get(their, "protocol")) != NET_PROTOCOL_VERSION)
@@ -273,9 +271,7 @@ int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host
 				  ctx.compress ? "zstd" : "none", "instant", ctx.instant_id);
 	}
 	emit(opts, "check", 0, total);
-	r = net_send_msg(conn, begin, err);
-	if (r >= 0)
-		r = net_expect_msg(conn, "accept", &accept, err);
+	r = net_request(conn, begin, "accept", &accept, err);
 	if (r < 0) {
 		if (!prior_running || (state && streq(state, "running"))) {
 			/* Nothing was stopped: nothing to resume. */

@@ -131,6 +131,12 @@ int net_recv_msg(struct net_conn *c, json_t **ret, struct vm_error *err);
 /* Receive a message whose type must be want (or fail naming what came). A
  * "refuse" or "failed" message fails with its reason. */
 int net_expect_msg(struct net_conn *c, const char *want, json_t **ret, struct vm_error *err);
+/* Send msg, then net_expect_msg(want). When the send fails because the
+ * peer closed the connection, the reason the peer sent before closing (a
+ * refuse or error message) is the error, not "Broken pipe". */
+int net_request(struct net_conn *c, json_t *msg, const char *want, json_t **ret,
+		struct vm_error *err);
+
 /* Best effort {"type":"error","reason":msg}. */
 void net_send_error(struct net_conn *c, const char *reason);
 /* Keepalive: {"type":"progress", ...extra fields} (extra may be NULL). */

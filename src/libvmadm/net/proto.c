@@ -90,6 +90,29 @@ int net_expect_msg(struct net_conn *c, const char *want, json_t **ret, struct vm
 	return 0;
 }
 
+int net_request(struct net_conn *c, json_t *msg, const char *want, json_t **ret,
+		struct vm_error *err)
+{
+	struct vm_error e2 = { 0 };
+	int r;
+
+	r = net_send_msg(c, msg, err);
+	if (r == -EPIPE || r == -ECONNRESET) {
+		/* A peer that refuses at once (busy, wrong version) writes its
+		 * reason and closes; our message, unread there, makes its
+		 * kernel reset the connection, and our send fails first. The
+		 * reason is still in our socket's queue: say it instead. */
+		if (net_conn_set_deadline(c, net_now() + 1, 1, "the peer's reason", &e2) >= 0 &&
+		    net_expect_msg(c, want, NULL, &e2) < 0 && e2.code != ECONNRESET &&
+		    e2.code != ETIMEDOUT && e2.code != EPIPE)
+			return vm_error_setx(err, e2.code, "%s", e2.msg);
+		return r;
+	}
+	if (r < 0)
+		return r;
+	return net_expect_msg(c, want, ret, err);
+}
+
 int net_parse_hostport(const char *s, int def_port, char **ret_host, int *ret_port,
 		       struct vm_error *err)
 {
