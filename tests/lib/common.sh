@@ -161,11 +161,12 @@ tree_hash() {
 }
 
 # vm_get_comparable ROOT UUID: `vmadm get` without what must differ between
-# nodes (pid, boot and modification times) and with the node root replaced
-# by ROOT, so records of two nodes compare equal.
+# nodes (pid, boot, modification and receive times) and with the node root
+# replaced by ROOT, so records of two nodes compare equal.
 vm_get_comparable() {
 	VMADM_ROOT=$1 "$VMADM" get "$2" |
-		$JSON -e 'delete this.last_modified; delete this.pid; delete this.boot_timestamp' |
+		$JSON -e 'delete this.last_modified; delete this.pid; delete this.boot_timestamp;
+			delete this.received_at' |
 		sed "s|$1/|NODEROOT/|g"
 }
 

@@ -780,6 +780,57 @@ static void blocks_outside_volume_refused(void)
 	CHECK(!fs_exists(target));
 }
 
+/* A dataset's data may not pass what its DS_BEGIN declares plus 1/8 and
+ * 16 MiB: the reader refuses the record that would, before the receiver
+ * writes it. */
+static void data_past_declaration_refused(void)
+{
+	struct stream_dataset d = {.name = "-disk0",
+				   .kind = STREAM_KIND_VOLUME,
+				   .encoding = STREAM_ENC_BLOCKS,
+				   .size = 64 * MiB,
+				   .used = 4096,
+				   .has_used = true,
+				   .snapshot = "s"};
+	size_t blk = 16 + MiB, n = 24, len = n * blk;
+	uint8_t *data = malloc(len);
+	struct vm_error err = {0};
+	const char *target = P("hostile/declared.raw");
+	int k;
+
+	CHECK(data != NULL);
+	if (!data)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *h = data + i * blk;
+		uint64_t off = (uint64_t)i * MiB, l = MiB;
+
+		for (int b = 0; b < 8; b++)
+			h[b] = (uint8_t)(off >> (8 * b)), h[8 + b] = (uint8_t)(l >> (8 * b));
+		memset(h + 16, 0x5a, MiB);
+	}
+	CHECK(stream_dataset_data_limit(&d) == 4096 + 512 + STREAM_DATA_SLACK);
+	k = receive_hostile(&d, data, len, target, &err);
+	CHECK(k == -EFBIG);
+	CHECK_HAS(err.msg, "dataset zones/" UUID "-disk0: record ");
+	CHECK_HAS(err.msg, "more than its DS_BEGIN declares (used 4096, plus 1/8 and 16 MiB");
+	CHECK(!fs_exists(target));
+	/* within the allowance: 8 MiB of blocks where 4 KiB were declared */
+	vm_error_clear(&err);
+	k = receive_hostile(&d, data, 8 * blk, target, &err);
+	CHECK_STR(err.msg, "");
+	CHECK(k == 0);
+	unlink(target);
+	/* a stream without "used": its size is the declaration */
+	d.has_used = false;
+	CHECK(stream_dataset_data_limit(&d) == 72 * MiB + STREAM_DATA_SLACK);
+	/* no wrap-around near 2^64 */
+	d.has_used = true;
+	d.used = UINT64_MAX - 1;
+	CHECK(stream_dataset_data_limit(&d) == UINT64_MAX);
+	free(data);
+}
+
 int main(void)
 {
 	struct vm_error err;
@@ -803,6 +854,7 @@ int main(void)
 	RUN(name_outside_vm_refused);
 	RUN(tar_escapes_refused);
 	RUN(blocks_outside_volume_refused);
+	RUN(data_past_declaration_refused);
 	fs_rm_rf(tmp, &err);
 	CHECK_EXIT();
 }

@@ -25,10 +25,12 @@
  * directory, which here is the VM's dataset. We remove only our config
  * directory.
  */
+#include "joyent.h"
 #include "brand.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <lxc/lxccontainer.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +43,7 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
+#include "vm/props.h"
 
 #define JOYENT_START_TIMEOUT 30 /* seconds to reach RUNNING */
 #define JOYENT_STOP_TIMEOUT 10  /* seconds for STOPPED after a kill */
@@ -82,6 +85,7 @@ struct joyent_vm {
 	json_int_t max_physical_memory; /* MiB, 0 when unset */
 	json_int_t cpu_cap;		/* percent, 0 when unset */
 	bool delegate_dataset;
+	bool received;	     /* came from another node (received_at set) */
 	json_t *datasets;    /* array of dataset names, may be NULL */
 	json_t *filesystems; /* array of {source,target,type,options}, may be NULL */
 };
@@ -118,6 +122,7 @@ static int joyent_vm_parse(struct vm_node *node, json_t *vm, struct joyent_vm *r
 	if (json_is_integer(v) && json_integer_value(v) > 0)
 		j.cpu_cap = json_integer_value(v);
 	j.delegate_dataset = json_is_true(json_object_get(vm, "delegate_dataset"));
+	j.received = json_object_get(vm, "received_at") != NULL;
 	j.datasets = json_object_get(vm, "datasets");
 	if (!json_is_array(j.datasets))
 		j.datasets = NULL;
@@ -285,7 +290,7 @@ static int fs_options(json_t *opts, char *buf, size_t size)
 		const char *s = json_string_value(o);
 		if (!s || strpbrk(s, " \t,"))
 			return -1;
-		if (streq(s, "nodevices"))
+		if (streq(s, "nodevices") || streq(s, "nodevice"))
 			s = "nodev";
 		n += snprintf(buf + n, size - n, "%s%s", n ? "," : "", s);
 		if ((size_t)n >= size)
@@ -348,6 +353,72 @@ static int delegated_datasets(const struct joyent_vm *j, char ***ret, struct vm_
 	return 0;
 }
 
+/* What is at path, without following a symlink there: 0 a directory,
+ * -ENOTDIR with its target in target (a symlink, "" for anything else),
+ * or another -errno (-ENOENT: nothing). */
+static int dir_itself(const char *path, char target[PATH_MAX])
+{
+	struct stat st;
+	ssize_t n;
+
+	target[0] = '\0';
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode))
+		return 0;
+	if (S_ISLNK(st.st_mode)) {
+		n = readlink(path, target, PATH_MAX - 1);
+		target[n > 0 ? n : 0] = '\0';
+		if (n <= 0)
+			snprintf(target, PATH_MAX, "?");
+	}
+	return -ENOTDIR;
+}
+
+/* Is path a directory itself, not a symlink to one? what names it. */
+static int real_dir(const char *uuid, const char *what, const char *path, struct vm_error *err)
+{
+	char target[PATH_MAX];
+	int r = dir_itself(path, target);
+
+	if (r == -ENOTDIR && target[0])
+		return vm_error_setx(err, ENOTDIR,
+				     "start %s: %s %s is a symlink (to %s), not a directory: "
+				     "liblxc would mount what it points to",
+				     uuid, what, path, target);
+	if (r == -ENOTDIR)
+		return vm_error_setx(err, ENOTDIR, "start %s: %s %s is not a directory", uuid, what,
+				     path);
+	if (r < 0)
+		return vm_error_set(err, -r, "start %s: %s %s", uuid, what, path);
+	return 0;
+}
+
+int joyent_check_root(const char *dataset_dir, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *root = strdup_printf("%s/root", dataset_dir);
+	char target[PATH_MAX];
+	int r;
+
+	if (!root)
+		return vm_error_set(err, ENOMEM, "%s", ds);
+	r = dir_itself(root, target);
+	if (r == -ENOENT)
+		return vm_error_setx(err, ENOENT,
+				     "dataset %s has no root directory (a joyent VM's root "
+				     "filesystem is ZONEPATH/root)",
+				     ds);
+	if (r == -ENOTDIR && target[0])
+		return vm_error_setx(err, ENOTDIR,
+				     "dataset %s: root is a symlink (to %s), not a directory", ds,
+				     target);
+	if (r == -ENOTDIR)
+		return vm_error_setx(err, ENOTDIR, "dataset %s: root is not a directory", ds);
+	if (r < 0)
+		return vm_error_set(err, -r, "dataset %s: root", ds);
+	return 0;
+}
+
 /* Everything that must exist on the host before the container starts. */
 static int joyent_check(const struct joyent_vm *j, char **datasets, struct vm_error *err)
 {
@@ -355,6 +426,7 @@ static int joyent_check(const struct joyent_vm *j, char **datasets, struct vm_er
 	_cleanup_free_ char *init = strdup_printf("%s/root/sbin/init", j->zonepath);
 	const char *fs = j->zfs_filesystem;
 	struct stat st;
+	int r;
 
 	if (!root || !init)
 		return vm_error_set(err, ENOMEM, "start %s", j->uuid);
@@ -363,9 +435,14 @@ static int joyent_check(const struct joyent_vm *j, char **datasets, struct vm_er
 					  j->uuid, fs, j->zonepath)
 			  : vm_error_setx(err, ENOENT, "start %s: zonepath %s is missing", j->uuid,
 					  j->zonepath);
-	if (!fs_is_dir(root))
+	if (lstat(root, &st) < 0 && errno == ENOENT)
 		return vm_error_setx(err, ENOENT, "start %s: root filesystem %s is missing",
 				     j->uuid, root);
+	/* liblxc follows a symlink here, to a host directory (or refuses,
+	 * late and unclearly): the root must be the dataset's own. */
+	r = real_dir(j->uuid, "root filesystem", root, err);
+	if (r < 0)
+		return r;
 	/* lstat: /sbin/init is usually a symlink that only resolves inside. */
 	if (lstat(init, &st) < 0)
 		return vm_error_set(err, errno, "start %s: no init in the root filesystem: %s",
@@ -377,15 +454,157 @@ static int joyent_check(const struct joyent_vm *j, char **datasets, struct vm_er
 				err, EINVAL,
 				"start %s: dataset %s is not under the VM's dataset %s", j->uuid,
 				datasets[i], fs ? fs : "zones/UUID");
-		if (!fs_is_dir(dir))
+		if (lstat(dir, &st) < 0 && errno == ENOENT)
 			return vm_error_setx(err, ENOENT, "start %s: dataset %s is missing",
 					     j->uuid, datasets[i]);
+		r = real_dir(j->uuid, "delegated dataset directory", dir, err);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }
 
+/* ---- filesystems of a received VM ---- */
+
+/* vmadm.conf "receive_filesystem_roots": the host directories under which
+ * a received VM's lofs/bind sources may lie, resolved. An empty list (the
+ * default) when the node sets none. */
+static int received_roots(struct vm_node *node, char ***ret, struct vm_error *err)
+{
+	json_t *roots = json_object_get(node->conf, JOYENT_ROOTS_SETTING), *e;
+	_cleanup_strv_ char **v = NULL;
+	size_t i, n = 0;
+
+	if (roots && !json_is_null(roots) && !json_is_array(roots))
+		return vm_error_setx(err, EINVAL,
+				     "vmadm.conf: \"" JOYENT_ROOTS_SETTING "\" must be an array of "
+				     "absolute paths");
+	v = calloc(json_array_size(roots) + 1, sizeof(char *));
+	if (!v)
+		return vm_error_set(err, ENOMEM, JOYENT_ROOTS_SETTING);
+	json_array_foreach (roots, i, e) {
+		const char *p = json_string_value(e);
+
+		if (!p || p[0] != '/')
+			return vm_error_setx(err, EINVAL,
+					     "vmadm.conf: " JOYENT_ROOTS_SETTING "[%zu]: not an "
+					     "absolute path",
+					     i);
+		v[n] = realpath(p, NULL);
+		if (!v[n])
+			return vm_error_set(err, errno,
+					    "vmadm.conf: " JOYENT_ROOTS_SETTING "[%zu] %s", i, p);
+		n++;
+	}
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+/* Is path (resolved) root itself or below it? The compare ends at a '/',
+ * so /srv/shared does not admit /srv/shared-not. */
+static bool path_under(const char *path, const char *root)
+{
+	size_t n = strlen(root);
+
+	if (streq(root, "/"))
+		return true;
+	return strncmp(path, root, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+/* "/a, /b" of roots, cut to size. */
+static void roots_list(char **roots, char *buf, size_t size)
+{
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (char **r = roots; r && *r && n + 1 < size; r++)
+		n += snprintf(buf + n, size - n, "%s%s", n ? ", " : "", *r);
+}
+
+/* The resolved sources of vm's filesystems (NULL for a tmpfs), each a
+ * bind mount checked to lie under the node's roots. verb prefixes the
+ * messages ("start UUID" or "VM UUID"). */
+static int received_sources(struct vm_node *node, json_t *vm, const char *verb, char ***ret,
+			    struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+	json_t *fss = json_object_get(vm, "filesystems"), *f;
+	_cleanup_strv_ char **roots = NULL;
+	char **out;
+	char list[512];
+	size_t i;
+	int r;
+
+	out = calloc(json_array_size(fss) + 1, sizeof(char *));
+	if (!out)
+		return vm_error_set(err, ENOMEM, "%s", verb);
+	*ret = out;
+	if (json_array_size(fss) == 0)
+		return 0;
+	r = received_roots(node, &roots, err);
+	if (r < 0)
+		return r;
+	roots_list(roots, list, sizeof(list));
+	json_array_foreach (fss, i, f) {
+		const char *src = json_string_value(json_object_get(f, "source"));
+		const char *type = json_string_value(json_object_get(f, "type"));
+		_cleanup_free_ char *real = NULL;
+		bool inside = false;
+
+		if (!vm_filesystem_type_is_bind(type)) {
+			/* tmpfs: memory, no host path; nothing else passes
+			 * validation. */
+			if (!type || !streq(type, "tmpfs"))
+				return vm_error_setx(err, EINVAL,
+						     "%s: property 'filesystems[%zu].type': %s is "
+						     "not a filesystem type a VM may have",
+						     verb, i, type);
+			out[i] = strdup("");
+			if (!out[i])
+				return vm_error_set(err, ENOMEM, "%s", verb);
+			continue;
+		}
+		if (!src || !roots[0])
+			return vm_error_setx(
+			    err, EPERM,
+			    "%s: property 'filesystems[%zu].source': VM %s was "
+			    "received from another node, and such a VM may mount "
+			    "only host paths under vmadm.conf \"" JOYENT_ROOTS_SETTING
+			    "\", which this node does not set: %s refused",
+			    verb, i, uuid, src ? src : "(none)");
+		/* realpath resolves every symlink and ".." on the way: what
+		 * liblxc would mount is what is compared. */
+		real = realpath(src, NULL);
+		if (!real)
+			return vm_error_set(
+			    err, errno, "%s: property 'filesystems[%zu].source': %s", verb, i, src);
+		for (char **root = roots; *root && !inside; root++)
+			inside = path_under(real, *root);
+		if (!inside)
+			return vm_error_setx(err, EPERM,
+					     "%s: property 'filesystems[%zu].source': %s is %s, "
+					     "which is not under vmadm.conf \"" JOYENT_ROOTS_SETTING
+					     "\" (%s): a received VM may mount nothing else",
+					     verb, i, src, real, list);
+		out[i] = TAKE_PTR(real);
+	}
+	return 0;
+}
+
+int joyent_check_received_filesystems(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+	_cleanup_free_ char *verb = strdup_printf("VM %s", uuid ? uuid : "?");
+	_cleanup_strv_ char **sources = NULL;
+
+	if (!verb)
+		return vm_error_set(err, ENOMEM, "VM %s", uuid);
+	return received_sources(node, vm, verb, &sources, err);
+}
+
 static int joyent_configure(struct vm_node *node, struct lxc_container *c,
-			    const struct joyent_vm *j, char **datasets, struct vm_error *err)
+			    const struct joyent_vm *j, char **datasets, char **sources,
+			    struct vm_error *err)
 {
 	_cleanup_free_ char *rootfs = strdup_printf("dir:%s/root", j->zonepath);
 	_cleanup_free_ char *console_log = node_path(node, "log/%s-console.log", j->uuid);
@@ -439,6 +658,10 @@ static int joyent_configure(struct vm_node *node, struct lxc_container *c,
 		char opts[1024];
 		bool bind;
 
+		/* A received VM's sources were checked just now against the
+		 * node's roots, resolved: mount what was checked. */
+		if (sources && sources[i] && *sources[i])
+			src = sources[i];
 		if (!path_ok_for_mount_entry(src) || !path_ok_for_mount_entry(dst) || dst[0] != '/')
 			return vm_error_setx(
 				err, EINVAL,
@@ -449,7 +672,11 @@ static int joyent_configure(struct vm_node *node, struct lxc_container *c,
 			return vm_error_setx(err, EINVAL, "start %s: filesystems[%zu]: bad options",
 					     j->uuid, i);
 		/* SmartOS lofs is a bind mount. */
-		bind = !type || streq(type, "lofs") || streq(type, "bind");
+		bind = vm_filesystem_type_is_bind(type);
+		/* What a received VM's container writes there cannot be a
+		 * setuid program or a device for the host's users. */
+		if (j->received && strlen(opts) + 16 < sizeof(opts))
+			strcat(opts, opts[0] ? ",nosuid,nodev" : "nosuid,nodev");
 		struct stat st;
 		bool is_file = bind && stat(src, &st) == 0 && !S_ISDIR(st.st_mode);
 		snprintf(buf, sizeof(buf), "%s %s %s %s%s%s,create=%s 0 0", src, dst + 1,
@@ -499,7 +726,7 @@ static void joyent_kill(struct lxc_container *c)
 static int joyent_start(struct vm_node *node, json_t *vm, struct vm_error *err)
 {
 	_cleanup_free_ char *zp = NULL, *lxcpath = NULL, *lxclog = NULL, *logdir = NULL;
-	_cleanup_strv_ char **datasets = NULL;
+	_cleanup_strv_ char **datasets = NULL, **sources = NULL;
 	_cleanup_lxc_ struct lxc_container *c = NULL;
 	struct joyent_vm j;
 	off_t log_from;
@@ -514,6 +741,17 @@ static int joyent_start(struct vm_node *node, json_t *vm, struct vm_error *err)
 	r = joyent_check(&j, datasets, err);
 	if (r < 0)
 		return r;
+	/* A received VM's filesystems again, as they are now: a directory
+	 * under an allowed root may have become a symlink out of it, or the
+	 * node may allow less than when the VM arrived. */
+	if (j.received) {
+		_cleanup_free_ char *verb = strdup_printf("start %s", j.uuid);
+		if (!verb)
+			return vm_error_set(err, ENOMEM, "start %s", j.uuid);
+		r = received_sources(node, vm, verb, &sources, err);
+		if (r < 0)
+			return r;
+	}
 
 	lxcpath = joyent_lxcpath(node);
 	logdir = node_path(node, "log");
@@ -542,7 +780,7 @@ static int joyent_start(struct vm_node *node, json_t *vm, struct vm_error *err)
 		return vm_error_setx(err, EINVAL, "start %s: liblxc refused its log file %s",
 				     j.uuid, lxclog);
 
-	r = joyent_configure(node, c, &j, datasets, err);
+	r = joyent_configure(node, c, &j, datasets, sources, err);
 	if (r < 0)
 		goto out;
 	if (!c->save_config(c, NULL)) {

@@ -246,16 +246,24 @@ static int add_disks(struct argv_builder *b, json_t *disks, struct vm_error *err
 	return 0;
 }
 
-static int add_nics(struct argv_builder *b, json_t *nics, struct vm_error *err)
+static int add_nics(struct argv_builder *b, struct vm_node *node, json_t *nics,
+		    struct vm_error *err)
 {
+	json_t *nic, *tags;
 	size_t i;
-	json_t *nic;
+	int r;
 
 	if (json_array_size(nics) == 0) {
 		add(b, "-nic");
 		add(b, "none");
 		return 0;
 	}
+	/* Only the node's own definition decides which host network a nic
+	 * joins: a record (perhaps received from elsewhere) names a tag, never
+	 * a bridge. */
+	r = vm_node_nic_tags(node, &tags, err);
+	if (r < 0)
+		return r;
 	json_array_foreach(nics, i, nic) {
 		const char *model = json_string_value(json_object_get(nic, "model"));
 		const char *mac = json_string_value(json_object_get(nic, "mac"));
@@ -270,10 +278,28 @@ static int add_nics(struct argv_builder *b, json_t *nics, struct vm_error *err)
 			return vm_error_setx(err, EINVAL, "nics[%zu].mac '%s': not a MAC address",
 					     i, mac);
 		add(b, "-netdev");
-		if (is_bridge(tag))
-			add(b, "bridge,id=net%zu,br=%s", i, tag);
-		else
+		if (tags && tag) {
+			const char *br = json_string_value(json_object_get(tags, tag));
+
+			if (!br)
+				return vm_error_setx(
+				    err, EINVAL,
+				    "nics[%zu].nic_tag: nic tag \"%s\" is not defined "
+				    "on this node (vmadm.conf \"nic_tags\")",
+				    i, tag);
+			if (!is_bridge(br))
+				return vm_error_setx(
+				    err, ENODEV,
+				    "nics[%zu].nic_tag: nic tag \"%s\" is bridge %s "
+				    "(vmadm.conf \"nic_tags\"), which is not a bridge "
+				    "on this host",
+				    i, tag, br);
+			/* -netdev bridge,id=netN,br=BRIDGE (qemu-bridge-helper) */
+			add(b, "bridge,id=net%zu,br=%s", i, br);
+		} else {
+			/* -netdev user,id=netN,restrict=on: no packet leaves */
 			add(b, "user,id=net%zu,restrict=on", i);
+		}
 		add(b, "-device");
 		if (mac)
 			add(b, "%s,id=net%zu-dev,netdev=net%zu,mac=%s", dev, i, i, mac);
@@ -374,7 +400,7 @@ int kvm_build_argv(struct vm_node *node, json_t *vm, const char *accel, bool inc
 	}
 	r = add_disks(&b, json_object_get(vm, "disks"), err);
 	if (r >= 0)
-		r = add_nics(&b, json_object_get(vm, "nics"), err);
+		r = add_nics(&b, node, json_object_get(vm, "nics"), err);
 	if (r >= 0 && b.oom)
 		r = vm_error_set(err, ENOMEM, "qemu command line");
 	if (r < 0) {

@@ -9,11 +9,15 @@
  *   accel         the accelerator QEMU was started with ("kvm" or "tcg")
  * QEMU's stderr goes to ROOT/log/UUID-qemu.log.
  *
- * Networking: a nic whose nic_tag names an existing Linux bridge is attached
- * to it with `-netdev bridge` (qemu-bridge-helper). Any other nic gets
- * `-netdev user,restrict=on`: the guest sees a NIC with its MAC, but no
- * packet leaves the host, so a VM never touches the host network unless
- * its nic_tag is set up for it.
+ * Networking: the node defines its nic tags in vmadm.conf, "nic_tags":
+ * {"TAG": "BRIDGE", ...} (vm_node_nic_tags). A nic whose nic_tag is one of
+ * them is attached to that Linux bridge with `-netdev bridge`
+ * (qemu-bridge-helper); the start fails if the tag is not defined (any
+ * more) or its bridge does not exist. A nic without a tag, and every nic on
+ * a node that defines no tags, gets `-netdev user,restrict=on`: the guest
+ * sees a NIC with its MAC, but no packet leaves the host. So a VM never
+ * touches a host network the node did not name for its tag; a record's
+ * tag never names a bridge by itself.
  */
 #pragma once
 

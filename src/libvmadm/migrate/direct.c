@@ -305,10 +305,14 @@ static void *recv_thread(void *arg)
 {
 	struct cold_recv *cr = arg;
 	struct vm_recv_opts o = {
-		.hold = cr->ctx->hold_secs > 0,
-		.hold_secs = cr->ctx->hold_secs,
-		.instant = json_string_value(json_object_get(cr->ctx->begin, "instant")),
-		.resume = cr->ctx->held,
+	    .hold = cr->ctx->hold_secs > 0,
+	    .hold_secs = cr->ctx->hold_secs,
+	    .instant = json_string_value(json_object_get(cr->ctx->begin, "instant")),
+	    .resume = cr->ctx->held,
+	    /* the stream must carry the VM BEGIN announced */
+	    .uuid = cr->ctx->uuid,
+	    .brand = json_string_value(
+		json_object_get(json_object_get(cr->ctx->begin, "config"), "brand")),
 	};
 
 	cr->r = vm_receive(cr->ctx->node, cr->fd, NULL, 0, &o, &cr->record, &cr->err);

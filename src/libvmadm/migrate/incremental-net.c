@@ -479,6 +479,7 @@ static int incr_source(struct migrate_source *ctx, json_t **ret_record, struct v
 /* ---- target ---- */
 
 struct recv_job {
+	struct migrate_target *ctx;
 	struct vm_node *node;
 	int fd;
 	int r;
@@ -489,7 +490,10 @@ struct recv_job {
 static void *recv_thread(void *arg)
 {
 	struct recv_job *j = arg;
-	struct vm_recv_opts o = {0};
+	/* every pass must carry the VM BEGIN announced */
+	struct vm_recv_opts o = {.uuid = j->ctx->uuid,
+				 .brand = json_string_value(json_object_get(
+				     json_object_get(j->ctx->begin, "config"), "brand"))};
 
 	j->r = vm_incr_receive_pass(j->node, j->fd, NULL, 0, &o, &j->held, &j->err);
 	close(j->fd);
@@ -520,7 +524,7 @@ static void hold_for_resume(struct migrate_target *ctx)
 
 static int target_pass(struct migrate_target *ctx, struct vm_incr_held *ret, struct vm_error *err)
 {
-	struct recv_job j = {.node = ctx->node};
+	struct recv_job j = {.ctx = ctx, .node = ctx->node};
 	int pumped, r;
 
 	r = migrate_pump_to_thread(ctx, recv_thread, &j, &j.fd, "receive", &pumped, err);

@@ -401,7 +401,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 			const struct vm_recv_opts *opts, struct vm_incr_held *ret,
 			struct vm_error *err)
 {
-	_cleanup_json_ json_t *old = NULL, *journal = NULL;
+	_cleanup_json_ json_t *old = NULL, *journal = NULL, *declared = json_object();
 	_cleanup_free_ bool *got = NULL;
 	_cleanup_free_ char *snap = NULL;
 	const char *uuid = jstr(config, "uuid");
@@ -441,10 +441,13 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		r = vm_error_set(err, ENOMEM, "receive VM %s", uuid);
 		goto fail;
 	}
+	/* index_of is linear in finals, which vm_validate_received bounds
+	 * (the VM's dataset, its data, at most VM_DISKS_MAX disks). */
 	for (; sd; r = stream_next_dataset(rd, &sd, err), sd = r == 1 ? sd : NULL) {
 		const char *name = stream_reader_dataset_name(rd);
 		ssize_t idx = index_of(finals, name);
 		const char *temp;
+		uint64_t want;
 
 		if (idx < 0) {
 			r = vm_error_setx(err, EINVAL,
@@ -469,8 +472,11 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		}
 		temp = json_string_value(json_array_get(temps, idx));
 		report(opts, "receive", name, stream_reader_bytes(rd));
-		r = migrate_receive_one(pool, rd, sd, name, temp,
-					migrate_is_volume_name(uuid, name), err);
+		r = migrate_config_volume_size(config, name, &want, err);
+		if (r >= 0)
+			r = migrate_receive_one(pool, rd, sd, name, temp, want, err);
+		if (r >= 0)
+			r = migrate_check_landed(pool, config, name, temp, err);
 		if (r >= 0 && sd->encoding != STREAM_ENC_BTRFS)
 			r = vm_pool_snapshot(pool, temp, snap, err);
 		if (r < 0) {
@@ -478,6 +484,9 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 			goto fail;
 		}
 		got[idx] = true;
+		/* what the held dataset was declared to take: a later pass may
+		 * grow it by the pool's free space (apply_delta) */
+		json_object_set_new(declared, temp, json_integer(stream_dataset_declared(sd)));
 	}
 	if (r < 0)
 		goto fail;
@@ -487,6 +496,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 					  json_string_value(x));
 			goto fail;
 		}
+	json_object_set(journal, "declared", declared);
 	json_object_set_new(journal, "phase", json_string("held"));
 	json_object_set_new(journal, "snapshot", json_string(snap));
 	r = recv_journal_write(node, journal, err);
@@ -501,16 +511,52 @@ fail : {
 	return vm_error_prefix(err, "receive VM %s (pass 1)", uuid);
 }
 
-/* Apply one incremental dataset onto its temp. */
+/* Apply one incremental dataset onto its temp. config is the held VM's
+ * record, declared what each held temp was declared to take (the journal's
+ * "declared", may lack it: then what it takes now counts). */
 static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
-		       const struct stream_dataset *sd, json_t *temps, const char *temp,
-		       const char *final, struct vm_error *err)
+		       const struct stream_dataset *sd, json_t *config, json_t *declared,
+		       json_t *temps, const char *temp, const char *final, struct vm_error *err)
 {
+	uint64_t want, avail, held, need = stream_dataset_declared(sd);
+	json_t *was = json_object_get(declared, temp);
 	int r;
 
 	if (!has_snapshot(pool, temp, sd->from_snapshot))
 		return vm_error_setx(err, ENOENT, "%s has no snapshot %s to build on", temp,
 				     sd->from_snapshot);
+	r = migrate_config_volume_size(config, final, &want, err);
+	if (r < 0)
+		return r;
+	if ((sd->kind == STREAM_KIND_VOLUME) != (want > 0))
+		return vm_error_setx(
+		    err, EINVAL, "the stream sends %s as a %s, but the VM's config makes it a %s",
+		    final, sd->kind == STREAM_KIND_VOLUME ? "volume" : "filesystem",
+		    want > 0 ? "volume" : "filesystem");
+	/* A delta sizes the volume to what it declares: the config's size,
+	 * or it is another disk. */
+	if (want > 0 && sd->size != want)
+		return vm_error_setx(err, EINVAL,
+				     "the stream's volume is %llu bytes, but the VM's config makes "
+				     "the disk %llu MiB (%llu bytes)",
+				     (unsigned long long)sd->size, (unsigned long long)(want >> 20),
+				     (unsigned long long)want);
+	/* The dataset after this pass takes what DS_BEGIN declares (the
+	 * reader holds the data to it): it may grow from what it was declared
+	 * to take by the pool's free space. */
+	r = vm_pool_available(pool, &avail, err);
+	if (r >= 0 && json_is_integer(was))
+		held = (uint64_t)json_integer_value(was);
+	else if (r >= 0)
+		r = vm_pool_used(pool, temp, &held, NULL, err);
+	if (r < 0)
+		return r;
+	if (need > avail + held)
+		return vm_error_setx(
+		    err, ENOSPC,
+		    "%s would take %.1f MiB after this pass, but it holds %.1f MiB "
+		    "and pool %s has %.1f MiB free",
+		    final, need / 1048576.0, held / 1048576.0, pool->name, avail / 1048576.0);
 	switch (sd->encoding) {
 	case STREAM_ENC_BTRFS:
 		if (pool->ops->native_encoding != VM_ENC_BTRFS)
@@ -518,7 +564,12 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 					     "this node's %s pool cannot take a btrfs stream: send "
 					     "it with --portable",
 					     pool->ops->name);
-		return migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
+		r = migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
+		/* the native receive made the snapshot; the checks below look at
+		 * the head, which it left as the snapshot */
+		if (r < 0)
+			return r;
+		return migrate_check_landed(pool, config, final, temp, err);
 	case STREAM_ENC_BLOCKS_DELTA: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		if (vm_pool_kind(pool, temp) != VM_DS_VOLUME)
@@ -540,6 +591,8 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 				     "needs btrfs, blocks-delta or tar-delta",
 				     stream_encoding_name(sd->encoding));
 	}
+	if (r >= 0)
+		r = migrate_check_landed(pool, config, final, temp, err);
 	if (r < 0)
 		return r;
 	return vm_pool_snapshot(pool, temp, sd->snapshot, err);
@@ -558,11 +611,12 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 	    strdup(jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "");
 	_cleanup_free_ char *snap = strdup(sd->snapshot);
 	_cleanup_free_ bool *got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	_cleanup_json_ json_t *declared = json_object(); /* this pass's, once it lands */
 	json_t *x;
 	size_t i;
 	int r;
 
-	if (!base || !snap || !got)
+	if (!base || !snap || !got || !declared)
 		return vm_error_set(err, ENOMEM, "receive VM %s", uuid);
 	if (!streq(base, sd->from_snapshot))
 		return vm_error_setx(
@@ -594,8 +648,12 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 			goto fail;
 		}
 		report(opts, "receive", name, stream_reader_bytes(rd));
-		r = apply_delta(pool, rd, sd, temps, json_string_value(json_array_get(temps, idx)),
-				name, err);
+		r = apply_delta(pool, rd, sd, json_object_get(journal, "record"),
+				json_object_get(journal, "declared"), temps,
+				json_string_value(json_array_get(temps, idx)), name, err);
+		if (r >= 0)
+			json_object_set_new(declared, json_string_value(json_array_get(temps, idx)),
+					    json_integer(stream_dataset_declared(sd)));
 		if (r < 0) {
 			vm_error_prefix(err, "receive %s", name);
 			goto fail;
@@ -613,6 +671,10 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 		}
 	json_object_del(journal, "applying");
 	json_object_set_new(journal, "snapshot", json_string(snap));
+	/* only now: a failed pass goes back to the base, and its figures */
+	if (!json_is_object(json_object_get(journal, "declared")))
+		json_object_set_new(journal, "declared", json_object());
+	json_object_update(json_object_get(journal, "declared"), declared);
 	r = recv_journal_write(node, journal, err);
 	if (r < 0)
 		goto fail;
@@ -647,7 +709,8 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 	char uuid[VM_UUID_LEN + 1];
 	int r;
 
-	r = migrate_recv_begin(node, fd, prefix, prefix_len, &rd, &config, uuid, &lock, &pool, err);
+	r = migrate_recv_begin(node, fd, prefix, prefix_len, opts, &rd, &config, uuid, &lock, &pool,
+			       err);
 	if (r < 0)
 		return r;
 	r = held_load(node, uuid, &held, err);

@@ -18,7 +18,9 @@
  * (docs/stream-format.md, section 3).
  *
  * The target keeps a held receive in its journal ROOT/recv/UUID.json with
- * phase "held" and "snapshot": the snapshot its temps hold. A held receive
+ * phase "held", "snapshot": the snapshot its temps hold, and "declared":
+ * what each temp's last pass declared it takes (DS_BEGIN "used"; a delta
+ * may grow it by the pool's free space). A held receive
  * survives other vmadm commands (recovery leaves it alone); it ends with
  * vm_incr_finish (installed) or vm_incr_abort (removed).
  *
@@ -112,7 +114,8 @@ struct vm_incr_held {
  * from zero. An incremental stream needs a held receive of that VM whose
  * snapshot is the stream's from_snapshot: each dataset's delta is applied
  * and the old snapshot destroyed. opts->force as for vm_receive (pass 1
- * only). On failure of pass 1 nothing is left; on failure of a later pass
+ * only); opts->uuid and ->brand, when set, the VM every pass must carry.
+ * On failure of pass 1 nothing is left; on failure of a later pass
  * the held receive is dropped too (its datasets may be half-applied), so a
  * re-run starts from a full pass. */
 int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,

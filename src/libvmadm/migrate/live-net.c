@@ -382,7 +382,10 @@ struct live_recv {
 static void *recv_thread(void *arg)
 {
 	struct live_recv *lr = arg;
-	struct vm_recv_opts o = {0};
+	/* the stream must carry the VM BEGIN announced */
+	struct vm_recv_opts o = {.uuid = lr->ctx->uuid,
+				 .brand = json_string_value(json_object_get(
+				     json_object_get(lr->ctx->begin, "config"), "brand"))};
 	struct vm_incr_held h;
 
 	lr->r = vm_incr_receive_pass(lr->ctx->node, lr->fd, NULL, 0, &o, &h, &lr->err);

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "migrate/migrate.h"
 #include "node/node.h"
 #include "storage/pool.h"
 #include "stream/stream.h"
@@ -23,10 +24,26 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
  * child datasets' mount points. NULL-terminated, malloc'ed. */
 char **migrate_child_names(json_t *names, const char *ds);
 
-/* vm_receive's receive of one full dataset of the stream into temp. */
+/* vm_receive's receive of one full dataset of the stream into temp:
+ * want_size is the volume's size by the VM's config
+ * (migrate_config_volume_size), which a volume's DS_BEGIN must declare, 0
+ * for a filesystem. Refuses a dataset whose declared "used" does not fit in
+ * the pool. */
 int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
 			const struct stream_dataset *sd, const char *final, const char *temp,
-			bool want_volume, struct vm_error *err);
+			uint64_t want_size, struct vm_error *err);
+
+/* The size in bytes that config gives dataset name when it is a volume
+ * (zones/UUID-diskN: disks[N].size MiB), 0 for a filesystem; -EINVAL when
+ * the config has no such disk size. */
+int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
+			       struct vm_error *err);
+
+/* After a dataset's data landed in temp (a full or an incremental one): a
+ * volume is exactly its config's size, a joyent VM's own dataset has a real
+ * root directory (joyent_check_root). */
+int migrate_check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
+			 struct vm_error *err);
 
 /* May VM uuid be (re)placed on this node (force: replace a stopped one)?
  * *ret_old gets the record being replaced, or NULL. */
@@ -37,13 +54,14 @@ int migrate_check_target(struct vm_node *node, const char *uuid, bool force, jso
 bool migrate_is_volume_name(const char *uuid, const char *name);
 
 /* The start every receive shares: open the stream (prefix: bytes already
- * read from fd), read its config and localize it for this node, take the
- * VM's lock, open the pool. The caller owns *ret_rd, *ret_config and
- * *ret_lock on success. */
+ * read from fd), read its config, check it is the VM opts->uuid and brand
+ * opts->brand announced (when set), localize it for this node (its policy
+ * included), take the VM's lock, open the pool. opts may be NULL. The
+ * caller owns *ret_rd, *ret_config and *ret_lock on success. */
 int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
-		       struct stream_reader **ret_rd, json_t **ret_config,
-		       char ret_uuid[VM_UUID_LEN + 1], int *ret_lock, struct vm_pool **ret_pool,
-		       struct vm_error *err);
+		       const struct vm_recv_opts *opts, struct stream_reader **ret_rd,
+		       json_t **ret_config, char ret_uuid[VM_UUID_LEN + 1], int *ret_lock,
+		       struct vm_pool **ret_pool, struct vm_error *err);
 
 /* Destroy snapshot snap of each dataset in names (missing ones are fine). */
 void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap);

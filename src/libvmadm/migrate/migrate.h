@@ -70,6 +70,11 @@ struct vm_recv_opts {
 	/* A kept journal (recv_journal_load) to continue: its complete
 	 * datasets are not in the stream. The caller holds no lock. */
 	json_t *resume;
+	/* A migration's BEGIN named the VM (uuid) and its brand: a stream of
+	 * another VM, or of another brand, is refused before anything is
+	 * made. NULL: any (a file, `vmadm receive`). */
+	const char *uuid;
+	const char *brand;
 	vm_progress_fn progress;
 	void *userdata;
 };
@@ -93,7 +98,13 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err);
  * line per receive it cleaned to *notes. */
 int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
 
-/* Rewrite a record that came from another node for this one: paths under
- * this node's pool, dataset names derived from the UUID, runtime fields
- * dropped. Fails if the record's datasets do not match its brand's shape. */
+/* Accept a record that came from another node, and rewrite it for this
+ * one. Refused (naming the property and the reason) unless it passes
+ * vm_validate_received (create's rules) and this node's policy: its nics
+ * name only tags the node defines (vmadm.conf nic_tags), a joyent VM's
+ * filesystems only host paths under receive_filesystem_roots
+ * (joyent_check_received_filesystems). Then: paths under this node's pool
+ * and dataset names derived from the UUID, nic interfaces by position,
+ * runtime fields and migrated_to dropped, received_at set to now, state
+ * receiving. */
 int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err);

@@ -1,14 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "brand/brand.h"
+#include "brand/joyent.h"
 #include "migrate/journal.h"
-#include "migrate/migrate.h"
 #include "migrate/migrate-private.h"
+#include "migrate/migrate.h"
 #include "migrate/pump.h"
 #include "stream/stream.h"
 #include "util/fault.h"
@@ -26,47 +28,66 @@ static const char *jstr(json_t *o, const char *k)
 
 int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
 {
-	const char *uuid = jstr(vm, "uuid");
+	const char *uuid, *brand;
 	struct vm_pool *pool;
 	_cleanup_free_ char *zonepath = NULL, *zfs = NULL;
-	json_t *disk, *ds, *datasets = json_object_get(vm, "datasets");
+	json_t *disk, *nic;
+	char ts[32];
 	size_t i;
 	int r;
 
-	r = vm_validate_record(vm, err);
+	/* What only the sending node knew: its runtime, and where it sent the
+	 * VM before (stale here, and it would stop a send from here). */
+	json_object_del(vm, "pid");
+	json_object_del(vm, "transition");
+	json_object_del(vm, "boot_timestamp");
+	json_object_del(vm, "accel");
+	json_object_del(vm, "migrated_to");
+	/* Create's rules, and a shape vmadm makes (docs/vmadm.8, RECEIVE
+	 * POLICY). */
+	r = vm_validate_received(vm, err);
 	if (r < 0)
 		return r;
-	if (!vm_brand_ops_by_name(jstr(vm, "brand")))
-		return vm_error_setx(err, ENOTSUP, "brand %s is not supported on this node",
-				     jstr(vm, "brand"));
+	uuid = jstr(vm, "uuid");
+	brand = jstr(vm, "brand");
+	if (!vm_brand_ops_by_name(brand))
+		return vm_error_setx(err, ENOTSUP, "brand %s is not supported on this node", brand);
+	/* The node's policy: its own nic tags only, host paths only under the
+	 * roots it allows. */
+	r = vm_validate_node_nics(node, json_object_get(vm, "nics"), "nics", err);
+	if (r < 0)
+		return r;
+	if (streq(brand, "joyent")) {
+		r = joyent_check_received_filesystems(node, vm, err);
+		if (r < 0)
+			return r;
+	}
 	r = vm_node_pool(node, &pool, err);
 	if (r < 0)
 		return r;
+	/* Every name and path of this node is made here, from the UUID. */
 	zonepath = strdup_printf("%s/%s", pool->mountpoint, uuid);
 	zfs = strdup_printf(VM_POOL_NAME "/%s", uuid);
+	if (!zonepath || !zfs)
+		return vm_error_set(err, ENOMEM, "VM %s", uuid);
 	json_object_set_new(vm, "zonepath", json_string(zonepath));
 	json_object_set_new(vm, "zfs_filesystem", json_string(zfs));
 	json_object_set_new(vm, "zpool", json_string(VM_POOL_NAME));
-	/* Delegated datasets must be children of the VM's own. */
-	json_array_foreach(datasets, i, ds) {
-		const char *name = json_string_value(ds);
-		if (!name || strncmp(name, zfs, strlen(zfs)) != 0 ||
-		    stream_dataset_name_check(uuid, name + strlen(zfs), err) < 0 ||
-		    name[strlen(zfs)] != '/')
-			return vm_error_setx(err, EINVAL,
-					     "property 'datasets[%zu]': \"%s\" is not a dataset of "
-					     "VM %s",
-					     i, name ? name : "?", uuid);
-	}
 	json_array_foreach(json_object_get(vm, "disks"), i, disk) {
 		_cleanup_free_ char *name = strdup_printf(VM_POOL_NAME "/%s-disk%zu", uuid, i);
 		_cleanup_free_ char *path = vm_pool_volume_path(pool, name);
 		json_object_set_new(disk, "zfs_filesystem", json_string(name));
 		json_object_set_new(disk, "path", json_string(path));
 	}
-	json_object_del(vm, "pid");
-	json_object_del(vm, "transition");
-	json_object_del(vm, "boot_timestamp");
+	json_array_foreach (json_object_get(vm, "nics"), i, nic) {
+		char ifname[16];
+		snprintf(ifname, sizeof(ifname), "net%zu", i);
+		json_object_set_new(nic, "interface", json_string(ifname));
+	}
+	/* Marks the VM as received for good: its start re-checks its
+	 * filesystems against the node's roots (brand/joyent.c). */
+	vm_timestamp_now(ts);
+	json_object_set_new(vm, "received_at", json_string(ts));
 	json_object_set_new(vm, "state", json_string("receiving"));
 	json_object_set_new(vm, "zone_state", json_string("configured"));
 	return 0;
@@ -115,14 +136,38 @@ static bool is_volume_name(const char *uuid, const char *name)
 	return strncmp(name + prefix, "-disk", 5) == 0;
 }
 
-/* Receive one dataset of the stream into temp. */
+/* The size in bytes the config gives volume name (zones/UUID-diskN:
+ * disks[N].size MiB), 0 for a filesystem. */
+static int config_volume_size(json_t *config, const char *name, uint64_t *ret, struct vm_error *err)
+{
+	const char *uuid = jstr(config, "uuid"), *n;
+	json_t *disk, *size;
+	char *end;
+	unsigned long idx;
+
+	*ret = 0;
+	if (!is_volume_name(uuid, name))
+		return 0;
+	n = name + strlen(VM_POOL_NAME) + 1 + strlen(uuid) + 5;
+	idx = strtoul(n, &end, 10);
+	disk = *n && !*end ? json_array_get(json_object_get(config, "disks"), idx) : NULL;
+	size = json_object_get(disk, "size");
+	if (!json_is_integer(size) || json_integer_value(size) <= 0)
+		return vm_error_setx(err, EINVAL, "%s: the VM's config has no size for this disk",
+				     name);
+	*ret = (uint64_t)json_integer_value(size) << 20;
+	return 0;
+}
+
+/* Receive one dataset of the stream into temp. want_size: the volume's size
+ * by the config, 0 for a filesystem. */
 static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 		       const struct stream_dataset *sd, const char *final, const char *temp,
-		       bool want_volume, struct vm_error *err)
+		       uint64_t want_size, struct vm_error *err)
 {
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, temp);
-	bool is_volume = sd->kind == STREAM_KIND_VOLUME;
-	uint64_t avail;
+	bool is_volume = sd->kind == STREAM_KIND_VOLUME, want_volume = want_size > 0;
+	uint64_t avail, need = stream_dataset_declared(sd);
 	struct stat st;
 	int r;
 
@@ -131,18 +176,28 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 				     "the stream sends %s as a %s, but the VM's config makes it a %s",
 				     final, is_volume ? "volume" : "filesystem",
 				     want_volume ? "volume" : "filesystem");
+	/* The config says how big a disk is; a volume of another size would
+	 * be another disk (and could be any size). */
+	if (is_volume && sd->size != want_size)
+		return vm_error_setx(err, EINVAL,
+				     "the stream's volume is %llu bytes, but the VM's config makes "
+				     "the disk %llu MiB (%llu bytes)",
+				     (unsigned long long)sd->size,
+				     (unsigned long long)(want_size >> 20),
+				     (unsigned long long)want_size);
 	r = vm_pool_available(pool, &avail, err);
 	if (r < 0)
 		return r;
-	/* "used" (what the dataset takes at the sender) when the stream has
-	 * it: a sparse volume's size may be far more than its data. */
-	if ((sd->has_used ? sd->used : sd->size) > avail) {
-		char need[32], have[32];
-		snprintf(need, sizeof(need), "%.1f MiB",
-			 (sd->has_used ? sd->used : sd->size) / 1048576.0);
+	/* What DS_BEGIN declares ("used", what the dataset takes at the
+	 * sender, when the stream has it: a sparse volume's size may be far
+	 * more than its data) must fit; the reader holds the data to it
+	 * (stream_dataset_data_limit). */
+	if (need > avail) {
+		char needs[32], have[32];
+		snprintf(needs, sizeof(needs), "%.1f MiB", need / 1048576.0);
 		snprintf(have, sizeof(have), "%.1f MiB", avail / 1048576.0);
-		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final, need,
-				     pool->name, have);
+		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final,
+				     needs, pool->name, have);
 	}
 	/* A parent received natively may hold an empty directory where its
 	 * child dataset goes (btrfs shows nested subvolumes so). */
@@ -178,6 +233,43 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	}
 }
 
+/* What a dataset that landed in temp must be, whatever its encoding wrote:
+ * a volume exactly its config's size (a btrfs stream sets the file's size
+ * itself), a joyent VM's own dataset with a real root directory. */
+static int check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
+			struct vm_error *err)
+{
+	const char *uuid = jstr(config, "uuid"), *brand = jstr(config, "brand");
+	uint64_t want;
+	struct stat st;
+	int r;
+
+	r = config_volume_size(config, final, &want, err);
+	if (r < 0)
+		return r;
+	if (want > 0) {
+		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
+		if (!img)
+			return vm_error_set(err, ENOMEM, "%s", final);
+		if (lstat(img, &st) < 0)
+			return vm_error_set(err, errno, "%s: the volume", final);
+		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != want)
+			return vm_error_setx(err, EINVAL,
+					     "%s: the stream made a volume of %llu bytes, but the "
+					     "VM's config makes the disk %llu bytes",
+					     final, (unsigned long long)st.st_size,
+					     (unsigned long long)want);
+	}
+	if (brand && streq(brand, "joyent") &&
+	    strlen(final) == strlen(VM_POOL_NAME) + 1 + strlen(uuid)) {
+		_cleanup_free_ char *dir = vm_pool_dataset_path(pool, temp);
+		if (!dir)
+			return vm_error_set(err, ENOMEM, "%s", final);
+		return joyent_check_root(dir, final, err);
+	}
+	return 0;
+}
+
 static void report(const struct vm_recv_opts *o, const char *phase, const char *ds,
 		   uint64_t bytes)
 {
@@ -187,9 +279,9 @@ static void report(const struct vm_recv_opts *o, const char *phase, const char *
 }
 
 int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
-		       struct stream_reader **ret_rd, json_t **ret_config,
-		       char ret_uuid[VM_UUID_LEN + 1], int *ret_lock, struct vm_pool **ret_pool,
-		       struct vm_error *err)
+		       const struct vm_recv_opts *opts, struct stream_reader **ret_rd,
+		       json_t **ret_config, char ret_uuid[VM_UUID_LEN + 1], int *ret_lock,
+		       struct vm_pool **ret_pool, struct vm_error *err)
 {
 	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
 	_cleanup_json_ json_t *config = NULL;
@@ -203,6 +295,19 @@ int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t 
 	if (r < 0)
 		return r;
 	snprintf(ret_uuid, VM_UUID_LEN + 1, "%s", stream_reader_uuid(rd));
+	/* A migration announced a VM at BEGIN (the target checked that one,
+	 * and locks, holds and reports by its UUID): the stream must carry
+	 * that VM, not another. */
+	if (opts && opts->uuid && !streq(opts->uuid, ret_uuid))
+		return vm_error_setx(err, EINVAL,
+				     "the stream carries VM %s, but the migration's begin message "
+				     "announced VM %s",
+				     ret_uuid, opts->uuid);
+	if (opts && opts->brand && !streq(opts->brand, jstr(config, "brand") ?: "?"))
+		return vm_error_setx(err, EINVAL,
+				     "the stream carries a VM of brand %s, but the migration's "
+				     "begin message announced brand %s",
+				     jstr(config, "brand") ?: "?", opts->brand);
 	r = vm_record_localize(node, config, err);
 	if (r < 0)
 		return vm_error_prefix(err, "the stream's config of VM %s", ret_uuid);
@@ -232,7 +337,8 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 	size_t i;
 	int r;
 
-	r = migrate_recv_begin(node, fd, prefix, prefix_len, &rd, &config, uuid, &lock, &pool, err);
+	r = migrate_recv_begin(node, fd, prefix, prefix_len, opts, &rd, &config, uuid, &lock, &pool,
+			       err);
 	if (r < 0)
 		return r;
 	if (opts->resume) {
@@ -292,9 +398,12 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 		if (idx >= 0)
 			got[idx] = true;
 	}
+	/* index_of is linear in finals, which vm_validate_received bounds:
+	 * the VM's own dataset, its data and at most VM_DISKS_MAX disks. */
 	while ((r = stream_next_dataset(rd, &sd, err)) == 1) {
-		const char *name = stream_reader_dataset_name(rd);
+		const char *name = stream_reader_dataset_name(rd), *temp;
 		ssize_t idx = index_of(finals, name);
+		uint64_t want;
 
 		if (idx < 0 || got[idx]) {
 			r = vm_error_setx(err, EINVAL, idx >= 0 ? "the stream sends dataset %s twice" :
@@ -304,8 +413,12 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 			goto fail;
 		}
 		report(opts, "receive", name, stream_reader_bytes(rd));
-		r = receive_one(pool, rd, sd, name, json_string_value(json_array_get(temps, idx)),
-				is_volume_name(uuid, name), err);
+		temp = json_string_value(json_array_get(temps, idx));
+		r = config_volume_size(config, name, &want, err);
+		if (r >= 0)
+			r = receive_one(pool, rd, sd, name, temp, want, err);
+		if (r >= 0)
+			r = check_landed(pool, config, name, temp, err);
 		if (r < 0) {
 			vm_error_prefix(err, "receive %s", name);
 			goto fail;
@@ -425,12 +538,14 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 		}
 	}
 	if (json_array_size(missing) > 0) {
-		list = calloc(1, len + 1);
-		json_array_foreach(missing, i, x) {
-			if (i)
-				strcat(list, ", ");
-			strcat(list, json_string_value(x));
-		}
+		char *p;
+
+		list = p = calloc(1, len + 1);
+		if (!list)
+			return vm_error_set(err, ENOMEM, "install VM %s", uuid);
+		/* p walks along: one pass over the list, not one per name */
+		json_array_foreach (missing, i, x)
+			p = stpcpy(stpcpy(p, i ? ", " : ""), json_string_value(x));
 		return vm_error_setx(err, ENOENT, "VM %s is missing datasets: %s", uuid, list);
 	}
 	json_object_set_new(vm, "state", json_string("stopped"));
@@ -442,9 +557,21 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 
 int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
 			const struct stream_dataset *sd, const char *final, const char *temp,
-			bool want_volume, struct vm_error *err)
+			uint64_t want_size, struct vm_error *err)
 {
-	return receive_one(pool, rd, sd, final, temp, want_volume, err);
+	return receive_one(pool, rd, sd, final, temp, want_size, err);
+}
+
+int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
+			       struct vm_error *err)
+{
+	return config_volume_size(config, name, ret, err);
+}
+
+int migrate_check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
+			 struct vm_error *err)
+{
+	return check_landed(pool, config, final, temp, err);
 }
 
 int migrate_check_target(struct vm_node *node, const char *uuid, bool force, json_t **ret_old,

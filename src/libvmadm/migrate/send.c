@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +48,123 @@ static char **child_names(json_t *names, const char *ds)
 	return v;
 }
 
+/*
+ * DS_BEGIN's "used": what the dataset takes, declared before its data. The
+ * receiver checks its free space against it, and its reader refuses data
+ * past it plus 1/8 and 16 MiB (stream_dataset_data_limit). So it is
+ * measured on the snapshot that is sent (not the dataset, which a running
+ * VM changes meanwhile), and it bounds what every encoding writes:
+ *   - each entry's allocated blocks (file data: no encoding sends more;
+ *     block headers and per-write btrfs command bytes stay within 1/8),
+ *   - DECLARE_ENTRY_BYTES per file, directory or link: its archive headers
+ *     or btrfs commands (an empty file, a symlink or a directory takes no
+ *     block but about 1.5 KiB of pax headers), and its metadata on the
+ *     receiver,
+ *   - for a delta, DECLARE_GONE_BYTES and twice its path per entry of the
+ *     snapshot it builds on (deletion lists, unlink commands),
+ *   - for a "blocks-delta" volume, every 64 KiB grain that holds data
+ *     (a changed grain travels whole) and a zero-range header per grain.
+ */
+#define DECLARE_ENTRY_BYTES 2048u
+#define DECLARE_GONE_BYTES  64u
+
+/* nftw has no user argument: the walk's state, per thread */
+static __thread uint64_t declare_sum;
+static __thread size_t declare_rootlen;
+static __thread bool declare_gone;
+
+static int declare_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)flag;
+	(void)ftw;
+	if (declare_gone)
+		declare_sum += DECLARE_GONE_BYTES + 2 * (strlen(path) - declare_rootlen);
+	else
+		declare_sum += (uint64_t)st->st_blocks * 512 + DECLARE_ENTRY_BYTES;
+	return 0;
+}
+
+/* Bytes of the 64 KiB grains of the file at path that hold data. */
+static int data_grains(const char *path, uint64_t *ret, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint64_t sum = 0, counted = 0; /* grains below counted are in sum */
+	struct stat st;
+	off_t off = 0;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vm_error_set(err, errno, "declare %s", path);
+	while (off < st.st_size) {
+		off_t data = lseek(fd, off, SEEK_DATA), hole;
+		uint64_t from, to;
+
+		if (data < 0 && errno == ENXIO)
+			break;
+		if (data < 0) {
+			data = off; /* no SEEK_DATA: all of it */
+			hole = st.st_size;
+		} else {
+			hole = lseek(fd, data, SEEK_HOLE);
+			if (hole < 0)
+				hole = st.st_size;
+		}
+		from = (uint64_t)data / STREAM_ZERO_GRAIN * STREAM_ZERO_GRAIN;
+		to = ((uint64_t)hole + STREAM_ZERO_GRAIN - 1) / STREAM_ZERO_GRAIN *
+		     STREAM_ZERO_GRAIN;
+		if (from < counted)
+			from = counted;
+		if (to > from)
+			sum += to - from;
+		if (to > counted)
+			counted = to;
+		off = hole;
+	}
+	*ret = sum + STREAM_BLOCK_HEADER_SIZE * ((uint64_t)st.st_size / STREAM_ZERO_GRAIN + 1);
+	return 0;
+}
+
+static int declare_used(struct vm_pool *pool, const char *ds, const char *snap,
+			const char *from_snap, bool portable_volume_delta, uint64_t *ret,
+			struct vm_error *err)
+{
+	_cleanup_free_ char *path = pool_snappath(pool, ds, snap);
+	_cleanup_free_ char *from = from_snap ? pool_snappath(pool, ds, from_snap) : NULL;
+	uint64_t sum;
+
+	if (!path || (from_snap && !from))
+		return vm_error_set(err, ENOMEM, "declare %s", ds);
+	declare_sum = 0;
+	declare_gone = false;
+	declare_rootlen = strlen(path);
+	/* FTW_PHYS: symlinks are entries; FTW_MOUNT: the snapshot only */
+	if (nftw(path, declare_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
+		return vm_error_set(err, errno, "declare %s@%s: walk %s", ds, snap, path);
+	sum = declare_sum;
+	if (from) {
+		declare_sum = 0;
+		declare_gone = true;
+		declare_rootlen = strlen(from);
+		if (nftw(from, declare_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
+			return vm_error_set(err, errno, "declare %s@%s: walk %s", ds, from_snap,
+					    from);
+		sum += declare_sum;
+	}
+	if (portable_volume_delta) {
+		_cleanup_free_ char *img = strdup_printf("%s/%s", path, VOLUME_FILE);
+		uint64_t grains = 0;
+		int r;
+
+		if (!img)
+			return vm_error_set(err, ENOMEM, "declare %s", ds);
+		r = data_grains(img, &grains, err);
+		if (r < 0)
+			return r;
+		sum += grains;
+	}
+	*ret = sum;
+	return 0;
+}
+
 static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
 			const char *uuid, const char *ds, const char *snap, bool portable,
 			struct vm_error *err)
@@ -56,10 +176,12 @@ static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *n
 	int r;
 
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
-	/* What the dataset really takes, for the receiver's free-space check
-	 * (a sparse volume's size is no measure of it). */
-	if (vm_pool_used(pool, ds, &sd.used, NULL, &(struct vm_error){ 0 }) >= 0)
-		sd.has_used = true;
+	/* What the snapshot really takes (a sparse volume's size is no
+	 * measure of it), which binds the data that follows. */
+	r = declare_used(pool, ds, snap, NULL, false, &sd.used, err);
+	if (r < 0)
+		return r;
+	sd.has_used = true;
 	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
 		uint64_t used = 0, volsize = 0;
 		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
@@ -67,7 +189,7 @@ static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *n
 		r = vm_pool_used(pool, ds, &used, &volsize, err);
 		if (r < 0)
 			return r;
-		sd.size = kind == VM_DS_VOLUME ? volsize : used;
+		sd.size = kind == VM_DS_VOLUME ? volsize : sd.used;
 		r = stream_begin_dataset(w, &sd, err);
 		if (r < 0)
 			return r;
@@ -309,6 +431,15 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 		return send_dataset(pool, w, names, uuid, ds, snap, portable, err);
 	kind = vm_pool_kind(pool, ds);
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
+	/* A delta declares too: the receiver checks the dataset will fit
+	 * and holds the data to it. */
+	r = declare_used(pool, ds, snap, from_snap,
+			 kind == VM_DS_VOLUME &&
+			     (portable || pool->ops->native_encoding != VM_ENC_BTRFS),
+			 &sd.used, err);
+	if (r < 0)
+		return r;
+	sd.has_used = true;
 	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
 		uint64_t used = 0, volsize = 0;
 		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include "node.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +149,47 @@ int vm_node_conf_set(struct vm_node *node, const char *key, json_t *value,
 		return vm_error_set(err, ENOMEM, "write vmadm.conf");
 	strcat(text, "");
 	return fs_write_atomic(path, text, strlen(text), 0644, err);
+}
+
+/* 1..max characters of letters, digits, '_', '.' and '-', not "." or "..". */
+static bool name_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max || streq(s, ".") || streq(s, ".."))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
+			return false;
+	return true;
+}
+
+int vm_node_nic_tags(struct vm_node *node, json_t **ret, struct vm_error *err)
+{
+	json_t *tags = json_object_get(node->conf, "nic_tags"), *v;
+	const char *k;
+
+	*ret = NULL;
+	if (!tags || json_is_null(tags))
+		return 0;
+	if (!json_is_object(tags))
+		return vm_error_setx(err, EINVAL,
+				     "vmadm.conf: \"nic_tags\" must be an object of TAG: BRIDGE");
+	json_object_foreach (tags, k, v) {
+		/* The bridge goes into QEMU's -netdev bridge,br=NAME: no comma,
+		 * nothing but an interface name. */
+		if (!name_ok(k, 31))
+			return vm_error_setx(
+			    err, EINVAL,
+			    "vmadm.conf: nic_tags: \"%s\" is not a nic tag (1 to 31 "
+			    "letters, digits, '_', '.' or '-')",
+			    k);
+		if (!json_is_string(v) || !name_ok(json_string_value(v), IFNAMSIZ - 1))
+			return vm_error_setx(err, EINVAL,
+					     "vmadm.conf: nic_tags.%s: not a bridge name (1 to %d "
+					     "letters, digits, '_', '.' or '-')",
+					     k, IFNAMSIZ - 1);
+	}
+	*ret = tags;
+	return 0;
 }

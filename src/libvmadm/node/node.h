@@ -49,6 +49,12 @@ const char *vm_node_conf_str(struct vm_node *node, const char *key, const char *
 			     const char *def);
 int64_t vm_node_conf_int(struct vm_node *node, const char *key, const char *env, int64_t def);
 
+/* The node's nic tags, vmadm.conf "nic_tags": {"TAG": "BRIDGE", ...}, the
+ * Linux bridge each tag's nics join. *ret is borrowed from the node's
+ * config, NULL when the node defines none (then no nic joins a host
+ * network). A malformed setting is -EINVAL naming it. */
+int vm_node_nic_tags(struct vm_node *node, json_t **ret, struct vm_error *err);
+
 /* Set a config key and write vmadm.conf atomically. */
 int vm_node_conf_set(struct vm_node *node, const char *key, json_t *value,
 		     struct vm_error *err);

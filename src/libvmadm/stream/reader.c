@@ -55,7 +55,8 @@ struct stream_reader {
 	char *snapshot, *from_snapshot;
 	char ds_full[128];
 	uint64_t ds_bytes, ds_count;
-	char **names;
+	uint64_t ds_limit; /* data bytes the dataset may carry */
+	json_t *names;	   /* the datasets seen: a set, one lookup per DS_BEGIN */
 };
 
 void stream_reader_free(struct stream_reader *r)
@@ -69,7 +70,7 @@ void stream_reader_free(struct stream_reader *r)
 	free(r->chunk);
 	free(r->snapshot);
 	free(r->from_snapshot);
-	strv_free(r->names);
+	json_decref(r->names);
 	free(r);
 }
 
@@ -86,6 +87,21 @@ const char *stream_reader_uuid(const struct stream_reader *r)
 const char *stream_reader_dataset_name(const struct stream_reader *r)
 {
 	return r->ds_full;
+}
+
+uint64_t stream_dataset_declared(const struct stream_dataset *ds)
+{
+	return ds->has_used ? ds->used : ds->size;
+}
+
+uint64_t stream_dataset_data_limit(const struct stream_dataset *ds)
+{
+	uint64_t d = stream_dataset_declared(ds), eighth = d / 8;
+
+	/* saturating: a declaration near 2^64 means no limit, not a wrap */
+	if (d > UINT64_MAX - eighth - STREAM_DATA_SLACK)
+		return UINT64_MAX;
+	return d + eighth + STREAM_DATA_SLACK;
 }
 
 const struct stream_dataset *stream_reader_current(const struct stream_reader *r)
@@ -296,7 +312,7 @@ int stream_reader_open_prefix(int fd, const void *prefix, size_t prefix_len,
 	r->ds_hash = stream_digest_new();
 	r->zd = ZSTD_createDCtx();
 	r->chunk = malloc(STREAM_CHUNK_MAX);
-	r->names = calloc(1, sizeof(char *));
+	r->names = json_object();
 	if (!r->stream_hash || !r->ds_hash || !r->zd || !r->chunk || !r->names)
 		return vm_error_set(err, ENOMEM, "stream reader");
 	if (EVP_DigestInit_ex(r->stream_hash, EVP_sha256(), NULL) != 1)
@@ -406,8 +422,6 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	json_error_t jerr;
 	json_t *v;
 	const char *name, *kind, *enc, *comp, *snap, *from = NULL;
-	char **names;
-	size_t n = 0;
 	int k;
 
 #define bad(...)                                                                                   \
@@ -432,13 +446,11 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 				       (unsigned long long)(r->seq - 1),
 				       (unsigned long long)r->rec_off);
 	}
-	for (n = 0; r->names[n]; n++)
-		if (streq(r->names[n], name))
-			return fail(r, EPROTO,
-				    "DS_BEGIN record %llu at byte %llu: dataset \"%s\" "
-				    "appears twice",
-				    (unsigned long long)(r->seq - 1),
-				    (unsigned long long)r->rec_off, name);
+	if (json_object_get(r->names, name))
+		return fail(r, EPROTO,
+			    "DS_BEGIN record %llu at byte %llu: dataset \"%s\" "
+			    "appears twice",
+			    (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off, name);
 	if (kind && streq(kind, "filesystem"))
 		r->ds.kind = STREAM_KIND_FILESYSTEM;
 	else if (kind && streq(kind, "volume"))
@@ -493,12 +505,9 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	free(r->from_snapshot);
 	r->snapshot = strdup(snap);
 	r->from_snapshot = from ? strdup(from) : NULL;
-	names = realloc(r->names, (n + 2) * sizeof(char *));
-	if (names)
-		r->names = names;
-	if (!r->snapshot || (from && !r->from_snapshot) || !names || !(names[n] = strdup(name)))
+	if (!r->snapshot || (from && !r->from_snapshot) ||
+	    json_object_set_new(r->names, name, json_true()) < 0)
 		return fail(r, ENOMEM, "stream: out of memory");
-	names[n + 1] = NULL;
 	snprintf(r->ds.name, sizeof(r->ds.name), "%s", name);
 	r->ds.snapshot = r->snapshot;
 	r->ds.from_snapshot = r->from_snapshot;
@@ -508,6 +517,7 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 		return fail(r, EIO, "stream: the %s hash is unavailable",
 			    stream_digest_name(stream_digest_alg_of(r->features_req)));
 	r->ds_bytes = 0;
+	r->ds_limit = stream_dataset_data_limit(&r->ds);
 	r->cur_len = 0;
 	r->state = ST_DATA;
 	return 0;
@@ -664,6 +674,18 @@ int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret
 			    (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off,
 			    r->ds_full, len, STREAM_CHUNK_MAX);
 	}
+	/* Before the bytes go anywhere: more data than the dataset declared
+	 * would write past what the receiver's free-space check let in. */
+	if (len > r->ds_limit - r->ds_bytes)
+		return fail(r, EFBIG,
+			    "dataset %s: record %llu at byte %llu takes its data past %llu "
+			    "bytes, more than its DS_BEGIN declares (%s %llu, plus 1/8 and %llu "
+			    "MiB for the encoding)",
+			    r->ds_full, (unsigned long long)(r->seq - 1),
+			    (unsigned long long)r->rec_off, (unsigned long long)r->ds_limit,
+			    r->ds.has_used ? "used" : "size",
+			    (unsigned long long)stream_dataset_declared(&r->ds),
+			    (unsigned long long)(STREAM_DATA_SLACK >> 20));
 	stream_digest_update(r->ds_hash, data, len);
 	r->ds_bytes += len;
 	*ret_buf = data;

@@ -148,6 +148,19 @@ struct stream_dataset {
 const char *stream_encoding_name(enum stream_encoding enc);
 const char *stream_kind_name(enum stream_ds_kind kind);
 
+/* What a DS_BEGIN declares the dataset takes: "used" when the stream has
+ * it, else "size". A receiver checks its free space against it. */
+uint64_t stream_dataset_declared(const struct stream_dataset *ds);
+
+/* The most data bytes (after decompression) a dataset may carry: what it
+ * declares plus 1/8 and STREAM_DATA_SLACK for the encoding's own bytes
+ * (block headers, archive headers, btrfs commands). The reader itself
+ * refuses (-EFBIG, naming the dataset) the record that takes a dataset's
+ * data past it, before handing it out: whatever the encoding and whoever
+ * reads, a stream cannot write more than the free-space check let in. */
+#define STREAM_DATA_SLACK (16ull << 20)
+uint64_t stream_dataset_data_limit(const struct stream_dataset *ds);
+
 /* Check a dataset name relative to the VM's dataset zones/UUID: "" (the VM's
  * own dataset), "/CHILD" (a single child, CHILD of [A-Za-z0-9_.:-], not "."
  * or ".."), "-diskN" (N decimal, no leading zero, < 1000). Refuses

@@ -63,6 +63,7 @@ const struct vm_prop vm_props[] = {
 	{ "filesystems", VM_PT_FILESYSTEMS, JOY | C, 0, 0, "host directories to mount" },
 	{ "migrated_to", VM_PT_OBJECT, BOTH | COMP, 0, 0, "where this VM was migrated to" },
 	{ "accel", VM_PT_STRING, KVM | COMP, 0, 0, "accelerator QEMU runs with: kvm or tcg" },
+	{ "received_at", VM_PT_TIMESTAMP, BOTH | COMP, 0, 0, "when this node received the VM" },
 	{ NULL, 0, 0, 0, 0, NULL },
 };
 

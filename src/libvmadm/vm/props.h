@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "util/error.h"
 
@@ -35,6 +36,12 @@ enum vm_prop_flags {
 	VM_PF_REQUIRED = 1 << 5, /* a create payload must set it */
 };
 #define VM_PF_BOTH (VM_PF_KVM | VM_PF_JOYENT)
+
+/* At most this many disks: disk N is dataset zones/UUID-diskN, and stream
+ * dataset names stop at N = 999 (docs/stream-format.md). */
+#define VM_DISKS_MAX 1000
+
+struct vm_node;
 
 struct vm_prop {
 	const char *name;
@@ -68,9 +75,13 @@ bool vm_ipv4_valid(const char *s);
  * Refuses unknown properties, properties of the other brand, computed ones,
  * wrong types, out-of-range numbers, bad UUIDs or MACs, duplicate nic MACs,
  * more than one primary nic, more than one boot disk, kvm disks with neither
- * size nor image_uuid. The message names the property ("disks[1].size") and
- * the reason. Disks are named by position (their path is computed), so two
- * equal disk objects are two disks, not a duplicate.
+ * size nor image_uuid, more than VM_DISKS_MAX disks, filesystems of a type
+ * other than lofs, bind or tmpfs, with options other than those that take
+ * rights away, or with values that cannot be one field of a mount entry.
+ * The message names the property ("disks[1].size") and the reason. Disks
+ * are named by position (their path is computed), so two equal disk objects
+ * are two disks, not a duplicate. Linear in the payload (duplicate MACs are
+ * found with a hash table).
  */
 int vm_validate_create(json_t *payload, const char *brand, struct vm_error *err);
 
@@ -95,3 +106,28 @@ int vm_validate_json_text(const char *text, json_t **ret, struct vm_error *err);
  * valid for the record's brand, and of the right type and range; computed
  * properties are allowed here. For loading records and for tests. */
 int vm_validate_record(json_t *vm, struct vm_error *err);
+
+/* Check a record that came from another node (a stream's CONFIG, a
+ * migration's BEGIN, `vmadm receive < UUID.json`): a record as above, held
+ * to create's rules on what create can set, plus: every disk has its size
+ * (the size of the volume the stream brings), and the VM delegates its own
+ * zones/UUID/data or nothing, as delegate_dataset says. The node's policy
+ * (nic tags, filesystems) is vm_record_localize's. */
+int vm_validate_received(json_t *vm, struct vm_error *err);
+
+/* Is a filesystems[] entry of this type (NULL: none given, lofs) a bind
+ * mount of a host path? (Inline: brand/joyent.c links without this part.) */
+static inline bool vm_filesystem_type_is_bind(const char *type)
+{
+	return !type || strcmp(type, "lofs") == 0 || strcmp(type, "bind") == 0;
+}
+
+/* Every nic in nics (an array of nic objects; path names it in messages,
+ * e.g. "nics", "add_nics") names a tag of nic_tags (the node's vmadm.conf
+ * "nic_tags" object) or none. nic_tags NULL (the node defines no tags, so
+ * no nic reaches a host network) accepts any tag. */
+int vm_validate_nic_tags(json_t *nic_tags, json_t *nics, const char *path, struct vm_error *err);
+
+/* The same with the node's setting (vm_node_nic_tags); nics NULL is fine. */
+int vm_validate_node_nics(struct vm_node *node, json_t *nics, const char *path,
+			  struct vm_error *err);

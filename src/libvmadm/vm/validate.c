@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "node/node.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 
@@ -21,6 +22,7 @@ enum mode {
 	MODE_CREATE,
 	MODE_UPDATE,
 	MODE_RECORD,
+	MODE_RECEIVED, /* a record from another node: a record, held to create's rules */
 };
 
 struct ctx {
@@ -32,6 +34,12 @@ struct ctx {
 
 #define PATH_MAX_LEN 256
 #define SHOW_MAX 80
+
+/* A stored record may hold computed properties. */
+static bool stored(const struct ctx *c)
+{
+	return c->mode == MODE_RECORD || c->mode == MODE_RECEIVED;
+}
 
 /* A value as it appears in JSON, cut to SHOW_MAX characters, for "got ...". */
 static const char *show(const json_t *v, char buf[SHOW_MAX + 4])
@@ -413,7 +421,7 @@ static int check_key(struct ctx *c, const struct vm_prop *table, const char *pre
 	join_path(path, prefix, key);
 	if (!p)
 		return vm_error_setx(c->err, EINVAL, "unknown property '%s'", path);
-	if ((p->flags & VM_PF_COMPUTED) && c->mode != MODE_RECORD)
+	if ((p->flags & VM_PF_COMPUTED) && !stored(c))
 		return vm_error_setx(c->err, EINVAL,
 				     "property '%s' is set by vmadm and cannot be given", path);
 	if (!(p->flags & c->brand))
@@ -444,15 +452,24 @@ static int check_object_keys(struct ctx *c, const struct vm_prop *table, const c
 
 static int check_nics(struct ctx *c, const char *path, json_t *v, bool need_mac)
 {
+	/* MACs seen so far (lower case) -> their index: one hash lookup per
+	 * nic, so that a config of 100k nics costs 100k lookups, not 5e9
+	 * comparisons. jansson seeds its hash at random, so the keys a
+	 * stream chooses cannot make the table degenerate. */
+	_cleanup_json_ json_t *seen = json_object();
 	char ep[PATH_MAX_LEN];
-	size_t i, j, primaries = 0;
-	json_t *nic, *other;
+	size_t i, primaries = 0;
+	json_t *nic;
 	int r;
 
+	if (!seen)
+		return vm_error_set(c->err, ENOMEM, "property '%s'", path);
 	if (!json_is_array(v))
 		return bad(c, path, "must be an array of nic objects", v);
 	json_array_foreach(v, i, nic) {
-		json_t *ip;
+		const char *mac;
+		json_t *ip, *prev;
+		char key[18];
 
 		snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
 		if (!json_is_object(nic))
@@ -469,18 +486,19 @@ static int check_nics(struct ctx *c, const char *path, json_t *v, bool need_mac)
 					     json_string_value(ip));
 		if (json_is_true(json_object_get(nic, "primary")))
 			primaries++;
-		for (j = 0; j < i; j++) {
-			const char *m1, *m2;
-
-			other = json_array_get(v, j);
-			m1 = json_string_value(json_object_get(nic, "mac"));
-			m2 = json_string_value(json_object_get(other, "mac"));
-			if (m1 && m2 && strcasecmp(m1, m2) == 0)
-				return vm_error_setx(c->err, EINVAL,
-						     "property '%s.mac': duplicate MAC %s, also "
-						     "in %s[%zu]",
-						     ep, m1, path, j);
-		}
+		mac = json_string_value(json_object_get(nic, "mac"));
+		if (!mac)
+			continue;
+		/* checked above: 17 characters */
+		for (size_t k = 0; k < sizeof(key); k++)
+			key[k] = (char)tolower((unsigned char)mac[k]);
+		prev = json_object_get(seen, key);
+		if (prev)
+			return vm_error_setx(
+			    c->err, EINVAL, "property '%s.mac': duplicate MAC %s, also in %s[%lld]",
+			    ep, mac, path, (long long)json_integer_value(prev));
+		if (json_object_set_new(seen, key, json_integer((json_int_t)i)) < 0)
+			return vm_error_set(c->err, ENOMEM, "property '%s'", ep);
 	}
 	if (primaries > 1)
 		return vm_error_setx(c->err, EINVAL, "property '%s': more than one nic has "
@@ -497,6 +515,13 @@ static int check_disks(struct ctx *c, const char *path, json_t *v)
 
 	if (!json_is_array(v))
 		return bad(c, path, "must be an array of disk objects", v);
+	/* Disk N is dataset zones/UUID-diskN, and a stream names no N past
+	 * 999 (docs/stream-format.md): a longer list could not move. */
+	if (json_array_size(v) > VM_DISKS_MAX)
+		return vm_error_setx(c->err, EINVAL,
+				     "property '%s': %zu disks, at most %d (dataset names "
+				     "zones/UUID-diskN end at N = %d)",
+				     path, json_array_size(v), VM_DISKS_MAX, VM_DISKS_MAX - 1);
 	json_array_foreach(v, i, disk) {
 		snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
 		if (!json_is_object(disk))
@@ -504,8 +529,15 @@ static int check_disks(struct ctx *c, const char *path, json_t *v)
 		r = check_object_keys(c, vm_disk_props, ep, disk);
 		if (r < 0)
 			return r;
+		/* A received disk is a volume the stream brings: its size is
+		 * what the volume must be (no image is cloned here). */
+		if (c->mode == MODE_RECEIVED && !json_object_get(disk, "size"))
+			return vm_error_setx(c->err, EINVAL,
+					     "%s: needs size (the size of the volume the stream "
+					     "brings)",
+					     ep);
 		if (!json_object_get(disk, "size") && !json_object_get(disk, "image_uuid") &&
-		    c->mode != MODE_RECORD)
+		    !stored(c))
 			return vm_error_setx(c->err, EINVAL, "%s: needs size or image_uuid", ep);
 		if (json_is_true(json_object_get(disk, "boot")))
 			boots++;
@@ -516,18 +548,83 @@ static int check_disks(struct ctx *c, const char *path, json_t *v)
 	return 0;
 }
 
-/* filesystems: [{source, target, type, options}] as SmartOS has them. */
+/*
+ * filesystems: [{source, target, type, options}] as SmartOS has them, as
+ * far as LXC can mount them safely (brand/joyent.c writes each as an
+ * lxc.mount.entry line, so no value may hold a blank, a backslash or a
+ * control character). Types: lofs and bind (a host directory or file
+ * bind-mounted; lofs is SmartOS's name for it) and tmpfs (memory, charged
+ * to the container's memory limit; no host object). Anything else would
+ * hand the container a host device (ext4 of /dev/sdb1), the host's kernel
+ * state (proc, sysfs, cgroup) or a network mount made with the host's
+ * credentials (nfs, cifs), and is refused. Options: those that only take
+ * rights away, plus tmpfs's size and mode.
+ */
+static const char *const fs_types[] = {"lofs", "bind", "tmpfs", NULL};
+static const char *const fs_options[] = {"ro",	      "rw",	"nodev",  "nodevice",
+					 "nodevices", "nosuid", "noexec", NULL};
+
+/* No blank, backslash or control character: one field of a mount entry. */
+static bool mount_field_ok(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '\\')
+			return false;
+	return true;
+}
+
+/* An absolute path without "." or ".." components. */
+static bool clean_absolute(const char *s)
+{
+	if (s[0] != '/')
+		return false;
+	for (const char *p = s; *p;) {
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		n = strcspn(p, "/");
+		if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+static bool fs_option_ok(const char *type, const char *o)
+{
+	for (const char *const *a = fs_options; *a; a++)
+		if (streq(o, *a))
+			return true;
+	if (type && streq(type, "tmpfs") && strncmp(o, "size=", 5) == 0) {
+		const char *n = o + 5;
+		size_t d = strspn(n, "0123456789");
+
+		return d > 0 && (!n[d] || (strchr("kKmMgG%", n[d]) && !n[d + 1]));
+	}
+	if (type && streq(type, "tmpfs") && strncmp(o, "mode=", 5) == 0) {
+		const char *n = o + 5;
+
+		return *n && strlen(n) <= 4 && strspn(n, "01234567") == strlen(n);
+	}
+	return false;
+}
+
 static int check_filesystems(struct ctx *c, const char *path, json_t *v)
 {
 	char ep[PATH_MAX_LEN], kp[PATH_MAX_LEN];
-	size_t i;
-	json_t *fs, *e;
+	size_t i, j;
+	json_t *fs, *e, *o;
 	const char *k;
 	int r;
 
 	if (!json_is_array(v))
 		return bad(c, path, "must be an array of filesystem objects", v);
 	json_array_foreach(v, i, fs) {
+		const char *type, *source;
+
 		snprintf(ep, sizeof(ep), "%s[%zu]", path, i);
 		if (!json_is_object(fs))
 			return bad(c, ep, "must be an object", fs);
@@ -536,13 +633,19 @@ static int check_filesystems(struct ctx *c, const char *path, json_t *v)
 			if (streq(k, "source") || streq(k, "type")) {
 				if (!json_is_string(e) || !*json_string_value(e))
 					return bad(c, kp, "must be a non-empty string", e);
+				if (!mount_field_ok(json_string_value(e)))
+					return bad(c, kp,
+						   "must not hold blanks, backslashes or control "
+						   "characters",
+						   e);
 			} else if (streq(k, "target")) {
-				if (!json_is_string(e) || json_string_value(e)[0] != '/' ||
-				    strstr(json_string_value(e), "/../") ||
-				    (strlen(json_string_value(e)) >= 3 &&
-				     streq(json_string_value(e) + strlen(json_string_value(e)) - 3,
-					   "/..")))
+				if (!json_is_string(e) || !clean_absolute(json_string_value(e)))
 					return bad(c, kp, "must be an absolute path without '..'",
+						   e);
+				if (!mount_field_ok(json_string_value(e)))
+					return bad(c, kp,
+						   "must not hold blanks, backslashes or control "
+						   "characters",
 						   e);
 			} else if (streq(k, "options")) {
 				r = check_string_list(c, kp, e);
@@ -553,6 +656,34 @@ static int check_filesystems(struct ctx *c, const char *path, json_t *v)
 		}
 		if (!json_object_get(fs, "source") || !json_object_get(fs, "target"))
 			return vm_error_setx(c->err, EINVAL, "%s: needs source and target", ep);
+		type = json_string_value(json_object_get(fs, "type"));
+		source = json_string_value(json_object_get(fs, "source"));
+		if (type) {
+			join_path(kp, ep, "type");
+			r = check_enum(c, kp, json_object_get(fs, "type"), fs_types);
+			if (r < 0)
+				return r;
+		}
+		if (vm_filesystem_type_is_bind(type) && !clean_absolute(source)) {
+			join_path(kp, ep, "source");
+			return bad(c, kp,
+				   "must be an absolute path without '..' (a host directory "
+				   "or file)",
+				   json_object_get(fs, "source"));
+		}
+		json_array_foreach (json_object_get(fs, "options"), j, o) {
+			if (!fs_option_ok(type, json_string_value(o))) {
+				char what[256];
+
+				snprintf(kp, sizeof(kp), "%s.options[%zu]", ep, j);
+				snprintf(what, sizeof(what),
+					 "must be one of ro, rw, nodev, nodevice(s), nosuid, "
+					 "noexec%s",
+					 type && streq(type, "tmpfs") ? ", size=N[kmg%], mode=OCTAL"
+								      : "");
+				return bad(c, kp, what, o);
+			}
+		}
 	}
 	return 0;
 }
@@ -647,6 +778,98 @@ int vm_validate_record(json_t *vm, struct vm_error *err)
 	if (!uuid)
 		return vm_error_setx(err, EINVAL, "missing required property 'uuid'");
 	return check_object_keys(&c, vm_props, NULL, vm);
+}
+
+/* What a VM delegates is its own zones/UUID/data or nothing (vmadm makes
+ * no other), and delegate_dataset says which: a received record may not
+ * bring more datasets (each would be a receive) nor point the brand's
+ * ZONEPATH/data bind mount at a path that is not a dataset. */
+static int check_received_datasets(struct ctx *c, json_t *vm)
+{
+	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+	json_t *ds = json_object_get(vm, "datasets");
+	bool delegate = json_is_true(json_object_get(vm, "delegate_dataset"));
+	size_t n = json_array_size(ds);
+	char want[64], b[SHOW_MAX + 4];
+
+	snprintf(want, sizeof(want), "zones/%s/data", uuid);
+	if (n > 1 || (n == 1 && !streq(json_string_value(json_array_get(ds, 0)), want)))
+		return vm_error_setx(c->err, EINVAL,
+				     "property 'datasets': a VM delegates its own %s or nothing, "
+				     "got %s",
+				     want, show(ds, b));
+	if (delegate != (n == 1))
+		return vm_error_setx(
+		    c->err, EINVAL, "property 'delegate_dataset' is %s, but 'datasets' %s %s",
+		    delegate ? "true" : "false", n ? "lists" : "does not list", want);
+	return 0;
+}
+
+int vm_validate_received(json_t *vm, struct vm_error *err)
+{
+	struct ctx c = {.mode = MODE_RECEIVED, .err = err};
+	int r;
+
+	r = check_is_object(vm, err);
+	if (r < 0)
+		return r;
+	r = resolve_brand(&c, vm, NULL, true);
+	if (r < 0)
+		return r;
+	if (!json_object_get(vm, "uuid"))
+		return vm_error_setx(err, EINVAL, "missing required property 'uuid'");
+	r = check_object_keys(&c, vm_props, NULL, vm);
+	if (r < 0)
+		return r;
+	return check_received_datasets(&c, vm);
+}
+
+int vm_validate_nic_tags(json_t *nic_tags, json_t *nics, const char *path, struct vm_error *err)
+{
+	json_t *nic;
+	size_t i;
+
+	/* A node without nic_tags has no host networks: every nic is on an
+	 * isolated network whatever its tag (brand/kvm.c), so a tag is a
+	 * label that harms nothing. */
+	if (!nic_tags)
+		return 0;
+	json_array_foreach (nics, i, nic) {
+		const char *tag = json_string_value(json_object_get(nic, "nic_tag"));
+		char defined[256] = "";
+		size_t n = 0;
+		const char *k;
+		json_t *v;
+
+		if (!tag || json_object_get(nic_tags, tag))
+			continue;
+		json_object_foreach (nic_tags, k, v) {
+			if (n + strlen(k) + 8 >= sizeof(defined)) {
+				snprintf(defined + n, sizeof(defined) - n, ", ...");
+				break;
+			}
+			n += snprintf(defined + n, sizeof(defined) - n, "%s%s", n ? ", " : "", k);
+		}
+		return vm_error_setx(err, EINVAL,
+				     "property '%s[%zu].nic_tag': nic tag \"%s\" is not defined on "
+				     "this node (vmadm.conf \"nic_tags\" defines %s)",
+				     path, i, tag, n ? defined : "none");
+	}
+	return 0;
+}
+
+int vm_validate_node_nics(struct vm_node *node, json_t *nics, const char *path,
+			  struct vm_error *err)
+{
+	json_t *tags;
+	int r;
+
+	if (!nics)
+		return 0;
+	r = vm_node_nic_tags(node, &tags, err);
+	if (r < 0)
+		return r;
+	return vm_validate_nic_tags(tags, nics, path, err);
 }
 
 /* The SmartOS update keys that are not properties themselves. */

@@ -316,6 +316,10 @@ int vm_create(struct vm_node *node, json_t *payload, json_t **ret_vm, struct vm_
 	r = vm_validate_create(payload, NULL, err);
 	if (r < 0)
 		return r;
+	/* A nic joins only a network the node defines (vmadm.conf nic_tags). */
+	r = vm_validate_node_nics(node, json_object_get(payload, "nics"), "nics", err);
+	if (r < 0)
+		return r;
 	vm = json_deep_copy(payload);
 	if (str(vm, "uuid")) {
 		snprintf(uuid, sizeof(uuid), "%s", str(vm, "uuid"));
@@ -542,6 +546,12 @@ int vm_update(struct vm_node *node, const char *uuid, json_t *payload, json_t **
 	if (r < 0)
 		return r;
 	r = vm_validate_update(payload, str(vm, "brand"), err);
+	if (r >= 0)
+		r = vm_validate_node_nics(node, json_object_get(payload, "add_nics"), "add_nics",
+					  err);
+	if (r >= 0)
+		r = vm_validate_node_nics(node, json_object_get(payload, "update_nics"),
+					  "update_nics", err);
 	if (r < 0)
 		return r;
 	r = apply_update(vm, payload, err);
