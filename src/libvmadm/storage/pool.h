@@ -36,7 +36,8 @@
 #define VOLUME_FILE "disk.raw"
 /* dir backend: an empty file in the root directory of every dataset, so that
  * a tree walk knows which subdirectories are child datasets (to be skipped,
- * as ZFS and btrfs snapshots skip them). */
+ * as ZFS and btrfs snapshots skip them). A received archive may not name it
+ * (stream/tree.c), nor VOLUME_FILE at its root. */
 #define VM_DATASET_MARKER ".vmadm-dataset"
 
 enum vm_dataset_kind {
