@@ -344,7 +344,7 @@ static int btrfs_open(struct vm_pool *pool, struct vm_error *err)
 	if (lock < 0)
 		return lock;
 	if (!fs_is_dir(pool->mountpoint)) {
-		if (mkdir(pool->mountpoint, 0755) < 0 && errno != EEXIST)
+		if (mkdir(pool->mountpoint, 0700) < 0 && errno != EEXIST)
 			return vm_error_set(err, errno, "open btrfs pool: mkdir %s",
 					    pool->mountpoint);
 		mp_created = true;
@@ -382,7 +382,8 @@ static int btrfs_open(struct vm_pool *pool, struct vm_error *err)
 	else if (sfs.f_type != BTRFS_SUPER_MAGIC)
 		r = vm_error_setx(err, EMEDIUMTYPE, "open btrfs pool: %s is not on btrfs",
 				  pool->mountpoint);
-	else if ((r = fs_mkdir_p(snaps, 0700, err)) < 0 || (r = fs_mkdir_p(recv, 0700, err)) < 0)
+	else if ((r = pool_restrict_mountpoint(pool, err)) < 0 ||
+		 (r = fs_mkdir_p(snaps, 0700, err)) < 0 || (r = fs_mkdir_p(recv, 0700, err)) < 0)
 		r = vm_error_prefix(err, "open btrfs pool");
 	if (r < 0 && mounted)
 		umount_pool(pool);

@@ -48,10 +48,11 @@ static int dir_open(struct vm_pool *pool, struct vm_error *err)
 
 	if (!snaps)
 		return vm_error_set(err, ENOMEM, "open pool");
-	r = fs_mkdir_p(pool->mountpoint, 0755, err);
-	if (r < 0)
-		return vm_error_prefix(err, "open dir pool");
-	r = fs_mkdir_p(snaps, 0700, err);
+	r = fs_mkdir_p(pool->mountpoint, 0700, err);
+	if (r >= 0)
+		r = pool_restrict_mountpoint(pool, err);
+	if (r >= 0)
+		r = fs_mkdir_p(snaps, 0700, err);
 	if (r < 0)
 		return vm_error_prefix(err, "open dir pool");
 	return 0;

@@ -243,6 +243,20 @@ const char *pool_fmt_size(uint64_t bytes, char buf[32])
 	return buf;
 }
 
+int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err)
+{
+	_cleanup_close_ int fd =
+	    open(pool->mountpoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vm_error_set(err, errno, "open pool %s at %s", pool->name, pool->mountpoint);
+	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+		return vm_error_set(err, errno, "make pool %s at %s mode 0700", pool->name,
+				    pool->mountpoint);
+	return 0;
+}
+
 int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err)
 {
 	struct statvfs sv;

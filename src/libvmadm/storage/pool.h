@@ -70,8 +70,9 @@ struct vm_storage_ops {
 	 * ROOT/pool.img of conf "pool_size" bytes, or a fraction of free space,
 	 * unless ROOT is on btrfs already), mount it at pool->mountpoint, and
 	 * create the backend's bookkeeping directories. Idempotent: an already
-	 * mounted pool is used as it is. On failure nothing it created is left
-	 * mounted. */
+	 * mounted pool is used as it is. The mount point ends up mode 0700
+	 * (pool_restrict_mountpoint), new node or old. On failure nothing it
+	 * created is left mounted. */
 	int (*open)(struct vm_pool *pool, struct vm_error *err);
 
 	/* Release backend state. Never unmounts: the pool stays for the next
