@@ -151,11 +151,14 @@ struct vm_storage_ops {
 	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
 		       const char *from_snap, int fd, struct vm_error *err);
 
-	/* Remove what a receive() of ds killed in the middle (SIGKILL: no
-	 * chance to clean up) left behind, e.g. its staging directory; ds
-	 * itself is not touched and need not exist. 0 when nothing was left.
-	 * Must not run while a receive of ds is in progress. NULL when
-	 * receive() leaves nothing of its own. */
+	/* Remove what a receive into ds (a temporary name the receive made)
+	 * killed in the middle (SIGKILL: no chance to clean up) or refused
+	 * left behind that destroy() would not find: a btrfs receive()'s
+	 * staging directory; for the dir pool, ds's directory if it is no
+	 * dataset (no marker: killed between mkdir and marker) and its
+	 * snapshots. A dataset ds is not touched, and ds need not exist. 0
+	 * when nothing was left. Must not run while a receive of ds is in
+	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
 	/* Encoding of send/receive, 0 when none. */

@@ -4,13 +4,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/btrfs.h>
+#include <linux/btrfs_tree.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "macros.h"
@@ -300,6 +304,26 @@ static uint64_t mount_id_at(int dfd, const char *name)
 	return stx.stx_mnt_id;
 }
 
+/* A read-only btrfs subvolume (or snapshot) inside a tree, which a
+ * container on a dir pool on btrfs can make of its own files, refuses every
+ * unlink below it (EROFS): make the directory open as fd writable if it is
+ * one. 0 if it was not read-only or is no subvolume. */
+static int make_subvol_writable(int fd, const struct stat *st)
+{
+	struct statfs sfs;
+	uint64_t flags;
+
+	if (st->st_ino != BTRFS_FIRST_FREE_OBJECTID || fstatfs(fd, &sfs) < 0 ||
+	    sfs.f_type != BTRFS_SUPER_MAGIC)
+		return 0;
+	if (ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) < 0 || !(flags & BTRFS_SUBVOL_RDONLY))
+		return 0;
+	flags &= ~BTRFS_SUBVOL_RDONLY;
+	if (ioctl(fd, BTRFS_IOC_SUBVOL_SETFLAGS, &flags) < 0)
+		return -errno;
+	return 1;
+}
+
 /* Open directory dfd/name, which must still be the one st describes, and
  * push it. */
 static int rm_push(struct rm_state *s, int dfd, const char *name, const struct stat *st,
@@ -309,8 +333,12 @@ static int rm_push(struct rm_state *s, int dfd, const char *name, const struct s
 	struct stat fst;
 	uint64_t mnt;
 	DIR *d;
+	int r;
 
-	if (st->st_dev != s->dev)
+	/* Where the mount id is known it alone draws the line: a btrfs
+	 * subvolume in the tree has a device of its own but is on the same
+	 * mount, and goes like any directory. */
+	if (!s->mnt_id && st->st_dev != s->dev)
 		return rm_fail(s, name, -EXDEV, err, "another filesystem is mounted there");
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 	if (fd < 0)
@@ -320,8 +348,11 @@ static int rm_push(struct rm_state *s, int dfd, const char *name, const struct s
 	if (fst.st_dev != st->st_dev || fst.st_ino != st->st_ino)
 		return rm_fail(s, name, -ESTALE, err, "it changed while being removed");
 	mnt = mount_id_at(fd, "");
-	if (s->mnt_id && mnt && mnt != s->mnt_id)
+	if (s->mnt_id && mnt != s->mnt_id)
 		return rm_fail(s, name, -EXDEV, err, "a mount point");
+	r = make_subvol_writable(fd, &fst);
+	if (r < 0)
+		return rm_fail(s, name, r, err, "make the read-only btrfs subvolume writable");
 	if (s->n == s->cap) {
 		size_t nc = s->cap ? s->cap * 2 : 64;
 		struct rm_level *nv = realloc(s->v, nc * sizeof(*nv));

@@ -24,8 +24,9 @@ int fs_mkdir_p(const char *path, mode_t mode, struct vm_error *err);
  * directories above path are looked up as usual). A missing path is
  * success. Nothing a tree can hold defeats it: immutable and append-only
  * flags are cleared where they stop a removal, modes do not matter to root,
- * and the depth of a tree costs heap memory, neither stack nor a file
- * descriptor per level. */
+ * btrfs subvolumes in the tree go like directories (made writable first if
+ * read-only), and the depth of a tree costs heap memory, neither stack nor a
+ * file descriptor per level. */
 int fs_rm_rf(const char *path, struct vm_error *err);
 /* The same for the entry name of the directory dfd. */
 int fs_rm_rf_at(int dfd, const char *name, struct vm_error *err);
