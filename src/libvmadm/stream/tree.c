@@ -349,6 +349,22 @@ static bool is_root_name(const char *name)
 	return true;
 }
 
+/* A path the kernel takes whole. libarchive would otherwise reach a longer
+ * one by chdir()ing along it, which changes the working directory of the
+ * whole process (vmadmd's other threads too), and then fails anyway at the
+ * owner of the entry (3.6: "Can't set user=0/group=0"). */
+static int path_len_check(const char *ds, const char *what, const char *name, const char *full,
+			  struct vm_error *err)
+{
+	char buf[STREAM_MSG_NAME_MAX];
+
+	if (strlen(full) < PATH_MAX)
+		return 0;
+	return vm_error_setx(err, ENAMETOOLONG,
+			     "receive %s: %s \"%s\": its path in the pool is longer than %d bytes",
+			     ds, what, stream_msg_name(name, buf), PATH_MAX - 1);
+}
+
 /* The file flags (chattr) an archive may set: nodump and noatime, which
  * change nothing for the host. The rest are dropped, as a receiver that is
  * not root would: immutable and append-only would stop the host's root
@@ -465,6 +481,9 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 		full = is_root_name(name) ? strdup(root) : strdup_printf("%s/%s", root, name);
 		if (!full)
 			return vm_error_set(err, ENOMEM, "receive %s", dsname);
+		k = path_len_check(dsname, "archive entry", name, full, err);
+		if (k < 0)
+			return k;
 		archive_entry_set_pathname(entry, full);
 		hl = archive_entry_hardlink(entry);
 		if (hl) {
@@ -478,6 +497,9 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 			link = strdup_printf("%s/%s", root, hl);
 			if (!link)
 				return vm_error_set(err, ENOMEM, "receive %s", dsname);
+			k = path_len_check(dsname, "hard link target", hl, link, err);
+			if (k < 0)
+				return k;
 			archive_entry_set_hardlink(entry, link);
 		}
 		entry_drop_fflags(entry, dsname, name);
