@@ -12,10 +12,12 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -748,6 +750,72 @@ static void tar_escapes_refused(void)
 	free(m.buf);
 }
 
+/* The names the pool reserves (issue 11, finding 6), as entry names and as
+ * hard-link targets; and file flags: only nodump and noatime are applied. */
+static void tar_reserved_names_and_flags(void)
+{
+	struct stream_dataset d = {.name = "",
+				   .kind = STREAM_KIND_FILESYSTEM,
+				   .encoding = STREAM_ENC_TAR,
+				   .snapshot = "s"};
+	static const struct {
+		const char *entries[3], *want;
+	} refused[] = {
+	    {{".vmadm-dataset", NULL}, "archive entry \".vmadm-dataset\": the name .vmadm-dataset"},
+	    {{"ok", "a//./.vmadm-dataset", NULL},
+	     "archive entry \"a//./.vmadm-dataset\": the name"},
+	    {{"ok", "grab=>.vmadm-dataset", NULL}, "hard link target \".vmadm-dataset\": the name"},
+	    {{"./disk.raw", NULL}, "\"./disk.raw\": the name disk.raw at the root of a filesystem"},
+	};
+	static const char *const below[] = {"a/disk.raw", NULL};
+	struct vm_error err = {0};
+	struct archive *a;
+	struct mem m = {0};
+	int fd, flags = -1;
+
+	fs_mkdir_p(P("reserved/root"), 0755, &err);
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+		m = hostile_tar(refused[i].entries);
+		CHECK(receive_hostile(&d, m.buf, m.len, P("reserved/root"), &err) == -EPROTO);
+		CHECK_HAS(err.msg, refused[i].want);
+		free(m.buf);
+	}
+	CHECK(!fs_exists(P("reserved/root/.vmadm-dataset")));
+	CHECK(!fs_exists(P("reserved/root/disk.raw")));
+	m = hostile_tar(below);
+	CHECK(receive_hostile(&d, m.buf, m.len, P("reserved/root"), &err) == 0);
+	CHECK(fs_exists(P("reserved/root/a/disk.raw")));
+	free(m.buf);
+
+	/* schg (immutable), sappnd (append-only) and nodump on one file */
+	m = (struct mem){0};
+	a = archive_write_new();
+	archive_write_set_format_pax(a);
+	archive_write_open(a, &m, NULL, mem_write, NULL);
+	{
+		struct archive_entry *e = archive_entry_new();
+		archive_entry_set_pathname(e, "flagged");
+		archive_entry_set_filetype(e, AE_IFREG);
+		archive_entry_set_perm(e, 0644);
+		archive_entry_copy_fflags_text(e, "schg,sappnd,nodump");
+		archive_write_header(a, e);
+		archive_entry_free(e);
+	}
+	archive_write_close(a);
+	archive_write_free(a);
+	CHECK(receive_hostile(&d, m.buf, m.len, P("reserved/root"), &err) == 0);
+	free(m.buf);
+	fd = open(P("reserved/root/flagged"), O_RDONLY | O_CLOEXEC);
+	CHECK(fd >= 0 && ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0);
+	if (fd >= 0)
+		close(fd);
+	if (flags == -1 || !(flags & FS_NODUMP_FL))
+		printf("skip - the filesystem of %s keeps no file flags\n", tmp);
+	else
+		CHECK(!(flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)));
+	CHECK(fs_rm_rf(P("reserved"), &err) == 0);
+}
+
 static void blocks_outside_volume_refused(void)
 {
 	struct stream_dataset d = {.name = "-disk0",
@@ -853,6 +921,7 @@ int main(void)
 	RUN(writer_refuses_bad_names);
 	RUN(name_outside_vm_refused);
 	RUN(tar_escapes_refused);
+	RUN(tar_reserved_names_and_flags);
 	RUN(blocks_outside_volume_refused);
 	RUN(data_past_declaration_refused);
 	fs_rm_rf(tmp, &err);

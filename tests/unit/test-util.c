@@ -3,9 +3,13 @@
  * UUIDs, locks, extended attributes. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -24,7 +28,7 @@ static char tmpdir[] = "/tmp/vmadm-unit.XXXXXX";
 
 static void error_set_appends_strerror(void)
 {
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	int r = vm_error_set(&err, ENOENT, "open %s", "/x");
 
 	CHECK(r == -ENOENT);
@@ -37,7 +41,7 @@ static void error_set_appends_strerror(void)
 
 static void error_prefix_adds_context(void)
 {
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 
 	vm_error_setx(&err, EINVAL, "stream checksum mismatch at byte %d", 1048576);
 	CHECK(vm_error_prefix(&err, "receive %s", "zones/U-disk0") == -EINVAL);
@@ -46,10 +50,10 @@ static void error_prefix_adds_context(void)
 
 static void spawn_captures_status_and_stderr(void)
 {
-	const char *argv[] = { "sh", "-c", "echo out; echo oops >&2; exit 3", NULL };
-	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1,
-			       .capture_stdout = true };
-	struct vm_error err = { 0 };
+	const char *argv[] = {"sh", "-c", "echo out; echo oops >&2; exit 3", NULL};
+	struct vm_spawn sp = {
+	    .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .capture_stdout = true};
+	struct vm_error err = {0};
 	int r = vm_spawn_run(&sp, &err);
 
 	CHECK(r == -EIO);
@@ -62,9 +66,9 @@ static void spawn_captures_status_and_stderr(void)
 
 static void spawn_missing_program_is_enoent(void)
 {
-	const char *argv[] = { "/nonexistent/program", NULL };
-	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1 };
-	struct vm_error err = { 0 };
+	const char *argv[] = {"/nonexistent/program", NULL};
+	struct vm_spawn sp = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1};
+	struct vm_error err = {0};
 
 	CHECK(vm_spawn_run(&sp, &err) == -ENOENT);
 	CHECK_HAS(err.msg, "/nonexistent/program");
@@ -73,9 +77,9 @@ static void spawn_missing_program_is_enoent(void)
 
 static void spawn_reports_signals(void)
 {
-	const char *argv[] = { "sh", "-c", "kill -9 $$", NULL };
+	const char *argv[] = {"sh", "-c", "kill -9 $$", NULL};
 	pid_t pid;
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 
 	pid = vm_spawn_start(argv, -1, -1, -1, &err);
 	CHECK(pid > 0);
@@ -85,7 +89,7 @@ static void spawn_reports_signals(void)
 
 static void argv_string_quotes(void)
 {
-	const char *argv[] = { "btrfs", "send", "a b", "it's", "", NULL };
+	const char *argv[] = {"btrfs", "send", "a b", "it's", "", NULL};
 	_cleanup_free_ char *s = vm_spawn_argv_string(argv);
 
 	CHECK_STR(s, "btrfs send 'a b' 'it'\\''s' ''");
@@ -94,7 +98,7 @@ static void argv_string_quotes(void)
 static void atomic_write_and_read(void)
 {
 	_cleanup_free_ char *path = strdup_printf("%s/f.json", tmpdir), *text = NULL;
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	size_t len;
 	struct stat st;
 
@@ -119,7 +123,7 @@ static void mkdir_p_and_rm_rf(void)
 	_cleanup_free_ char *top = strdup_printf("%s/a", tmpdir);
 	_cleanup_free_ char *file = strdup_printf("%s/a/b/c/f", tmpdir);
 	_cleanup_free_ char *link = strdup_printf("%s/a/link", tmpdir);
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	int fd;
 
 	CHECK(fs_mkdir_p(deep, 0755, &err) == 0);
@@ -133,6 +137,106 @@ static void mkdir_p_and_rm_rf(void)
 	CHECK(!fs_exists(top));
 	CHECK(fs_is_dir(tmpdir));
 	CHECK(fs_rm_rf(top, &err) == 0); /* missing is fine */
+}
+
+/* Set FS_IOC_SETFLAGS flags on path; false where the filesystem or our
+ * capabilities do not allow it. */
+static bool set_flags(const char *path, int add)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), flags;
+	bool ok;
+
+	if (fd < 0)
+		return false;
+	ok = ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 &&
+	     (flags |= add, ioctl(fd, FS_IOC_SETFLAGS, &flags) == 0);
+	close(fd);
+	return ok;
+}
+
+static void touch(const char *path)
+{
+	int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+}
+
+/* What a received tree (or a container's root) can hold that an rm -rf
+ * trips over: immutable and append-only files and directories, directories
+ * without permissions, fifos, names of 255 bytes, a symlink to outside, and
+ * a depth beyond the open-file limit and a recursion's stack. */
+static void rm_rf_defeats_what_a_tree_holds(void)
+{
+	_cleanup_free_ char *top = strdup_printf("%s/hostile", tmpdir);
+	_cleanup_free_ char *outside = strdup_printf("%s/outside", tmpdir);
+	struct vm_error err = {0};
+	struct rlimit saved, low;
+	char name[256], p[512];
+	bool flags;
+	int dfd;
+
+	CHECK(fs_mkdir_p(top, 0755, &err) == 0);
+	touch(outside);
+	snprintf(p, sizeof(p), "%s/link", top);
+	CHECK(symlink(outside, p) == 0);
+	snprintf(p, sizeof(p), "%s/fifo", top);
+	CHECK(mkfifo(p, 0644) == 0);
+	memset(name, 'n', 255);
+	name[255] = '\0';
+	snprintf(p, sizeof(p), "%s/%s", top, name);
+	touch(p);
+	/* 5000 levels, a path far beyond PATH_MAX, removed below with an
+	 * open-file limit of 64 */
+	snprintf(p, sizeof(p), "%s/deep", top);
+	CHECK(mkdir(p, 0755) == 0);
+	dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (int i = 0; i < 5000 && dfd >= 0; i++) {
+		int fd = mkdirat(dfd, "d", 0755) == 0
+			     ? openat(dfd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+			     : -1;
+		close(dfd);
+		dfd = fd;
+	}
+	CHECK(dfd >= 0);
+	if (dfd >= 0) {
+		int fd = openat(dfd, "f", O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+		CHECK(fd >= 0);
+		close(fd);
+		close(dfd);
+	}
+	/* closed directories with content */
+	snprintf(p, sizeof(p), "%s/closed/inner", top);
+	CHECK(fs_mkdir_p(p, 0755, &err) == 0);
+	snprintf(p, sizeof(p), "%s/closed/inner/f", top);
+	touch(p);
+	snprintf(p, sizeof(p), "%s/closed/inner", top);
+	CHECK(chmod(p, 0) == 0);
+	snprintf(p, sizeof(p), "%s/closed", top);
+	CHECK(chmod(p, 0500) == 0);
+	/* immutable and append-only, last, where this filesystem has them */
+	snprintf(p, sizeof(p), "%s/locked/sub", top);
+	CHECK(fs_mkdir_p(p, 0755, &err) == 0);
+	snprintf(p, sizeof(p), "%s/locked/sub/f", top);
+	touch(p);
+	flags = set_flags(p, FS_IMMUTABLE_FL);
+	snprintf(p, sizeof(p), "%s/locked/sub", top);
+	flags = flags && set_flags(p, FS_APPEND_FL);
+	snprintf(p, sizeof(p), "%s/locked", top);
+	flags = flags && set_flags(p, FS_IMMUTABLE_FL);
+	flags = flags && set_flags(top, FS_IMMUTABLE_FL);
+	if (!flags)
+		printf("# rm_rf: no immutable flags here (not root, or the filesystem)\n");
+
+	CHECK(getrlimit(RLIMIT_NOFILE, &saved) == 0);
+	low = saved;
+	low.rlim_cur = 64;
+	CHECK(setrlimit(RLIMIT_NOFILE, &low) == 0);
+	CHECK(fs_rm_rf(top, &err) == 0);
+	CHECK(setrlimit(RLIMIT_NOFILE, &saved) == 0);
+	CHECK(!fs_exists(top));
+	CHECK(fs_exists(outside));
 }
 
 static void uuids(void)
@@ -154,16 +258,17 @@ static void uuids(void)
 static void lock_is_exclusive(void)
 {
 	_cleanup_free_ char *path = strdup_printf("%s/l.lock", tmpdir);
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	int fd = vm_lock_file(path, 0, "VM x", &err), status;
 	pid_t pid;
 
 	CHECK(fd >= 0);
 	pid = fork();
 	if (pid == 0) {
-		struct vm_error e = { 0 };
-		_exit(vm_lock_file(path, 0, "VM x", &e) == -EBUSY &&
-			      strstr(e.msg, "VM x is busy") ? 0 : 1);
+		struct vm_error e = {0};
+		_exit(vm_lock_file(path, 0, "VM x", &e) == -EBUSY && strstr(e.msg, "VM x is busy")
+			  ? 0
+			  : 1);
 	}
 	waitpid(pid, &status, 0);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -218,11 +323,12 @@ int main(void)
 	RUN(argv_string_quotes);
 	RUN(atomic_write_and_read);
 	RUN(mkdir_p_and_rm_rf);
+	RUN(rm_rf_defeats_what_a_tree_holds);
 	RUN(uuids);
 	RUN(lock_is_exclusive);
 	RUN(xattrs_copy_and_compare);
 	{
-		struct vm_error err = { 0 };
+		struct vm_error err = {0};
 		fs_rm_rf(tmpdir, &err);
 	}
 	CHECK_EXIT();

@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <linux/btrfs.h>
 #include <linux/btrfs_tree.h>
+#include <linux/fs.h>
 #include <linux/magic.h>
 #include <pthread.h>
 #include <signal.h>
@@ -162,6 +163,29 @@ static int rm_nested_subvols(const char *path, struct vm_error *err)
 	return 0;
 }
 
+/* The kernel will not delete a subvolume whose root is immutable or
+ * append-only, nor one in such a directory (EPERM): clear those flags, on a
+ * read-only snapshot after making it writable (its flags cannot change
+ * otherwise). Something the data made (a native stream, a guest's chattr)
+ * must not stop a destroy. > 0 if anything was cleared. */
+static int subvol_clear_nochange(int pfd, const char *base)
+{
+	_cleanup_close_ int fd = openat(pfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	uint64_t vflags;
+	int flags, r;
+
+	if (fd < 0)
+		return -errno;
+	if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & (FS_IMMUTABLE_FL | FS_APPEND_FL)) &&
+	    ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &vflags) == 0 && (vflags & BTRFS_SUBVOL_RDONLY)) {
+		vflags &= ~BTRFS_SUBVOL_RDONLY;
+		if (ioctl(fd, BTRFS_IOC_SUBVOL_SETFLAGS, &vflags) < 0)
+			return -errno;
+	}
+	r = fs_clear_nochange_flags(fd);
+	return r != 0 ? r : fs_clear_nochange_flags(pfd);
+}
+
 /* BTRFS_IOC_SNAP_DESTROY on the parent directory; nested subvolumes are
  * removed first when the kernel says the subvolume is not empty of them. */
 static int subvol_destroy(const char *path, struct vm_error *err)
@@ -169,7 +193,7 @@ static int subvol_destroy(const char *path, struct vm_error *err)
 	struct btrfs_ioctl_vol_args args = { 0 };
 	_cleanup_close_ int pfd = -1;
 	const char *base;
-	int r;
+	int r, e;
 
 	pfd = open_parent(path, &base, err);
 	if (pfd < 0)
@@ -177,8 +201,13 @@ static int subvol_destroy(const char *path, struct vm_error *err)
 	strncpy(args.name, base, sizeof(args.name) - 1);
 	if (ioctl(pfd, BTRFS_IOC_SNAP_DESTROY, &args) == 0)
 		return 0;
-	if (errno != ENOTEMPTY)
-		return vm_error_set(err, errno, "destroy subvolume %s", path);
+	e = errno;
+	if (e == EPERM && subvol_clear_nochange(pfd, base) > 0)
+		e = ioctl(pfd, BTRFS_IOC_SNAP_DESTROY, &args) == 0 ? 0 : errno;
+	if (e == 0)
+		return 0;
+	if (e != ENOTEMPTY)
+		return vm_error_set(err, e, "destroy subvolume %s", path);
 	r = rm_nested_subvols(path, err);
 	if (r < 0)
 		return r;
@@ -344,7 +373,7 @@ static int btrfs_open(struct vm_pool *pool, struct vm_error *err)
 	if (lock < 0)
 		return lock;
 	if (!fs_is_dir(pool->mountpoint)) {
-		if (mkdir(pool->mountpoint, 0755) < 0 && errno != EEXIST)
+		if (mkdir(pool->mountpoint, 0700) < 0 && errno != EEXIST)
 			return vm_error_set(err, errno, "open btrfs pool: mkdir %s",
 					    pool->mountpoint);
 		mp_created = true;
@@ -382,7 +411,8 @@ static int btrfs_open(struct vm_pool *pool, struct vm_error *err)
 	else if (sfs.f_type != BTRFS_SUPER_MAGIC)
 		r = vm_error_setx(err, EMEDIUMTYPE, "open btrfs pool: %s is not on btrfs",
 				  pool->mountpoint);
-	else if ((r = fs_mkdir_p(snaps, 0700, err)) < 0 || (r = fs_mkdir_p(recv, 0700, err)) < 0)
+	else if ((r = pool_restrict_mountpoint(pool, err)) < 0 ||
+		 (r = fs_mkdir_p(snaps, 0700, err)) < 0 || (r = fs_mkdir_p(recv, 0700, err)) < 0)
 		r = vm_error_prefix(err, "open btrfs pool");
 	if (r < 0 && mounted)
 		umount_pool(pool);

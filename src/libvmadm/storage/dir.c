@@ -25,6 +25,7 @@
 #include "storage/pool.h"
 #include "storage/sparse.h"
 #include "util/fs.h"
+#include "util/log.h"
 #include "util/macros.h"
 
 static bool dir_is_child(int dirfd, const char *name, const struct stat *st)
@@ -33,12 +34,14 @@ static bool dir_is_child(int dirfd, const char *name, const struct stat *st)
 	return m && faccessat(dirfd, m, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
 }
 
+/* A directory (not a symlink to one) with the marker, a regular file. */
 static bool dir_ds_exists(const char *path)
 {
 	_cleanup_free_ char *m = strdup_printf("%s/%s", path, VM_DATASET_MARKER);
 	struct stat st;
 
-	return m && fs_is_dir(path) && lstat(m, &st) == 0 && S_ISREG(st.st_mode);
+	return m && lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && lstat(m, &st) == 0 &&
+	       S_ISREG(st.st_mode);
 }
 
 static int dir_open(struct vm_pool *pool, struct vm_error *err)
@@ -48,10 +51,11 @@ static int dir_open(struct vm_pool *pool, struct vm_error *err)
 
 	if (!snaps)
 		return vm_error_set(err, ENOMEM, "open pool");
-	r = fs_mkdir_p(pool->mountpoint, 0755, err);
-	if (r < 0)
-		return vm_error_prefix(err, "open dir pool");
-	r = fs_mkdir_p(snaps, 0700, err);
+	r = fs_mkdir_p(pool->mountpoint, 0700, err);
+	if (r >= 0)
+		r = pool_restrict_mountpoint(pool, err);
+	if (r >= 0)
+		r = fs_mkdir_p(snaps, 0700, err);
 	if (r < 0)
 		return vm_error_prefix(err, "open dir pool");
 	return 0;
@@ -83,6 +87,41 @@ static int make_marked_dir(const char *path, struct vm_error *err)
 	return r;
 }
 
+/* Remove a dataset (or a snapshot: a copy with the marker) with its marker
+ * last, so that a removal stopped half-way leaves a dataset that is still
+ * one, for the next destroy to finish, not an unmarked directory nothing
+ * would look at again. */
+static int remove_marked(const char *path, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_closedir_ DIR *d = NULL;
+	struct dirent *de;
+	int r;
+
+	if (fd < 0)
+		return fs_rm_rf(path, err); /* gone, or not a directory */
+	d = fdopendir(fd);
+	if (!d)
+		return vm_error_set(err, errno, "remove %s", path);
+	TAKE_FD(fd);
+	while ((errno = 0, de = readdir(d))) {
+		_cleanup_free_ char *sub = NULL;
+
+		if (streq(de->d_name, ".") || streq(de->d_name, "..") ||
+		    streq(de->d_name, VM_DATASET_MARKER))
+			continue;
+		sub = strdup_printf("%s/%s", path, de->d_name);
+		if (!sub)
+			return vm_error_set(err, ENOMEM, "remove %s", path);
+		r = fs_rm_rf(sub, err);
+		if (r < 0)
+			return r;
+	}
+	if (errno)
+		return vm_error_set(err, errno, "read %s", path);
+	return fs_rm_rf(path, err);
+}
+
 static int copy_dataset(const char *path, const char *spath, struct vm_error *err)
 {
 	return sparse_copy_tree(path, spath, dir_is_child, err);
@@ -94,7 +133,7 @@ static const struct pool_dir_ops dir_ds = {
     .exists = dir_ds_exists,
     .is_child = dir_is_child,
     .make = make_marked_dir,
-    .remove = fs_rm_rf,
+    .remove = remove_marked,
     .copy = copy_dataset,
     .snap_exists = fs_is_dir,
     .snap_key = dir_snap_key,
@@ -158,14 +197,42 @@ static int dir_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 				     ds, ds, child);
 	r = fs_rm_rf(sdir, err);
 	if (r >= 0)
-		r = fs_rm_rf(path, err);
+		r = remove_marked(path, err);
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s", ds);
 	return 0;
 }
 
+/* A receive of ds (a temporary name) that stopped between its mkdir and
+ * its marker, or whose data took the marker away, left a directory that is
+ * no dataset: nothing else would ever remove it, and it would block the
+ * name for good. The dir pool has no receive() of its own; this is what is
+ * left of a portable receive. */
+static int dir_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
+	struct stat st;
+	int r;
 
-
+	if (!path || !sdir)
+		return vm_error_set(err, ENOMEM, "clean up the receive of %s", ds);
+	if (dir_ds_exists(path))
+		return 0;
+	if (lstat(path, &st) == 0) {
+		vm_debug("removing %s, left by a receive of %s without its dataset marker", path,
+			 ds);
+		r = fs_rm_rf(path, err);
+		if (r < 0)
+			return vm_error_prefix(err, "clean up the receive of %s", ds);
+	}
+	if (lstat(sdir, &st) == 0) {
+		r = fs_rm_rf(sdir, err);
+		if (r < 0)
+			return vm_error_prefix(err, "clean up the receive of %s", ds);
+	}
+	return 0;
+}
 
 static int dir_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 {
@@ -230,6 +297,7 @@ const struct vm_storage_ops dir_storage_ops = {
     .available = dir_available,
     .send = NULL,
     .receive = NULL,
+    .receive_cleanup = dir_receive_cleanup,
     .dir = &dir_ds,
     .native_encoding = 0,
 };

@@ -41,6 +41,14 @@ int pool_list_snapdir(const char *snapdir,
 		      int (*key)(int dirfd, const char *name, uint64_t *k1, uint64_t *k2),
 		      char ***ret, struct vm_error *err);
 
+/* Make the pool's mount point mode 0700 (if it is not), so that no local
+ * user reaches what VMs keep in their datasets: setuid-root programs,
+ * device nodes and file capabilities are the guests' (a container needs
+ * them), and a user who could run or open them from the host would be
+ * root. Root (QEMU, LXC, vmadm) needs no mode bits. Backends call it from
+ * open(), after the pool is mounted. */
+int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err);
+
 /* Free bytes of the filesystem holding path (statvfs f_bavail). */
 int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err);
 

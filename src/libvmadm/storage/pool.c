@@ -243,6 +243,20 @@ const char *pool_fmt_size(uint64_t bytes, char buf[32])
 	return buf;
 }
 
+int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err)
+{
+	_cleanup_close_ int fd =
+	    open(pool->mountpoint, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vm_error_set(err, errno, "open pool %s at %s", pool->name, pool->mountpoint);
+	if ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) < 0)
+		return vm_error_set(err, errno, "make pool %s at %s mode 0700", pool->name,
+				    pool->mountpoint);
+	return 0;
+}
+
 int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err)
 {
 	struct statvfs sv;
@@ -703,6 +717,25 @@ int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *
 	return 0;
 }
 
+/* rename(2), once more after clearing the immutable and append-only flags
+ * of from (a directory: a dataset or its snapshots) where they stop it
+ * (EPERM): a dataset's root may carry them (a native stream's, or what a
+ * guest did to its own files), and a receive must still be able to put it
+ * in place. */
+static int rename_forced(const char *from, const char *to)
+{
+	_cleanup_close_ int fd = -1;
+
+	if (rename(from, to) == 0)
+		return 0;
+	if (errno != EPERM)
+		return -errno;
+	fd = open(from, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fs_clear_nochange_flags(fd) <= 0)
+		return -EPERM;
+	return rename(from, to) < 0 ? -errno : 0;
+}
+
 int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 			struct vm_error *err)
 {
@@ -724,8 +757,9 @@ int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 	if (fs_exists(tsdir))
 		return vm_error_setx(err, EEXIST, "rename %s to %s: stale snapshots at %s", from,
 				     to, tsdir);
-	if (rename(fpath, tpath) < 0)
-		return vm_error_set(err, errno, "rename %s to %s", from, to);
+	r = rename_forced(fpath, tpath);
+	if (r < 0)
+		return vm_error_set(err, -r, "rename %s to %s", from, to);
 	if (fs_is_dir(fsdir)) {
 		tsparent = strdup(tsdir);
 		if (tsparent)
@@ -734,8 +768,8 @@ int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 			r = vm_error_set(err, ENOMEM, "rename %s", from);
 		else
 			r = fs_mkdir_p(tsparent, 0700, err);
-		if (r >= 0 && rename(fsdir, tsdir) < 0)
-			r = vm_error_set(err, errno, "move snapshots %s to %s", fsdir, tsdir);
+		if (r >= 0 && (r = rename_forced(fsdir, tsdir)) < 0)
+			r = vm_error_set(err, -r, "move snapshots %s to %s", fsdir, tsdir);
 		if (r < 0) {
 			(void)rename(tpath, fpath);
 			return vm_error_prefix(err, "rename %s to %s", from, to);

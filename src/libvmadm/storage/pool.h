@@ -36,7 +36,8 @@
 #define VOLUME_FILE "disk.raw"
 /* dir backend: an empty file in the root directory of every dataset, so that
  * a tree walk knows which subdirectories are child datasets (to be skipped,
- * as ZFS and btrfs snapshots skip them). */
+ * as ZFS and btrfs snapshots skip them). A received archive may not name it
+ * (stream/tree.c), nor VOLUME_FILE at its root. */
 #define VM_DATASET_MARKER ".vmadm-dataset"
 
 enum vm_dataset_kind {
@@ -69,8 +70,9 @@ struct vm_storage_ops {
 	 * ROOT/pool.img of conf "pool_size" bytes, or a fraction of free space,
 	 * unless ROOT is on btrfs already), mount it at pool->mountpoint, and
 	 * create the backend's bookkeeping directories. Idempotent: an already
-	 * mounted pool is used as it is. On failure nothing it created is left
-	 * mounted. */
+	 * mounted pool is used as it is. The mount point ends up mode 0700
+	 * (pool_restrict_mountpoint), new node or old. On failure nothing it
+	 * created is left mounted. */
 	int (*open)(struct vm_pool *pool, struct vm_error *err);
 
 	/* Release backend state. Never unmounts: the pool stays for the next
@@ -149,11 +151,14 @@ struct vm_storage_ops {
 	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
 		       const char *from_snap, int fd, struct vm_error *err);
 
-	/* Remove what a receive() of ds killed in the middle (SIGKILL: no
-	 * chance to clean up) left behind, e.g. its staging directory; ds
-	 * itself is not touched and need not exist. 0 when nothing was left.
-	 * Must not run while a receive of ds is in progress. NULL when
-	 * receive() leaves nothing of its own. */
+	/* Remove what a receive into ds (a temporary name the receive made)
+	 * killed in the middle (SIGKILL: no chance to clean up) or refused
+	 * left behind that destroy() would not find: a btrfs receive()'s
+	 * staging directory; for the dir pool, ds's directory if it is no
+	 * dataset (no marker: killed between mkdir and marker) and its
+	 * snapshots. A dataset ds is not touched, and ds need not exist. 0
+	 * when nothing was left. Must not run while a receive of ds is in
+	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
 	/* Encoding of send/receive, 0 when none. */

@@ -760,10 +760,11 @@ out:
 /* Remove root/rel, refusing to go through a symlink on the way. */
 static int remove_below(const char *root, const char *rel, const char *ds, struct vm_error *err)
 {
-	_cleanup_free_ char *copy = strdup(rel), *full = NULL;
-	_cleanup_close_ int dfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_free_ char *copy = strdup(rel);
+	char buf[STREAM_MSG_NAME_MAX];
+	_cleanup_close_ int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	char *p, *slash;
-	struct stat st;
+	int r;
 
 	if (!copy || dfd < 0)
 		return vm_error_set(err, copy ? errno : ENOMEM, "receive %s: open %s", ds, root);
@@ -771,7 +772,7 @@ static int remove_below(const char *root, const char *rel, const char *ds, struc
 		int nfd;
 		*slash = '\0';
 		if (*p) {
-			nfd = openat(dfd, p, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			nfd = openat(dfd, p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (nfd < 0) {
 				if (errno == ENOENT)
 					return 0; /* already gone */
@@ -779,28 +780,22 @@ static int remove_below(const char *root, const char *rel, const char *ds, struc
 				    err, errno,
 				    "receive %s: remove \"%s\": its parent is not a "
 				    "directory",
-				    ds, rel);
+				    ds, stream_msg_name(rel, buf));
 			}
 			close(dfd);
 			dfd = nfd;
 		}
 		p = slash + 1;
 	}
-	if (!*p)
+	if (!*p || streq(p, "."))
 		return 0;
-	if (fstatat(dfd, p, &st, AT_SYMLINK_NOFOLLOW) < 0)
-		return errno == ENOENT ? 0
-				       : vm_error_set(err, errno, "receive %s: stat %s", ds, rel);
-	if (!S_ISDIR(st.st_mode)) {
-		if (unlinkat(dfd, p, 0) < 0 && errno != ENOENT)
-			return vm_error_set(err, errno, "receive %s: remove %s", ds, rel);
-		return 0;
-	}
-	/* no symlink above it: the path is safe to hand to fs_rm_rf */
-	full = strdup_printf("%s/%s", root, rel);
-	if (!full)
-		return vm_error_set(err, ENOMEM, "receive %s", ds);
-	return fs_rm_rf(full, err);
+	/* no symlink above it; fs_rm_rf_at follows none below, and clears
+	 * what would stop it (immutable flags) */
+	r = fs_rm_rf_at(dfd, p, err);
+	if (r < 0)
+		return vm_error_prefix(err, "receive %s: delete \"%s\"", ds,
+				       stream_msg_name(rel, buf));
+	return 0;
 }
 
 int stream_receive_tree_delta(struct stream_reader *r, const char *dir,
@@ -847,19 +842,19 @@ int stream_receive_tree_delta(struct stream_reader *r, const char *dir,
 		if (memchr(name, '\0', len))
 			return vm_error_setx(err, EPROTO, "receive %s: deleted path has a NUL byte",
 					     dsname);
-		k = stream_entry_name_check(dsname, name, err);
+		k = stream_entry_name_check(dsname, "deleted path", name, err);
 		if (k < 0)
 			return k;
 		{
 			size_t top = strcspn(name, "/");
-			char first[256];
+			char first[256], buf[STREAM_MSG_NAME_MAX];
 			snprintf(first, sizeof(first), "%.*s", (int)MIN(top, sizeof(first) - 1),
 				 name);
 			if (streq(first, ".") || top_skipped(first, skip_names))
 				return vm_error_setx(err, EPROTO,
 						     "receive %s: refusing to delete \"%s\" (the "
 						     "root or a child dataset)",
-						     dsname, name);
+						     dsname, stream_msg_name(name, buf));
 		}
 		k = remove_below(root, name, dsname, err);
 		if (k < 0)

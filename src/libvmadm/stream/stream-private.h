@@ -67,6 +67,15 @@ const char *stream_writer_dataset_name(const struct stream_writer *w);
  * Shared with the "tar-delta" encoding (delta.c). */
 int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_error *err);
 
-/* The same entry-name check the tar receiver applies: relative, no ".."
- * component, non-empty. ds names the dataset in the message. */
-int stream_entry_name_check(const char *ds, const char *name, struct vm_error *err);
+/* name as a message shows it: whole if shorter than STREAM_MSG_NAME_MAX,
+ * else its start and end around "..." in buf (an archive's names may be
+ * longer than a whole error message). */
+#define STREAM_MSG_NAME_MAX 256
+const char *stream_msg_name(const char *name, char buf[STREAM_MSG_NAME_MAX]);
+
+/* The same name check the tar receiver applies to its entries: non-empty,
+ * relative, no ".." component, not a name the pool reserves (the dir pool's
+ * dataset marker anywhere, a volume's image at the root). ds names the
+ * dataset and what the name ("deleted path") in the message. */
+int stream_entry_name_check(const char *ds, const char *what, const char *name,
+			    struct vm_error *err);

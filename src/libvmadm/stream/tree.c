@@ -13,10 +13,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "storage/pool.h"
 #include "stream/stream-private.h"
 #include "util/fs.h"
 #include "util/log.h"
@@ -262,48 +264,139 @@ static la_ssize_t tree_read_cb(struct archive *a, void *ctx, const void **buf)
 	return k == 0 ? 0 : (la_ssize_t)len;
 }
 
-/* An archive name the receiver accepts: relative, no ".." component. */
-static int entry_name_check(const char *ds, const char *name, struct vm_error *err)
+const char *stream_msg_name(const char *name, char buf[STREAM_MSG_NAME_MAX])
 {
+	size_t len = strlen(name);
+
+	if (len < STREAM_MSG_NAME_MAX)
+		return name;
+	snprintf(buf, STREAM_MSG_NAME_MAX, "%.100s...%s", name,
+		 name + len - (STREAM_MSG_NAME_MAX - 104));
+	return buf;
+}
+
+static bool component_is(const char *p, size_t n, const char *name)
+{
+	return n == strlen(name) && memcmp(p, name, n) == 0;
+}
+
+/* A name the receiver accepts (what: "archive entry", "hard link target",
+ * "deleted path"): relative, no ".." component, and none of the names the
+ * pool gives a meaning to: the dir pool's dataset marker at any depth (a
+ * directory holding one is taken for a child dataset, and the dataset's own
+ * at its root is what makes it one), and a volume's image at the root (a
+ * filesystem holding one is taken for a volume). A sender never sends them:
+ * the marker is left out, and a dataset with the image is a volume. */
+static int name_check(const char *ds, const char *what, const char *name, struct vm_error *err)
+{
+	char buf[STREAM_MSG_NAME_MAX];
+	size_t depth = 0;
+	bool image = false;
 	const char *p;
 
 	if (!name || !*name)
-		return vm_error_setx(err, EPROTO, "receive %s: archive entry without a name", ds);
+		return vm_error_setx(err, EPROTO, "receive %s: %s without a name", ds, what);
 	if (name[0] == '/')
-		return vm_error_setx(err, EPROTO, "receive %s: archive entry \"%s\" is absolute",
-				     ds, name);
+		return vm_error_setx(err, EPROTO, "receive %s: %s \"%s\" is absolute", ds, what,
+				     stream_msg_name(name, buf));
 	for (p = name; *p;) {
 		size_t n = strcspn(p, "/");
 
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return vm_error_setx(
-				err, EPROTO,
-				"receive %s: archive entry \"%s\" has a \"..\" component", ds,
-				name);
+		if (component_is(p, n, ".."))
+			return vm_error_setx(err, EPROTO,
+					     "receive %s: %s \"%s\" has a \"..\" component", ds,
+					     what, stream_msg_name(name, buf));
+		if (component_is(p, n, VM_DATASET_MARKER))
+			return vm_error_setx(err, EPROTO,
+					     "receive %s: %s \"%s\": the name " VM_DATASET_MARKER
+					     " is reserved for the dataset marker of the dir pool",
+					     ds, what, stream_msg_name(name, buf));
+		if (n && !component_is(p, n, ".")) {
+			image = depth == 0 && component_is(p, n, VOLUME_FILE);
+			depth++;
+		}
 		p += n;
 		while (*p == '/')
 			p++;
 	}
+	if (image && depth == 1)
+		return vm_error_setx(err, EPROTO,
+				     "receive %s: %s \"%s\": the name " VOLUME_FILE
+				     " at the root of a filesystem is reserved for a volume's "
+				     "image",
+				     ds, what, stream_msg_name(name, buf));
 	return 0;
 }
 
-int stream_entry_name_check(const char *ds, const char *name, struct vm_error *err)
+int stream_entry_name_check(const char *ds, const char *what, const char *name,
+			    struct vm_error *err)
 {
-	return entry_name_check(ds, name, err);
+	return name_check(ds, what, name, err);
 }
 
+/* ".", "./", "./." ...: every component "." or empty. */
 static bool is_root_name(const char *name)
 {
-	return streq(name, ".") || streq(name, "./");
+	for (const char *p = name; *p;) {
+		size_t n = strcspn(p, "/");
+
+		if (n && !component_is(p, n, "."))
+			return false;
+		p += n;
+		while (*p == '/')
+			p++;
+	}
+	return true;
+}
+
+/* A path the kernel takes whole. libarchive would otherwise reach a longer
+ * one by chdir()ing along it, which changes the working directory of the
+ * whole process (vmadmd's other threads too), and then fails anyway at the
+ * owner of the entry (3.6: "Can't set user=0/group=0"). */
+static int path_len_check(const char *ds, const char *what, const char *name, const char *full,
+			  struct vm_error *err)
+{
+	char buf[STREAM_MSG_NAME_MAX];
+
+	if (strlen(full) < PATH_MAX)
+		return 0;
+	return vm_error_setx(err, ENAMETOOLONG,
+			     "receive %s: %s \"%s\": its path in the pool is longer than %d bytes",
+			     ds, what, stream_msg_name(name, buf), PATH_MAX - 1);
+}
+
+/* The file flags (chattr) an archive may set: nodump and noatime, which
+ * change nothing for the host. The rest are dropped, as a receiver that is
+ * not root would: immutable and append-only would stop the host's root
+ * from cleaning up a refused receive or deleting the VM (issue 11), sync,
+ * dirsync and journal-data cost the host I/O, and compress, nocow and the
+ * like fail on some filesystems, and a flag that fails fails the receive. */
+#define TREE_FFLAGS_KEPT (FS_NODUMP_FL | FS_NOATIME_FL)
+
+static void entry_drop_fflags(struct archive_entry *entry, const char *ds, const char *name)
+{
+	char buf[STREAM_MSG_NAME_MAX];
+	unsigned long set, clear;
+
+	archive_entry_fflags(entry, &set, &clear);
+	if (!((set | clear) & ~(unsigned long)TREE_FFLAGS_KEPT))
+		return;
+	vm_debug("receive %s: %s: file flags %s not applied (only nodump and noatime are)", ds,
+		 stream_msg_name(name, buf),
+		 archive_entry_fflags_text(entry) ? archive_entry_fflags_text(entry) : "?");
+	archive_entry_set_fflags(entry, set & TREE_FFLAGS_KEPT, clear & TREE_FFLAGS_KEPT);
 }
 
 static int receive_error(struct vm_error *err, struct tree_in *t, struct archive *a, const char *ds,
 			 const char *entry)
 {
+	char buf[STREAM_MSG_NAME_MAX];
+
 	if (t && t->failed)
 		return -err->code;
 	return vm_error_setx(err, archive_errno(a) > 0 ? archive_errno(a) : EIO,
-			     "receive %s: %s%s%s", ds, entry ? entry : "", entry ? ": " : "",
+			     "receive %s: %s%s%s", ds, entry ? stream_msg_name(entry, buf) : "",
+			     entry ? ": " : "",
 			     archive_error_string(a) ? archive_error_string(a) : "archive error");
 }
 
@@ -354,6 +447,7 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 	for (;;) {
 		struct archive_entry *entry;
 		_cleanup_free_ char *full = NULL, *link = NULL, *name = NULL;
+		char nbuf[STREAM_MSG_NAME_MAX];
 		const char *hl;
 		const void *buf;
 		size_t size;
@@ -364,7 +458,7 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 			break;
 		if (k != ARCHIVE_OK)
 			return receive_error(err, &t, in, dsname, NULL);
-		k = entry_name_check(dsname, archive_entry_pathname(entry), err);
+		k = name_check(dsname, "archive entry", archive_entry_pathname(entry), err);
 		if (k < 0)
 			return k;
 		/* a copy: set_pathname below frees the entry's string */
@@ -375,7 +469,7 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 			return vm_error_setx(err, EPROTO,
 					     "receive %s: archive entry \"%s\" (the root) is not a "
 					     "directory",
-					     dsname, name);
+					     dsname, stream_msg_name(name, nbuf));
 		if (is_root_name(name) && archive_entry_mtime_is_set(entry)) {
 			root_times[0].tv_sec = archive_entry_atime(entry);
 			root_times[0].tv_nsec = archive_entry_atime_nsec(entry);
@@ -387,22 +481,28 @@ int stream_tree_extract(struct stream_reader *r, const char *dir, struct vm_erro
 		full = is_root_name(name) ? strdup(root) : strdup_printf("%s/%s", root, name);
 		if (!full)
 			return vm_error_set(err, ENOMEM, "receive %s", dsname);
+		k = path_len_check(dsname, "archive entry", name, full, err);
+		if (k < 0)
+			return k;
 		archive_entry_set_pathname(entry, full);
 		hl = archive_entry_hardlink(entry);
 		if (hl) {
-			k = entry_name_check(dsname, hl, err);
+			k = name_check(dsname, "hard link target", hl, err);
 			if (k < 0)
 				return k;
 			if (is_root_name(hl))
 				return vm_error_setx(
-					err, EPROTO,
-					"receive %s: \"%s\" is a hard link to the root", dsname,
-					name);
+				    err, EPROTO, "receive %s: \"%s\" is a hard link to the root",
+				    dsname, stream_msg_name(name, nbuf));
 			link = strdup_printf("%s/%s", root, hl);
 			if (!link)
 				return vm_error_set(err, ENOMEM, "receive %s", dsname);
+			k = path_len_check(dsname, "hard link target", hl, link, err);
+			if (k < 0)
+				return k;
 			archive_entry_set_hardlink(entry, link);
 		}
+		entry_drop_fflags(entry, dsname, name);
 		k = archive_write_header(ext, entry);
 		if (k != ARCHIVE_OK)
 			return receive_error(err, NULL, ext, dsname, name);

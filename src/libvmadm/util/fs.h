@@ -15,15 +15,26 @@ int fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
 		    struct vm_error *err);
 
 /* Read a whole file (at most max bytes) into a NUL-terminated buffer. */
-int fs_read_file(const char *path, size_t max, char **ret, size_t *ret_len,
-		 struct vm_error *err);
+int fs_read_file(const char *path, size_t max, char **ret, size_t *ret_len, struct vm_error *err);
 
 /* mkdir -p with the given mode for the directories it creates. */
 int fs_mkdir_p(const char *path, mode_t mode, struct vm_error *err);
 
-/* rm -rf that stays on one filesystem and does not follow symlinks.
- * A missing path is success. */
+/* rm -rf that stays on one mount and does not follow symlinks (only the
+ * directories above path are looked up as usual). A missing path is
+ * success. Nothing a tree can hold defeats it: immutable and append-only
+ * flags are cleared where they stop a removal, modes do not matter to root,
+ * btrfs subvolumes in the tree go like directories (made writable first if
+ * read-only), and the depth of a tree costs heap memory, neither stack nor a
+ * file descriptor per level. */
 int fs_rm_rf(const char *path, struct vm_error *err);
+/* The same for the entry name of the directory dfd. */
+int fs_rm_rf_at(int dfd, const char *name, struct vm_error *err);
+
+/* Clear the immutable and append-only flags (FS_IOC_SETFLAGS) of the file
+ * or directory open as fd: 1 if it had one, 0 if not (or the filesystem has
+ * no such flags), negative errno on failure. Needs CAP_LINUX_IMMUTABLE. */
+int fs_clear_nochange_flags(int fd);
 
 /* write(2)/read(2) loops. fs_write_all fails with -EPIPE on a closed pipe.
  * fs_read_full returns the number of bytes read, short only at EOF. */
