@@ -189,6 +189,18 @@ attack "CLONE with a clone path out of the received subvolume" 'has a ".." compo
 attack "write to ../../x, cut before END" 'has a ".." component' --no-end \
 	"mkfile path=$OUTREL/written ino=300" "write path=$OUTREL/written file_offset=0 data=PWNED"
 
+# A second stream after END: btrfs receive would read it and make a second
+# subvolume (the receiver used to stop reading at END and leave the rest).
+$FORGE --from "$T/full.btrfs" --keep all >"$T/one.btrfs"
+$FORGE "subvol path=second uuid=$X_UUID ctransid=$X_CT" "mkfile path=extra ino=300" >"$T/two.btrfs"
+cat "$T/one.btrfs" "$T/two.btrfs" >"$T/atk.btrfs"
+check "a second stream after END: wrapped" wrap "$T/atk.btrfs" "$T/x.vms" "$T/atk.vms"
+check_fails "a second stream after END: refused" "trailing data after the btrfs stream's END" \
+	sh -c "VMADM_ROOT=$B $VMADM receive < $T/atk.vms"
+check_grep "a second stream after END: the message names the dataset" -q "zones/$X" "$T/.check.out"
+after "a second stream after END"
+on "$B" "$VMADM" delete $X >/dev/null 2>&1
+
 # Incremental passes (vmadm send -I): pass 1 of X is held on b; pass 2 names
 # another VM's snapshot as its parent (and nothing else: X would become a
 # copy of it).

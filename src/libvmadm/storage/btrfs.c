@@ -797,7 +797,7 @@ static int pump_stream(int in, int out, struct recv_check *rc, uint64_t *ret_byt
 {
 	size_t cap = PUMP_READ + BTRFS_STREAM_CMD_MAX;
 	_cleanup_free_ uint8_t *buf = malloc(cap);
-	size_t have = 0;
+	size_t start = 0, end = 0; /* read, not yet passed on: buf[start, end) */
 	uint64_t total = 0;
 	ssize_t n;
 	int r;
@@ -819,36 +819,44 @@ static int pump_stream(int in, int out, struct recv_check *rc, uint64_t *ret_byt
 	for (;;) {
 		size_t ok = 0;
 
-		r = check_commands(rc, buf, have, &ok, err);
+		r = check_commands(rc, buf + start, end - start, &ok, err);
 		if (r < 0)
 			return r;
 		if (ok > 0) {
-			r = fs_write_all(out, buf, ok);
+			r = fs_write_all(out, buf + start, ok);
 			if (r < 0)
 				return r == -EPIPE ? r : vm_error_set(err, r, "feed btrfs receive");
-			memmove(buf, buf + ok, have - ok);
-			have -= ok;
+			start += ok;
 			total += ok;
 		}
-		if (rc->check.ended && have > 0)
+		if (rc->check.ended && end > start)
 			break;
+		/* What is left is less than one command: keep room after it
+		 * for a whole one. */
+		if (start == end) {
+			start = end = 0;
+		} else if (cap - end < BTRFS_STREAM_CMD_MAX) {
+			memmove(buf, buf + start, end - start);
+			end -= start;
+			start = 0;
+		}
 		/* Up to END: whatever is there; after it: only the end of
 		 * input may come. */
-		n = read(in, buf + have, rc->check.ended ? 1 : cap - have);
+		n = read(in, buf + end, rc->check.ended ? 1 : cap - end);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
 			return vm_error_set(err, errno, "read stream at byte %llu",
-					    (unsigned long long)(total + have));
+					    (unsigned long long)(total + end - start));
 		if (n == 0 && rc->check.ended)
 			break;
 		if (n == 0)
 			return vm_error_setx(err, EPROTO,
 					     "stream truncated at byte %llu (no end command)",
-					     (unsigned long long)(total + have));
-		have += (size_t)n;
+					     (unsigned long long)(total + end - start));
+		end += (size_t)n;
 	}
-	if (have > 0)
+	if (end > start)
 		return vm_error_setx(err, EPROTO,
 				     "trailing data after the btrfs stream's END at byte %llu",
 				     (unsigned long long)total);
