@@ -241,6 +241,22 @@ after "clone through the base's symlink"
 check "abort the held receive" on "$B" "$OPS" abort $X
 BASE_B=$(leftovers "$B")
 
+# A pass 1 whose subvolume takes the held victim's received uuid, then a
+# pass 2 naming "its base" by that uuid: btrfs receive takes the first
+# subvolume with it, the victim's.
+$FORGE --from "$T/full.btrfs" --keep all --uuid "$W_RUUID" >"$T/twin1.btrfs"
+check "uuid twin: pass 1 wrapped" wrap "$T/twin1.btrfs" "$T/p1.vms" "$T/twin1.vms"
+check "uuid twin: pass 1 held on b" incr "$T/twin1.vms"
+BASE_B=$(leftovers "$B")
+$FORGE --from "$T/incr.btrfs" --keep first --parent "$W_RUUID:$X_CT" >"$T/atk.btrfs"
+check "uuid twin: pass 2 wrapped" wrap "$T/atk.btrfs" "$T/p2.vms" "$T/atk.vms"
+check_fails "a pass 2 whose base shares its uuid with another VM's: refused" \
+	"shares its uuid with subvolume" incr "$T/atk.vms"
+check_grep "uuid twin: the message names the dataset" -q "zones/$X" "$T/.check.out"
+after "uuid twin"
+check "abort the held receive" on "$B" "$OPS" abort $X
+BASE_B=$(leftovers "$B")
+
 # Over the network: vmadm-peer holds the key and plays the source.
 netattack() {
 	local name=$1 want=$2 rec

@@ -7,13 +7,15 @@ Every command gets a correct CRC-32C, so that `btrfs receive` (and vmadm's
 checker) see a well-formed stream whose only defect is what the commands do.
 
     btrfs-forge.py [--from REAL] [--keep first|all|none] [--parent UUID:CTRANSID]
-                   [--no-end] [--version N] CMD... > OUT
+                   [--uuid UUID] [--no-end] [--version N] CMD... > OUT
     btrfs-forge.py --show REAL        # one line per command, for tests
 
 --from REAL   a stream from `btrfs send`: its header and commands are the start
               of OUT (--keep: only its SUBVOL/SNAPSHOT, all of it but END, or
               none of it; default first)
 --parent      rewrite the kept SNAPSHOT's parent (CLONE_UUID, CLONE_CTRANSID)
+--uuid        rewrite the kept SUBVOL's or SNAPSHOT's own UUID (what becomes the
+              received subvolume's received uuid)
 --no-end      leave out the END command (a stream cut before its end)
 
 CMD is one argument: a command name and attributes, e.g.
@@ -158,7 +160,7 @@ def show(path):
 
 
 def main(argv):
-    src, keep, parent, end, version, cmds = None, "first", None, True, 1, []
+    src, keep, parent, newuuid, end, version, cmds = None, "first", None, None, True, 1, []
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -171,6 +173,8 @@ def main(argv):
             keep, i = argv[i + 1], i + 2
         elif a == "--parent":
             parent, i = argv[i + 1], i + 2
+        elif a == "--uuid":
+            newuuid, i = argv[i + 1], i + 2
         elif a == "--no-end":
             end, i = False, i + 1
         elif a == "--version":
@@ -185,11 +189,14 @@ def main(argv):
         kept = [] if keep == "none" else real[:1] if keep == "first" else \
             [c for c in real if c[0] != CMDS["end"]]
         for cmd, raw, attrs in kept:
-            if cmd == CMDS["snapshot"] and parent:
-                u, _, t = parent.partition(":")
+            if cmd in (CMDS["subvol"], CMDS["snapshot"]) and (parent or newuuid):
                 attrs = dict(attrs)
-                attrs[20] = uuidlib.UUID(u).bytes
-                attrs[21] = struct.pack("<Q", int(t, 0))
+                if parent and cmd == CMDS["snapshot"]:
+                    u, _, t = parent.partition(":")
+                    attrs[20] = uuidlib.UUID(u).bytes
+                    attrs[21] = struct.pack("<Q", int(t, 0))
+                if newuuid:
+                    attrs[1] = uuidlib.UUID(newuuid).bytes
                 raw = command(cmd, sorted(attrs.items()))
             out += raw
     for c in cmds:
