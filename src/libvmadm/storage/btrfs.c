@@ -1051,7 +1051,7 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	_cleanup_free_ char *tmp = NULL, *got = NULL, *newds = NULL, *oldds = NULL, *prefix = NULL;
 	_cleanup_strv_ char **children = NULL;
 	_cleanup_close_ int base_fd = -1;
-	struct recv_check rc = {.base_fd = -1, .ds = ds, .base = from_snap};
+	struct recv_check rc = { .base_fd = -1, .ds = ds, .base = from_snap };
 	struct btrfs_stream_subvol base;
 	bool snap_placed = false, sdir_made = false;
 	struct vm_error e2;
