@@ -25,10 +25,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/btrfs.h>
 #include <linux/btrfs_tree.h>
 #include <linux/fs.h>
 #include <linux/magic.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -38,9 +40,11 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "storage/btrfs-stream.h"
 #include "storage/pool-private.h"
 #include "storage/pool.h"
 #include "util/fs.h"
@@ -629,135 +633,263 @@ static int btrfs_send(struct vm_pool *pool, const char *ds, const char *snap,
 }
 
 /*
- * The btrfs send stream: "btrfs-stream\0", a le32 version, then commands of
- * a 10-byte header (le32 payload length, le16 command, le32 crc) and the
- * payload; the last command is END. `btrfs receive` takes a stream cut at a
- * command boundary as complete, so we forward the stream command by command
- * and accept it only when END came. Reading exactly up to END also leaves
- * whatever follows on fd to the caller.
+ * Receiving a btrfs send stream. `btrfs receive` runs as root and does what
+ * the stream's commands say, so nothing reaches it unchecked:
+ *
+ * - pump_stream() reads the stream into a buffer and passes `btrfs receive`
+ *   only whole commands that storage/btrfs-stream.c accepted: paths inside
+ *   the received subvolume, one subvolume, SNAPSHOT only of the receiver's
+ *   own base, CLONE only from that subvolume or the base, every command
+ *   well-formed with its CRC right, and nothing after END (a stream cut at a
+ *   command boundary would look complete to the tool, so END decides);
+ * - the tool runs with -C (chroot) in a staging directory of its own, so that
+ *   a symlink the stream made, which the checker cannot see through, leads
+ *   nowhere outside it;
+ * - the base of an incremental stream is the subvolume the tool will find by
+ *   the uuid the check accepts (receive_base()), and a CLONE from the base,
+ *   which the tool opens from the pool's mount point (outside its chroot),
+ *   must name a regular file inside the base reached without a symlink
+ *   (check_base_clone()).
+ *
+ * On a refusal the tool is killed before it sees the refused command.
  */
-#define SEND_MAGIC "btrfs-stream"
-#define SEND_C_END 21
-#define SEND_CMD_MAX (64U * 1024 * 1024)
 
-static uint32_t le32(const unsigned char *p)
+/* The pump's buffer: reads of up to 1 MiB, plus room for one command. */
+#define PUMP_READ (1u << 20)
+
+struct recv_check {
+	struct btrfs_stream_check check;
+	int base_fd;	  /* the base's directory; -1 for a full stream */
+	const char *ds;	  /* for messages: the dataset and */
+	const char *base; /* the base snapshot's name */
+};
+
+static uint64_t le64(const uint8_t *p)
 {
-	return p[0] | (p[1] << 8) | (p[2] << 16) | ((uint32_t)p[3] << 24);
+	uint64_t v = 0;
+
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
 }
 
-/* Read exactly len bytes: 0 on success, 1 on EOF before any byte or in the
- * middle, negative errno on error. */
-static int read_exact(int fd, void *buf, size_t len)
+/* The first subvolume id stored in the uuid tree under uuid as key type
+ * (BTRFS_UUID_KEY_RECEIVED_SUBVOL or BTRFS_UUID_KEY_SUBVOL), 0 when none:
+ * how `btrfs receive` looks parents and clone sources up. */
+static int uuid_tree_first(int fd, const uint8_t uuid[16], uint8_t type, uint64_t *ret_id)
 {
-	ssize_t n = fs_read_full(fd, buf, len);
-	if (n < 0)
-		return (int)n;
-	return (size_t)n == len ? 0 : 1;
-}
+	struct btrfs_ioctl_search_args args = { 0 };
+	struct btrfs_ioctl_search_key *sk = &args.key;
+	struct btrfs_ioctl_search_header sh;
 
-/* Forward exactly len bytes of a command's payload from in to out. splice
- * moves the pipe's pages instead of copying them through a buffer (out is
- * always a pipe); where in cannot be spliced from (EINVAL), read and write.
- * Returns 0, 1 at a premature end of input, or a negative errno. */
-static int forward(int in, int out, size_t len, bool *can_splice, unsigned char **buf,
-		   size_t *cap)
-{
-	while (len > 0 && *can_splice) {
-		ssize_t n = splice(in, NULL, out, NULL, len, SPLICE_F_MOVE | SPLICE_F_MORE);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EINVAL) {
-			*can_splice = false;
-			break;
-		}
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 1;
-		len -= n;
-	}
-	while (len > 0) {
-		size_t chunk = len < (1U << 20) ? len : (1U << 20);
-		int r;
-
-		if (*cap < chunk) {
-			unsigned char *nb = realloc(*buf, chunk);
-			if (!nb)
-				return -ENOMEM;
-			*buf = nb;
-			*cap = chunk;
-		}
-		r = read_exact(in, *buf, chunk);
-		if (r != 0)
-			return r;
-		r = fs_write_all(out, *buf, chunk);
-		if (r < 0)
-			return r;
-		len -= chunk;
-	}
+	sk->tree_id = BTRFS_UUID_TREE_OBJECTID;
+	sk->min_objectid = sk->max_objectid = le64(uuid);
+	sk->min_type = sk->max_type = type;
+	sk->min_offset = sk->max_offset = le64(uuid + 8);
+	sk->max_transid = UINT64_MAX;
+	sk->nr_items = 1;
+	if (ioctl(fd, BTRFS_IOC_TREE_SEARCH, &args) < 0)
+		return -errno;
+	*ret_id = 0;
+	if (sk->nr_items == 0)
+		return 0;
+	memcpy(&sh, args.buf, sizeof(sh));
+	if (sh.len >= sizeof(uint64_t))
+		*ret_id = le64((const uint8_t *)args.buf + sizeof(sh));
 	return 0;
 }
 
-/* Forward the btrfs send stream on in to out command by command, up to its
- * END command: only the 10-byte command headers are read here, the
- * payloads are spliced through. */
-static int pump_stream(int in, int out, uint64_t *ret_bytes, struct vm_error *err)
+/*
+ * The base of an incremental receive of ds from ds@from, as its stream
+ * names it: the uuid by which `btrfs receive` will look the parent up (the
+ * base's received uuid when it was received, else its own uuid) and the
+ * ctransid that goes with it. The tool takes the first subvolume with that
+ * received uuid, else the first with that uuid: it must be this one, or a
+ * stream naming "its base" would get another subvolume's data. Returns the
+ * base's open directory in *ret_fd.
+ */
+static int receive_base(const char *ds, const char *from, const char *ppath,
+			struct btrfs_stream_subvol *ret, int *ret_fd, struct vm_error *err)
 {
-	_cleanup_free_ unsigned char *buf = NULL;
-	unsigned char hdr[17];
-	bool can_splice = true;
-	size_t cap = 0;
-	uint64_t total = 0;
+	static const uint8_t zero[BTRFS_UUID_SIZE];
+	struct btrfs_ioctl_get_subvol_info_args info = { 0 };
+	_cleanup_close_ int fd = open(ppath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	uint64_t found = 0;
+	bool received;
 	int r;
 
-	r = read_exact(in, hdr, sizeof(hdr));
-	if (r != 0)
-		return r < 0 ? vm_error_set(err, r, "read stream")
-			     : vm_error_setx(err, EPROTO, "stream truncated in its header");
-	if (memcmp(hdr, SEND_MAGIC, sizeof(SEND_MAGIC)) != 0)
-		return vm_error_setx(err, EPROTO, "not a btrfs send stream (bad magic)");
-	if (le32(hdr + 13) < 1 || le32(hdr + 13) > 3)
-		return vm_error_setx(err, EPROTO, "btrfs send stream version %u not supported",
-				     le32(hdr + 13));
-	r = fs_write_all(out, hdr, sizeof(hdr));
+	if (fd < 0)
+		return vm_error_set(err, errno, "open %s@%s (%s)", ds, from, ppath);
+	if (ioctl(fd, BTRFS_IOC_GET_SUBVOL_INFO, &info) < 0)
+		return vm_error_set(err, errno, "subvolume information of %s@%s", ds, from);
+	received = memcmp(info.received_uuid, zero, sizeof(zero)) != 0;
+	memcpy(ret->uuid, received ? info.received_uuid : info.uuid, BTRFS_UUID_SIZE);
+	ret->ctransid = received ? info.stransid : info.ctransid;
+	r = uuid_tree_first(fd, ret->uuid, BTRFS_UUID_KEY_RECEIVED_SUBVOL, &found);
+	if (r >= 0 && found == 0)
+		r = uuid_tree_first(fd, ret->uuid, BTRFS_UUID_KEY_SUBVOL, &found);
 	if (r < 0)
-		return r;
-	total = sizeof(hdr);
-	for (;;) {
-		unsigned char ch[10];
-		uint32_t len;
-		unsigned cmd;
+		return vm_error_set(err, r, "look up the uuid of %s@%s", ds, from);
+	if (found != info.treeid)
+		return vm_error_setx(
+		    err, EEXIST,
+		    "the base %s@%s (subvolume %llu) shares its uuid with subvolume "
+		    "%llu, which btrfs receive would take as the parent instead",
+		    ds, from, (unsigned long long)info.treeid, (unsigned long long)found);
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
 
-		r = read_exact(in, ch, sizeof(ch));
-		if (r != 0)
-			return r < 0 ? vm_error_set(err, r, "read stream")
-				     : vm_error_setx(err, EPROTO,
-						     "stream truncated at byte %llu (no end "
-						     "command)",
-						     (unsigned long long)total);
-		len = le32(ch);
-		cmd = ch[4] | (ch[5] << 8);
-		if (len > SEND_CMD_MAX)
-			return vm_error_setx(err, EPROTO,
-					     "stream command at byte %llu too long (%u bytes)",
-					     (unsigned long long)total, len);
-		r = fs_write_all(out, ch, sizeof(ch));
+/* A CLONE from the base names its source by a path in the base, which
+ * `btrfs receive` opens from the pool's mount point, outside its chroot:
+ * the path must lead to a regular file inside the base without going
+ * through a symlink (the base is a read-only snapshot: what is checked here
+ * is what the tool will open). */
+static int check_base_clone(struct recv_check *rc, const char *where, const char *path, size_t len,
+			    struct vm_error *err)
+{
+	struct open_how how = {
+	    .flags = O_PATH | O_CLOEXEC,
+	    .resolve =
+		RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
+	};
+	_cleanup_close_ int fd = -1;
+	char p[PATH_MAX];
+	struct stat st;
+
+	if (len >= sizeof(p))
+		return vm_error_setx(err, EPROTO, "%s: clone source path too long", where);
+	memcpy(p, path, len);
+	p[len] = '\0';
+	/* openat2(base, path, {O_PATH, RESOLVE_BENEATH|NO_SYMLINKS|...}) */
+	fd = (int)syscall(SYS_openat2, rc->base_fd, p, &how, sizeof(how));
+	if (fd < 0 && errno == ELOOP)
+		return vm_error_setx(
+		    err, EPROTO, "%s: clone_path \"%s\" goes through a symlink in the base %s@%s",
+		    where, p, rc->ds, rc->base);
+	if (fd < 0 && errno == EXDEV)
+		return vm_error_setx(err, EPROTO, "%s: clone_path \"%s\" leaves the base %s@%s",
+				     where, p, rc->ds, rc->base);
+	if (fd < 0)
+		return vm_error_set(err, errno, "%s: clone_path \"%s\" in the base %s@%s", where, p,
+				    rc->ds, rc->base);
+	if (fstat(fd, &st) < 0)
+		return vm_error_set(err, errno, "%s: clone_path \"%s\"", where, p);
+	if (!S_ISREG(st.st_mode))
+		return vm_error_setx(
+		    err, EPROTO, "%s: clone_path \"%s\" in the base %s@%s is not a regular file",
+		    where, p, rc->ds, rc->base);
+	return 0;
+}
+
+/* Check the whole commands at the start of buf (len bytes), up to END: *ret_ok
+ * is how many bytes may go to the tool. A command not yet whole waits. */
+static int check_commands(struct recv_check *rc, const uint8_t *buf, size_t len, size_t *ret_ok,
+			  struct vm_error *err)
+{
+	size_t pos = 0;
+	int r;
+
+	while (!rc->check.ended && len - pos >= BTRFS_STREAM_CMD_HEADER_SIZE) {
+		struct btrfs_stream_cmd cmd;
+		uint64_t n = rc->check.ncmds + 1, at = rc->check.offset;
+		size_t size;
+
+		r = btrfs_stream_cmd_size(&rc->check, buf + pos, &size, err);
 		if (r < 0)
 			return r;
-		r = forward(in, out, len, &can_splice, &buf, &cap);
-		if (r == -EPIPE)
-			return r; /* btrfs receive gave up: the caller says why */
-		if (r < 0)
-			return vm_error_set(err, r, "forward the stream at byte %llu",
-					    (unsigned long long)total);
-		if (r != 0)
-			return vm_error_setx(err, EPROTO, "stream truncated at byte %llu",
-					     (unsigned long long)total);
-		total += sizeof(ch) + len;
-		if (cmd == SEND_C_END)
+		if (len - pos < size)
 			break;
+		r = btrfs_stream_check_cmd(&rc->check, buf + pos, size, &cmd, err);
+		if (r < 0)
+			return r;
+		if (cmd.base_clone_path) {
+			char where[96];
+			snprintf(where, sizeof(where),
+				 "btrfs stream command %llu (clone) at byte %llu",
+				 (unsigned long long)n, (unsigned long long)at);
+			r = check_base_clone(rc, where, cmd.base_clone_path,
+					     cmd.base_clone_path_len, err);
+			if (r < 0)
+				return r;
+		}
+		pos += size;
 	}
+	*ret_ok = pos;
+	return 0;
+}
+
+/* Feed the btrfs send stream on in to out (the tool's stdin), checked, up
+ * to its END command; anything after END is refused. -EPIPE without a
+ * message when the tool stopped reading (the caller has its stderr). */
+static int pump_stream(int in, int out, struct recv_check *rc, uint64_t *ret_bytes,
+		       struct vm_error *err)
+{
+	size_t cap = PUMP_READ + BTRFS_STREAM_CMD_MAX;
+	_cleanup_free_ uint8_t *buf = malloc(cap);
+	size_t start = 0, end = 0; /* read, not yet passed on: buf[start, end) */
+	uint64_t total = 0;
+	ssize_t n;
+	int r;
+
+	if (!buf)
+		return vm_error_set(err, ENOMEM, "receive");
+	n = fs_read_full(in, buf, BTRFS_STREAM_HEADER_SIZE);
+	if (n < 0)
+		return vm_error_set(err, (int)n, "read stream");
+	if (n < BTRFS_STREAM_HEADER_SIZE)
+		return vm_error_setx(err, EPROTO, "stream truncated in its header");
+	r = btrfs_stream_check_header(&rc->check, buf, BTRFS_STREAM_HEADER_SIZE, err);
+	if (r < 0)
+		return r;
+	r = fs_write_all(out, buf, BTRFS_STREAM_HEADER_SIZE);
+	if (r < 0)
+		return r == -EPIPE ? r : vm_error_set(err, r, "feed btrfs receive");
+	total = BTRFS_STREAM_HEADER_SIZE;
+	for (;;) {
+		size_t ok = 0;
+
+		r = check_commands(rc, buf + start, end - start, &ok, err);
+		if (r < 0)
+			return r;
+		if (ok > 0) {
+			r = fs_write_all(out, buf + start, ok);
+			if (r < 0)
+				return r == -EPIPE ? r : vm_error_set(err, r, "feed btrfs receive");
+			start += ok;
+			total += ok;
+		}
+		if (rc->check.ended && end > start)
+			break;
+		/* What is left is less than one command: keep room after it
+		 * for a whole one. */
+		if (start == end) {
+			start = end = 0;
+		} else if (cap - end < BTRFS_STREAM_CMD_MAX) {
+			memmove(buf, buf + start, end - start);
+			end -= start;
+			start = 0;
+		}
+		/* Up to END: whatever is there; after it: only the end of
+		 * input may come. */
+		n = read(in, buf + end, rc->check.ended ? 1 : cap - end);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vm_error_set(err, errno, "read stream at byte %llu",
+					    (unsigned long long)(total + end - start));
+		if (n == 0 && rc->check.ended)
+			break;
+		if (n == 0)
+			return vm_error_setx(err, EPROTO,
+					     "stream truncated at byte %llu (no end command)",
+					     (unsigned long long)(total + end - start));
+		end += (size_t)n;
+	}
+	if (end > start)
+		return vm_error_setx(err, EPROTO,
+				     "trailing data after the btrfs stream's END at byte %llu",
+				     (unsigned long long)total);
 	*ret_bytes = total;
 	return 0;
 }
@@ -769,6 +901,12 @@ static void read_errout(int memfd, char *buf, size_t size)
 	ssize_t n = pread(memfd, buf, size - 1, from);
 
 	buf[n > 0 ? n : 0] = '\0';
+	/* -C announces itself even with -q: not news to our user */
+	if (strncmp(buf, "Chroot to ", 10) == 0) {
+		const char *rest = strchr(buf, '\n') ? strchr(buf, '\n') + 1 : "";
+		n = (ssize_t)strlen(rest);
+		memmove(buf, rest, (size_t)n + 1);
+	}
 	for (n = n > 0 ? n : 0; n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '); n--)
 		buf[n - 1] = '\0';
 	for (char *p = buf; *p; p++)
@@ -776,18 +914,18 @@ static void read_errout(int memfd, char *buf, size_t size)
 			*p = ' ';
 }
 
-/* Run `btrfs receive DIR` fed from fd; 0 when the complete stream was
- * applied. */
-static int run_receive(const char *dir, int fd, struct vm_error *err)
+/* Run `btrfs receive` confined to dir, fed from fd through the checks; 0
+ * when the complete stream was checked and applied. */
+static int run_receive(const char *dir, int fd, struct recv_check *rc, struct vm_error *err)
 {
-	/* btrfs receive DIR < stream */
-	const char *argv[] = { "btrfs", "receive", dir, NULL };
+	/* btrfs receive -q -C DIR < stream */
+	const char *argv[] = { "btrfs", "receive", "-q", "-C", dir, NULL };
 	_cleanup_close_ int memfd = -1, pr = -1, pw = -1;
 	struct vm_error werr = { 0 };
 	sigset_t pipe_set, old_set;
 	char errbuf[1024];
 	uint64_t bytes = 0;
-	int pfd[2], r, pr_pump, rw;
+	int pfd[2], pr_pump, rw;
 	pid_t pid;
 
 	memfd = memfd_create("btrfs-receive-stderr", MFD_CLOEXEC);
@@ -808,10 +946,15 @@ static int run_receive(const char *dir, int fd, struct vm_error *err)
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-	pr_pump = pump_stream(fd, pw, &bytes, &werr);
+	pr_pump = pump_stream(fd, pw, rc, &bytes, &werr);
+	/* Refused (or unreadable): the tool must not finish the subvolume
+	 * from what it has, nor see the end of its input as the end of a
+	 * stream. */
+	if (pr_pump < 0 && pr_pump != -EPIPE)
+		kill(pid, SIGKILL);
 	close(TAKE_FD(pw));
 	if (!sigismember(&old_set, SIGPIPE)) {
-		struct timespec zero = { 0, 0 };
+		struct timespec zero = {0, 0};
 		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
 			;
 	}
@@ -819,25 +962,18 @@ static int run_receive(const char *dir, int fd, struct vm_error *err)
 
 	rw = vm_spawn_wait(pid, "btrfs receive", err);
 	read_errout(memfd, errbuf, sizeof(errbuf));
+	if (pr_pump < 0 && pr_pump != -EPIPE)
+		return vm_error_setx(err, -pr_pump, "%s", werr.msg);
 	if (rw < 0) {
-		if (pr_pump < 0 && pr_pump != -EPIPE)
-			return vm_error_setx(err, -pr_pump, "%s (btrfs receive: %s)", werr.msg,
-					     errbuf[0] ? errbuf : "failed");
 		char what[256];
 		snprintf(what, sizeof(what), "%s", err->msg);
 		return vm_error_setx(err, EIO, "%s: %s", what, errbuf[0] ? errbuf : "no message");
 	}
-	if (pr_pump < 0) {
-		if (pr_pump == -EPIPE)
-			return vm_error_setx(err, EIO, "btrfs receive stopped reading early: %s",
-					     errbuf[0] ? errbuf : "no message");
-		if (werr.msg[0])
-			return vm_error_setx(err, -pr_pump, "%s", werr.msg);
-		return vm_error_set(err, pr_pump, "feed btrfs receive");
-	}
-	r = 0;
+	if (pr_pump == -EPIPE)
+		return vm_error_setx(err, EIO, "btrfs receive stopped reading early: %s",
+				     errbuf[0] ? errbuf : "no message");
 	vm_debug("btrfs receive: %llu bytes into %s", (unsigned long long)bytes, dir);
-	return r;
+	return 0;
 }
 
 /* The one entry (the received subvolume) in dir, malloc'ed path. */
@@ -944,6 +1080,9 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	_cleanup_free_ char *ppath = from_snap ? pool_snappath(pool, ds, from_snap) : NULL;
 	_cleanup_free_ char *tmp = NULL, *got = NULL, *newds = NULL, *oldds = NULL, *prefix = NULL;
 	_cleanup_strv_ char **children = NULL;
+	_cleanup_close_ int base_fd = -1;
+	struct recv_check rc = { .base_fd = -1, .ds = ds, .base = from_snap };
+	struct btrfs_stream_subvol base;
 	bool snap_placed = false, sdir_made = false;
 	struct vm_error e2;
 	int r;
@@ -961,7 +1100,13 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 					     "receive %s@%s: incremental stream needs snapshot "
 					     "%s@%s, which does not exist",
 					     ds, snap, ds, from_snap);
+		r = receive_base(ds, from_snap, ppath, &base, &base_fd, err);
+		if (r < 0)
+			return vm_error_prefix(err, "receive %s@%s", ds, snap);
+		rc.base_fd = base_fd;
+		btrfs_stream_check_init(&rc.check, &base);
 	} else {
+		btrfs_stream_check_init(&rc.check, NULL);
 		r = check_new(pool, "receive", ds, path, err);
 		if (r < 0)
 			return r;
@@ -977,7 +1122,7 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	if (!mkdtemp(tmp))
 		return vm_error_set(err, errno, "receive %s@%s: mkdtemp %s", ds, snap, tmp);
 
-	r = run_receive(tmp, fd, err);
+	r = run_receive(tmp, fd, &rc, err);
 	if (r < 0)
 		goto fail;
 	r = received_subvol(tmp, &got, err);
