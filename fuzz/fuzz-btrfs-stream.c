@@ -25,23 +25,6 @@
 #include "storage/btrfs-stream.h"
 #include "util/macros.h"
 
-/* From the format (btrfs-progs send.h), for the oracle. */
-enum {
-	CMD_SUBVOL = 1,
-	CMD_SNAPSHOT = 2,
-	CMD_SYMLINK = 8,
-	CMD_END = 21,
-	A_UUID = 1,
-	A_CTRANSID = 2,
-	A_PATH = 15,
-	A_PATH_TO = 16,
-	A_PATH_LINK = 17,
-	A_DATA = 19,
-	A_CLONE_UUID = 20,
-	A_CLONE_CTRANSID = 21,
-	A_CLONE_PATH = 22,
-};
-
 static uint32_t le32(const uint8_t *p)
 {
 	return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
@@ -90,7 +73,7 @@ static bool each_attr(const uint8_t *attrs, size_t len, uint32_t version, uint16
 		if (len - pos < 2)
 			return false;
 		type = le16(attrs + pos);
-		if (type == A_DATA && version >= 2) {
+		if (type == BTRFS_SEND_A_DATA && version >= 2) {
 			fn(cmd, type, attrs + pos + 2, len - pos - 2, u);
 			return true;
 		}
@@ -109,9 +92,10 @@ static bool each_attr(const uint8_t *attrs, size_t len, uint32_t version, uint16
 static bool no_escape(uint16_t cmd, uint16_t type, const uint8_t *v, size_t n, void *u)
 {
 	(void)u;
-	if (type == A_PATH_LINK && cmd == CMD_SYMLINK)
+	if (type == BTRFS_SEND_A_PATH_LINK && cmd == BTRFS_SEND_C_SYMLINK)
 		return true; /* a symlink's target is its data */
-	if ((type == A_PATH || type == A_PATH_TO || type == A_PATH_LINK || type == A_CLONE_PATH) &&
+	if ((type == BTRFS_SEND_A_PATH || type == BTRFS_SEND_A_PATH_TO ||
+	     type == BTRFS_SEND_A_PATH_LINK || type == BTRFS_SEND_A_CLONE_PATH) &&
 	    path_escapes(v, n))
 		fuzz_die("the checker accepted command %u with path attribute %u \"%.*s\"", cmd,
 			 type, (int)n, (const char *)v);
@@ -123,9 +107,9 @@ static bool find_parent(uint16_t cmd, uint16_t type, const uint8_t *v, size_t n,
 	struct btrfs_stream_subvol *base = u;
 
 	(void)cmd;
-	if (type == A_CLONE_UUID && n == BTRFS_STREAM_UUID_SIZE)
+	if (type == BTRFS_SEND_A_CLONE_UUID && n == BTRFS_STREAM_UUID_SIZE)
 		memcpy(base->uuid, v, n);
-	else if (type == A_CLONE_CTRANSID && n == 8)
+	else if (type == BTRFS_SEND_A_CLONE_CTRANSID && n == 8)
 		base->ctransid = le64(v);
 	return true;
 }
@@ -147,7 +131,7 @@ static void check_accepted(const uint8_t *data, size_t size, const struct btrfs_
 		if (size - pos - BTRFS_STREAM_CMD_HEADER_SIZE < len)
 			fuzz_die("accepted, but command %" PRIu64 " is cut", i);
 		last = le16(c + 4);
-		if (i == 0 && last != (base ? CMD_SNAPSHOT : CMD_SUBVOL))
+		if (i == 0 && last != (base ? BTRFS_SEND_C_SNAPSHOT : BTRFS_SEND_C_SUBVOL))
 			fuzz_die("accepted a %s stream whose first command is %u",
 				 base ? "incremental" : "full", last);
 		if (i == 0 && base) {
@@ -163,10 +147,10 @@ static void check_accepted(const uint8_t *data, size_t size, const struct btrfs_
 			       NULL))
 			fuzz_die("accepted command %" PRIu64 " with malformed attributes", i);
 		pos += BTRFS_STREAM_CMD_HEADER_SIZE + len;
-		if (last == CMD_END && pos != size)
+		if (last == BTRFS_SEND_C_END && pos != size)
 			fuzz_die("accepted bytes after END");
 	}
-	if (last != CMD_END)
+	if (last != BTRFS_SEND_C_END)
 		fuzz_die("accepted a stream that does not end with END");
 }
 

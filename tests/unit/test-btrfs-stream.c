@@ -18,52 +18,6 @@
 #include "util/fs.h"
 #include "util/macros.h"
 
-enum {
-	SUBVOL = 1,
-	SNAPSHOT = 2,
-	MKFILE = 3,
-	MKDIR = 4,
-	MKNOD = 5,
-	SYMLINK = 8,
-	RENAME = 9,
-	LINK = 10,
-	UNLINK = 11,
-	SET_XATTR = 13,
-	WRITE = 15,
-	CLONE = 16,
-	TRUNCATE = 17,
-	CHMOD = 18,
-	UTIMES = 20,
-	END = 21,
-	FALLOCATE = 23,
-	FILEATTR = 24,
-};
-enum {
-	A_UUID = 1,
-	A_CTRANSID = 2,
-	A_INO = 3,
-	A_SIZE = 4,
-	A_MODE = 5,
-	A_RDEV = 8,
-	A_CTIME = 9,
-	A_MTIME = 10,
-	A_ATIME = 11,
-	A_XATTR_NAME = 13,
-	A_XATTR_DATA = 14,
-	A_PATH = 15,
-	A_PATH_TO = 16,
-	A_PATH_LINK = 17,
-	A_FILE_OFFSET = 18,
-	A_DATA = 19,
-	A_CLONE_UUID = 20,
-	A_CLONE_CTRANSID = 21,
-	A_CLONE_PATH = 22,
-	A_CLONE_OFFSET = 23,
-	A_CLONE_LEN = 24,
-	A_FALLOCATE_MODE = 25,
-	A_FILEATTR = 26,
-};
-
 static const uint8_t U_SUB[16] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
 				  0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11};
 static const uint8_t U_BASE[16] = {0xba, 0x5e, 0xba, 0x5e, 0xba, 0x5e, 0xba, 0x5e,
@@ -150,25 +104,25 @@ static void done(struct sb *s)
 
 static void subvol(struct sb *s, const char *name)
 {
-	cmd(s, SUBVOL);
-	str(s, A_PATH, name);
-	attr(s, A_UUID, U_SUB, 16);
-	u64(s, A_CTRANSID, 10);
+	cmd(s, BTRFS_SEND_C_SUBVOL);
+	str(s, BTRFS_SEND_A_PATH, name);
+	attr(s, BTRFS_SEND_A_UUID, U_SUB, 16);
+	u64(s, BTRFS_SEND_A_CTRANSID, 10);
 	done(s);
 }
 static void snapshot(struct sb *s, const uint8_t parent[16], uint64_t parent_ct)
 {
-	cmd(s, SNAPSHOT);
-	str(s, A_PATH, "sv");
-	attr(s, A_UUID, U_SUB, 16);
-	u64(s, A_CTRANSID, 10);
-	attr(s, A_CLONE_UUID, parent, 16);
-	u64(s, A_CLONE_CTRANSID, parent_ct);
+	cmd(s, BTRFS_SEND_C_SNAPSHOT);
+	str(s, BTRFS_SEND_A_PATH, "sv");
+	attr(s, BTRFS_SEND_A_UUID, U_SUB, 16);
+	u64(s, BTRFS_SEND_A_CTRANSID, 10);
+	attr(s, BTRFS_SEND_A_CLONE_UUID, parent, 16);
+	u64(s, BTRFS_SEND_A_CLONE_CTRANSID, parent_ct);
 	done(s);
 }
 static void end(struct sb *s)
 {
-	cmd(s, END);
+	cmd(s, BTRFS_SEND_C_END);
 	done(s);
 }
 static void full(struct sb *s)
@@ -183,21 +137,21 @@ static void incr(struct sb *s)
 }
 static void mkfile(struct sb *s, const char *path)
 {
-	cmd(s, MKFILE);
-	str(s, A_PATH, path);
-	u64(s, A_INO, 300);
+	cmd(s, BTRFS_SEND_C_MKFILE);
+	str(s, BTRFS_SEND_A_PATH, path);
+	u64(s, BTRFS_SEND_A_INO, 300);
 	done(s);
 }
 static void clone_cmd(struct sb *s, const uint8_t src[16], uint64_t ct, const char *from)
 {
-	cmd(s, CLONE);
-	u64(s, A_FILE_OFFSET, 0);
-	u64(s, A_CLONE_LEN, 4096);
-	str(s, A_PATH, "f");
-	attr(s, A_CLONE_UUID, src, 16);
-	u64(s, A_CLONE_CTRANSID, ct);
-	str(s, A_CLONE_PATH, from);
-	u64(s, A_CLONE_OFFSET, 0);
+	cmd(s, BTRFS_SEND_C_CLONE);
+	u64(s, BTRFS_SEND_A_FILE_OFFSET, 0);
+	u64(s, BTRFS_SEND_A_CLONE_LEN, 4096);
+	str(s, BTRFS_SEND_A_PATH, "f");
+	attr(s, BTRFS_SEND_A_CLONE_UUID, src, 16);
+	u64(s, BTRFS_SEND_A_CLONE_CTRANSID, ct);
+	str(s, BTRFS_SEND_A_CLONE_PATH, from);
+	u64(s, BTRFS_SEND_A_CLONE_OFFSET, 0);
 	done(s);
 }
 
@@ -236,9 +190,9 @@ static struct btrfs_stream_subvol base_of(const uint8_t *full)
 
 	while (p < end) {
 		unsigned t = p[0] | (p[1] << 8), n = p[2] | (p[3] << 8);
-		if (t == A_UUID)
+		if (t == BTRFS_SEND_A_UUID)
 			memcpy(b.uuid, p + 4, 16);
-		if (t == A_CTRANSID)
+		if (t == BTRFS_SEND_A_CTRANSID)
 			for (int i = 7; i >= 0; i--)
 				b.ctransid = (b.ctransid << 8) | p[4 + i];
 		p += 4 + n;
@@ -319,11 +273,11 @@ static void golden_clone_from_base(void)
 
 		CHECK(btrfs_stream_cmd_size(&c, i + pos, &size, &err) == 0);
 		CHECK(btrfs_stream_check_cmd(&c, i + pos, size, &out, &err) == 0);
-		if (out.cmd == CLONE && out.base_clone_path) {
+		if (out.cmd == BTRFS_SEND_C_CLONE && out.base_clone_path) {
 			base_clones++;
 			CHECK(out.base_clone_path_len == 3 &&
 			      memcmp(out.base_clone_path, "old", 3) == 0);
-		} else if (out.cmd == CLONE) {
+		} else if (out.cmd == BTRFS_SEND_C_CLONE) {
 			own_clones++;
 		}
 		pos += size;
@@ -342,23 +296,29 @@ static void paths_refused(void)
 		uint16_t cmd, attr;
 		const char *path, *why;
 	} bad[] = {
-	    {MKFILE, A_PATH, "../../etc/x", "path \"../../etc/x\" has a \"..\" component"},
-	    {MKFILE, A_PATH, "a/../../x", "has a \"..\" component"},
-	    {MKFILE, A_PATH, "a/..", "has a \"..\" component"},
-	    {MKFILE, A_PATH, "/etc/passwd", "path \"/etc/passwd\" is absolute"},
-	    {MKFILE, A_PATH, "", "path \"\" is empty"},
-	    {MKFILE, A_PATH, "a//b", "has an empty component"},
-	    {MKFILE, A_PATH, "a/", "has an empty component"},
-	    {MKFILE, A_PATH, "./a", "has a \".\" component"},
-	    {MKDIR, A_PATH, "..", "has a \"..\" component"},
-	    {WRITE, A_PATH, "../x", "(write)"},
-	    {RENAME, A_PATH_TO, "../../x", "path_to \"../../x\" has a \"..\" component"},
-	    {RENAME, A_PATH, "../../outside", "path \"../../outside\" has a \"..\""},
-	    {LINK, A_PATH_LINK, "../../../etc/shadow", "path_link \"../../../etc/shadow\" has"},
-	    {LINK, A_PATH_LINK, "/etc/shadow", "is absolute"},
-	    {CHMOD, A_PATH, "../secret", "(chmod)"},
-	    {UNLINK, A_PATH, "", "is empty"},
-	    {CLONE, A_CLONE_PATH, "../../other/secret", "clone_path \"../../other/secret\""},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "../../etc/x",
+	     "path \"../../etc/x\" has a \"..\" component"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "a/../../x", "has a \"..\" component"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "a/..", "has a \"..\" component"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "/etc/passwd",
+	     "path \"/etc/passwd\" is absolute"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "", "path \"\" is empty"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "a//b", "has an empty component"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "a/", "has an empty component"},
+	    {BTRFS_SEND_C_MKFILE, BTRFS_SEND_A_PATH, "./a", "has a \".\" component"},
+	    {BTRFS_SEND_C_MKDIR, BTRFS_SEND_A_PATH, "..", "has a \"..\" component"},
+	    {BTRFS_SEND_C_WRITE, BTRFS_SEND_A_PATH, "../x", "(write)"},
+	    {BTRFS_SEND_C_RENAME, BTRFS_SEND_A_PATH_TO, "../../x",
+	     "path_to \"../../x\" has a \"..\" component"},
+	    {BTRFS_SEND_C_RENAME, BTRFS_SEND_A_PATH, "../../outside",
+	     "path \"../../outside\" has a \"..\""},
+	    {BTRFS_SEND_C_LINK, BTRFS_SEND_A_PATH_LINK, "../../../etc/shadow",
+	     "path_link \"../../../etc/shadow\" has"},
+	    {BTRFS_SEND_C_LINK, BTRFS_SEND_A_PATH_LINK, "/etc/shadow", "is absolute"},
+	    {BTRFS_SEND_C_CHMOD, BTRFS_SEND_A_PATH, "../secret", "(chmod)"},
+	    {BTRFS_SEND_C_UNLINK, BTRFS_SEND_A_PATH, "", "is empty"},
+	    {BTRFS_SEND_C_CLONE, BTRFS_SEND_A_CLONE_PATH, "../../other/secret",
+	     "clone_path \"../../other/secret\""},
 	};
 
 	for (size_t k = 0; k < ARRAY_SIZE(bad); k++) {
@@ -370,38 +330,40 @@ static void paths_refused(void)
 		at = S.len;
 		cmd(&S, bad[k].cmd);
 		switch (bad[k].cmd) {
-		case MKFILE:
-		case MKDIR:
-			str(&S, A_PATH, bad[k].path);
-			u64(&S, A_INO, 301);
+		case BTRFS_SEND_C_MKFILE:
+		case BTRFS_SEND_C_MKDIR:
+			str(&S, BTRFS_SEND_A_PATH, bad[k].path);
+			u64(&S, BTRFS_SEND_A_INO, 301);
 			break;
-		case WRITE:
-			str(&S, A_PATH, bad[k].path);
-			u64(&S, A_FILE_OFFSET, 0);
-			attr(&S, A_DATA, "PWNED", 5);
+		case BTRFS_SEND_C_WRITE:
+			str(&S, BTRFS_SEND_A_PATH, bad[k].path);
+			u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+			attr(&S, BTRFS_SEND_A_DATA, "PWNED", 5);
 			break;
-		case RENAME:
-			str(&S, A_PATH, bad[k].attr == A_PATH ? bad[k].path : "f");
-			str(&S, A_PATH_TO, bad[k].attr == A_PATH_TO ? bad[k].path : "g");
+		case BTRFS_SEND_C_RENAME:
+			str(&S, BTRFS_SEND_A_PATH,
+			    bad[k].attr == BTRFS_SEND_A_PATH ? bad[k].path : "f");
+			str(&S, BTRFS_SEND_A_PATH_TO,
+			    bad[k].attr == BTRFS_SEND_A_PATH_TO ? bad[k].path : "g");
 			break;
-		case LINK:
-			str(&S, A_PATH, "g");
-			str(&S, A_PATH_LINK, bad[k].path);
+		case BTRFS_SEND_C_LINK:
+			str(&S, BTRFS_SEND_A_PATH, "g");
+			str(&S, BTRFS_SEND_A_PATH_LINK, bad[k].path);
 			break;
-		case CHMOD:
-			str(&S, A_PATH, bad[k].path);
-			u64(&S, A_MODE, 0666);
+		case BTRFS_SEND_C_CHMOD:
+			str(&S, BTRFS_SEND_A_PATH, bad[k].path);
+			u64(&S, BTRFS_SEND_A_MODE, 0666);
 			break;
-		case UNLINK:
-			str(&S, A_PATH, bad[k].path);
+		case BTRFS_SEND_C_UNLINK:
+			str(&S, BTRFS_SEND_A_PATH, bad[k].path);
 			break;
-		case CLONE:
+		case BTRFS_SEND_C_CLONE:
 			S.len = at;
 			clone_cmd(&S, U_SUB, 10, bad[k].path);
 			S.cmd = at;
 			break;
 		}
-		if (bad[k].cmd != CLONE)
+		if (bad[k].cmd != BTRFS_SEND_C_CLONE)
 			done(&S);
 		end(&S);
 		CHECK(check_full(&err) == -EPROTO);
@@ -446,32 +408,32 @@ static void paths_allowed(void)
 
 	full(&S);
 	/* The root's own attributes come with an empty path. */
-	cmd(&S, UTIMES);
-	str(&S, A_PATH, "");
-	attr(&S, A_ATIME, "123456789012", 12);
-	attr(&S, A_MTIME, "123456789012", 12);
-	attr(&S, A_CTIME, "123456789012", 12);
+	cmd(&S, BTRFS_SEND_C_UTIMES);
+	str(&S, BTRFS_SEND_A_PATH, "");
+	attr(&S, BTRFS_SEND_A_ATIME, "123456789012", 12);
+	attr(&S, BTRFS_SEND_A_MTIME, "123456789012", 12);
+	attr(&S, BTRFS_SEND_A_CTIME, "123456789012", 12);
 	done(&S);
-	cmd(&S, CHMOD);
-	str(&S, A_PATH, "");
-	u64(&S, A_MODE, 0755);
+	cmd(&S, BTRFS_SEND_C_CHMOD);
+	str(&S, BTRFS_SEND_A_PATH, "");
+	u64(&S, BTRFS_SEND_A_MODE, 0755);
 	done(&S);
 	/* A symlink's target is data: absolute or with "..", it is never
 	 * followed by the receiver (and could not leave its chroot). */
-	cmd(&S, SYMLINK);
-	str(&S, A_PATH, "o300");
-	u64(&S, A_INO, 300);
-	str(&S, A_PATH_LINK, "/");
+	cmd(&S, BTRFS_SEND_C_SYMLINK);
+	str(&S, BTRFS_SEND_A_PATH, "o300");
+	u64(&S, BTRFS_SEND_A_INO, 300);
+	str(&S, BTRFS_SEND_A_PATH_LINK, "/");
 	done(&S);
-	cmd(&S, SYMLINK);
-	str(&S, A_PATH, "o301");
-	u64(&S, A_INO, 301);
-	str(&S, A_PATH_LINK, "../../../../etc/shadow");
+	cmd(&S, BTRFS_SEND_C_SYMLINK);
+	str(&S, BTRFS_SEND_A_PATH, "o301");
+	u64(&S, BTRFS_SEND_A_INO, 301);
+	str(&S, BTRFS_SEND_A_PATH_LINK, "../../../../etc/shadow");
 	done(&S);
 	mkfile(&S, "dir.with..dots/.hidden/..x/x..");
-	cmd(&S, RENAME);
-	str(&S, A_PATH, "o300");
-	str(&S, A_PATH_TO, "a/b/c");
+	cmd(&S, BTRFS_SEND_C_RENAME);
+	str(&S, BTRFS_SEND_A_PATH, "o300");
+	str(&S, BTRFS_SEND_A_PATH_TO, "a/b/c");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == 0);
@@ -614,7 +576,7 @@ static void clones(void)
 		CHECK(btrfs_stream_cmd_size(&c, S.buf + pos, &size, &err) == 0);
 		CHECK(btrfs_stream_check_cmd(&c, S.buf + pos, size, &out, &err) == 0);
 		if (pos == at)
-			CHECK(out.cmd == CLONE && out.base_clone_path_len == 7 &&
+			CHECK(out.cmd == BTRFS_SEND_C_CLONE && out.base_clone_path_len == 7 &&
 			      memcmp(out.base_clone_path, "dir/old", 7) == 0);
 		else
 			CHECK(out.base_clone_path == NULL);
@@ -641,14 +603,14 @@ static void malformed(void)
 	/* unknown command; a version 2 command in a version 1 stream */
 	full(&S);
 	cmd(&S, 99);
-	str(&S, A_PATH, "f");
+	str(&S, BTRFS_SEND_A_PATH, "f");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
 	CHECK_HAS(err.msg, "unknown command 99 for a version 1 stream");
 	full(&S);
-	cmd(&S, FALLOCATE);
-	str(&S, A_PATH, "f");
+	cmd(&S, BTRFS_SEND_C_FALLOCATE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -656,19 +618,19 @@ static void malformed(void)
 
 	/* unknown attribute; a version 2 attribute in version 1 */
 	full(&S);
-	cmd(&S, MKFILE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_INO, 1);
+	cmd(&S, BTRFS_SEND_C_MKFILE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_INO, 1);
 	u64(&S, 40, 1);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
 	CHECK_HAS(err.msg, "(mkfile) at byte 65: unknown attribute 40 for a version 1 stream");
 	full(&S);
-	cmd(&S, MKFILE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_INO, 1);
-	u64(&S, A_FILEATTR, 1);
+	cmd(&S, BTRFS_SEND_C_MKFILE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_INO, 1);
+	u64(&S, BTRFS_SEND_A_FILEATTR, 1);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -676,10 +638,10 @@ static void malformed(void)
 
 	/* the same attribute twice: the receiver would take the last one */
 	full(&S);
-	cmd(&S, MKFILE);
-	str(&S, A_PATH, "innocent");
-	u64(&S, A_INO, 1);
-	str(&S, A_PATH, "../../x");
+	cmd(&S, BTRFS_SEND_C_MKFILE);
+	str(&S, BTRFS_SEND_A_PATH, "innocent");
+	u64(&S, BTRFS_SEND_A_INO, 1);
+	str(&S, BTRFS_SEND_A_PATH, "../../x");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -687,10 +649,10 @@ static void malformed(void)
 
 	/* an attribute the command does not take */
 	full(&S);
-	cmd(&S, MKFILE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_INO, 1);
-	str(&S, A_CLONE_PATH, "../x");
+	cmd(&S, BTRFS_SEND_C_MKFILE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_INO, 1);
+	str(&S, BTRFS_SEND_A_CLONE_PATH, "../x");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -698,8 +660,8 @@ static void malformed(void)
 
 	/* a missing attribute */
 	full(&S);
-	cmd(&S, RENAME);
-	str(&S, A_PATH, "f");
+	cmd(&S, BTRFS_SEND_C_RENAME);
+	str(&S, BTRFS_SEND_A_PATH, "f");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -707,9 +669,9 @@ static void malformed(void)
 
 	/* a fixed-size attribute of another size */
 	full(&S);
-	cmd(&S, TRUNCATE);
-	str(&S, A_PATH, "f");
-	attr(&S, A_SIZE, "1234", 4);
+	cmd(&S, BTRFS_SEND_C_TRUNCATE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	attr(&S, BTRFS_SEND_A_SIZE, "1234", 4);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -717,9 +679,9 @@ static void malformed(void)
 
 	/* a NUL byte in a path: the receiver would cut it there */
 	full(&S);
-	cmd(&S, MKFILE);
-	attr(&S, A_PATH, "ok\0/../../x", 11);
-	u64(&S, A_INO, 1);
+	cmd(&S, BTRFS_SEND_C_MKFILE);
+	attr(&S, BTRFS_SEND_A_PATH, "ok\0/../../x", 11);
+	u64(&S, BTRFS_SEND_A_INO, 1);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -727,16 +689,16 @@ static void malformed(void)
 
 	/* attributes cut short or past the end */
 	full(&S);
-	cmd(&S, UNLINK);
-	str(&S, A_PATH, "f");
-	put_le16(&S, A_INO);
+	cmd(&S, BTRFS_SEND_C_UNLINK);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	put_le16(&S, BTRFS_SEND_A_INO);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
 	CHECK_HAS(err.msg, "attribute ino is cut short");
 	full(&S);
-	cmd(&S, UNLINK);
-	put_le16(&S, A_PATH);
+	cmd(&S, BTRFS_SEND_C_UNLINK);
+	put_le16(&S, BTRFS_SEND_A_PATH);
 	put_le16(&S, 200);
 	put(&S, "f", 1);
 	done(&S);
@@ -776,18 +738,18 @@ static void lengths(void)
 
 	/* version 1: 64 KiB, header included */
 	full(&S);
-	cmd(&S, WRITE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILE_OFFSET, 0);
-	attr(&S, A_DATA, big, 65536 - 10 - 5 - 12 - 4);
+	cmd(&S, BTRFS_SEND_C_WRITE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+	attr(&S, BTRFS_SEND_A_DATA, big, 65536 - 10 - 5 - 12 - 4);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == 0);
 	full(&S);
-	cmd(&S, WRITE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILE_OFFSET, 0);
-	attr(&S, A_DATA, big, 65536 - 10 - 5 - 12 - 4 + 1);
+	cmd(&S, BTRFS_SEND_C_WRITE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+	attr(&S, BTRFS_SEND_A_DATA, big, 65536 - 10 - 5 - 12 - 4 + 1);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -797,20 +759,20 @@ static void lengths(void)
 	/* version 2: DATA runs to the end of the command, up to 192 KiB */
 	header(&S, 2);
 	subvol(&S, "sv");
-	cmd(&S, WRITE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILE_OFFSET, 0);
-	put_le16(&S, A_DATA);
+	cmd(&S, BTRFS_SEND_C_WRITE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+	put_le16(&S, BTRFS_SEND_A_DATA);
 	put(&S, big, 150 * 1024);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == 0);
 	header(&S, 2);
 	subvol(&S, "sv");
-	cmd(&S, WRITE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILE_OFFSET, 0);
-	put_le16(&S, A_DATA);
+	cmd(&S, BTRFS_SEND_C_WRITE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+	put_le16(&S, BTRFS_SEND_A_DATA);
 	put(&S, big, 192 * 1024);
 	done(&S);
 	end(&S);
@@ -820,7 +782,7 @@ static void lengths(void)
 	/* a length of 4 GiB - 1 is refused from its header alone */
 	{
 		struct btrfs_stream_check c;
-		const uint8_t hdr[10] = {0xff, 0xff, 0xff, 0xff, WRITE, 0};
+		const uint8_t hdr[10] = {0xff, 0xff, 0xff, 0xff, BTRFS_SEND_C_WRITE, 0};
 		size_t size = 0;
 		btrfs_stream_check_init(&c, NULL);
 		c.version = 1;
@@ -860,9 +822,9 @@ static void fileattr(void)
 	header(&S, 2);
 	subvol(&S, "sv");
 	mkfile(&S, "f");
-	cmd(&S, FILEATTR);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILEATTR, 1u << 6);
+	cmd(&S, BTRFS_SEND_C_FILEATTR);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILEATTR, 1u << 6);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -871,9 +833,9 @@ static void fileattr(void)
 
 	header(&S, 2);
 	subvol(&S, "sv");
-	cmd(&S, FILEATTR);
-	str(&S, A_PATH, "");
-	u64(&S, A_FILEATTR, 1u << 7);
+	cmd(&S, BTRFS_SEND_C_FILEATTR);
+	str(&S, BTRFS_SEND_A_PATH, "");
+	u64(&S, BTRFS_SEND_A_FILEATTR, 1u << 7);
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == -EPROTO);
@@ -883,9 +845,9 @@ static void fileattr(void)
 	header(&S, 2);
 	subvol(&S, "sv");
 	mkfile(&S, "f");
-	cmd(&S, FILEATTR);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILEATTR, (1u << 1) | (1u << 9));
+	cmd(&S, BTRFS_SEND_C_FILEATTR);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILEATTR, (1u << 1) | (1u << 9));
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == 0);
@@ -899,32 +861,32 @@ static void every_command_kind(void)
 
 	full(&S);
 	mkfile(&S, "f");
-	cmd(&S, MKDIR);
-	str(&S, A_PATH, "d");
-	u64(&S, A_INO, 2);
+	cmd(&S, BTRFS_SEND_C_MKDIR);
+	str(&S, BTRFS_SEND_A_PATH, "d");
+	u64(&S, BTRFS_SEND_A_INO, 2);
 	done(&S);
-	cmd(&S, MKNOD);
-	str(&S, A_PATH, "d/null");
-	u64(&S, A_INO, 3);
-	u64(&S, A_MODE, 020644);
-	u64(&S, A_RDEV, 0x103);
+	cmd(&S, BTRFS_SEND_C_MKNOD);
+	str(&S, BTRFS_SEND_A_PATH, "d/null");
+	u64(&S, BTRFS_SEND_A_INO, 3);
+	u64(&S, BTRFS_SEND_A_MODE, 020644);
+	u64(&S, BTRFS_SEND_A_RDEV, 0x103);
 	done(&S);
-	cmd(&S, SET_XATTR);
-	str(&S, A_PATH, "f");
-	str(&S, A_XATTR_NAME, "user.x");
-	attr(&S, A_XATTR_DATA, "\0\1", 2);
+	cmd(&S, BTRFS_SEND_C_SET_XATTR);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	str(&S, BTRFS_SEND_A_XATTR_NAME, "user.x");
+	attr(&S, BTRFS_SEND_A_XATTR_DATA, "\0\1", 2);
 	done(&S);
-	cmd(&S, WRITE);
-	str(&S, A_PATH, "f");
-	u64(&S, A_FILE_OFFSET, 0);
-	attr(&S, A_DATA, "hello", 5);
+	cmd(&S, BTRFS_SEND_C_WRITE);
+	str(&S, BTRFS_SEND_A_PATH, "f");
+	u64(&S, BTRFS_SEND_A_FILE_OFFSET, 0);
+	attr(&S, BTRFS_SEND_A_DATA, "hello", 5);
 	done(&S);
-	cmd(&S, LINK);
-	str(&S, A_PATH, "d/hard");
-	str(&S, A_PATH_LINK, "f");
+	cmd(&S, BTRFS_SEND_C_LINK);
+	str(&S, BTRFS_SEND_A_PATH, "d/hard");
+	str(&S, BTRFS_SEND_A_PATH_LINK, "f");
 	done(&S);
-	cmd(&S, UNLINK);
-	str(&S, A_PATH, "f");
+	cmd(&S, BTRFS_SEND_C_UNLINK);
+	str(&S, BTRFS_SEND_A_PATH, "f");
 	done(&S);
 	end(&S);
 	CHECK(check_full(&err) == 0);

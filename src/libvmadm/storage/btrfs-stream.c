@@ -12,55 +12,6 @@
 #define PATH_MAX_LEN	 4095
 #define NAME_MAX_LEN	 255
 
-enum {
-	C_SUBVOL = 1,
-	C_SNAPSHOT = 2,
-	C_SYMLINK = 8,
-	C_CLONE = 16,
-	C_END = 21,
-	C_FILEATTR = 24,
-	C_MAX = 26,
-};
-
-enum {
-	A_UUID = 1,
-	A_CTRANSID = 2,
-	A_INO = 3,
-	A_SIZE = 4,
-	A_MODE = 5,
-	A_UID = 6,
-	A_GID = 7,
-	A_RDEV = 8,
-	A_CTIME = 9,
-	A_MTIME = 10,
-	A_ATIME = 11,
-	A_OTIME = 12,
-	A_XATTR_NAME = 13,
-	A_XATTR_DATA = 14,
-	A_PATH = 15,
-	A_PATH_TO = 16,
-	A_PATH_LINK = 17,
-	A_FILE_OFFSET = 18,
-	A_DATA = 19,
-	A_CLONE_UUID = 20,
-	A_CLONE_CTRANSID = 21,
-	A_CLONE_PATH = 22,
-	A_CLONE_OFFSET = 23,
-	A_CLONE_LEN = 24,
-	A_FALLOCATE_MODE = 25,
-	A_FILEATTR = 26,
-	A_UNENCODED_FILE_LEN = 27,
-	A_UNENCODED_LEN = 28,
-	A_UNENCODED_OFFSET = 29,
-	A_COMPRESSION = 30,
-	A_ENCRYPTION = 31,
-	A_VERITY_ALGORITHM = 32,
-	A_VERITY_BLOCK_SIZE = 33,
-	A_VERITY_SALT_DATA = 34,
-	A_VERITY_SIG_DATA = 35,
-	A_MAX = 35,
-};
-
 /* Inode flags of FILEATTR (BTRFS_INODE_*, not in the uapi headers). */
 #define INODE_IMMUTABLE (1u << 6)
 #define INODE_APPEND	(1u << 7)
@@ -77,42 +28,42 @@ struct attr_type {
 	bool string;   /* text: no NUL byte */
 };
 
-static const struct attr_type attrs[A_MAX + 1] = {
-    [A_UUID] = {"uuid", 16},
-    [A_CTRANSID] = {"ctransid", 8},
-    [A_INO] = {"ino", 8},
-    [A_SIZE] = {"size", 8},
-    [A_MODE] = {"mode", 8},
-    [A_UID] = {"uid", 8},
-    [A_GID] = {"gid", 8},
-    [A_RDEV] = {"rdev", 8},
-    [A_CTIME] = {"ctime", 12},
-    [A_MTIME] = {"mtime", 12},
-    [A_ATIME] = {"atime", 12},
-    [A_OTIME] = {"otime", 12},
-    [A_XATTR_NAME] = {"xattr_name", 0, true},
-    [A_XATTR_DATA] = {"xattr_data", 0},
-    [A_PATH] = {"path", 0, true},
-    [A_PATH_TO] = {"path_to", 0, true},
-    [A_PATH_LINK] = {"path_link", 0, true},
-    [A_FILE_OFFSET] = {"file_offset", 8},
-    [A_DATA] = {"data", 0},
-    [A_CLONE_UUID] = {"clone_uuid", 16},
-    [A_CLONE_CTRANSID] = {"clone_ctransid", 8},
-    [A_CLONE_PATH] = {"clone_path", 0, true},
-    [A_CLONE_OFFSET] = {"clone_offset", 8},
-    [A_CLONE_LEN] = {"clone_len", 8},
-    [A_FALLOCATE_MODE] = {"fallocate_mode", 4},
-    [A_FILEATTR] = {"fileattr", 8},
-    [A_UNENCODED_FILE_LEN] = {"unencoded_file_len", 8},
-    [A_UNENCODED_LEN] = {"unencoded_len", 8},
-    [A_UNENCODED_OFFSET] = {"unencoded_offset", 8},
-    [A_COMPRESSION] = {"compression", 4},
-    [A_ENCRYPTION] = {"encryption", 4},
-    [A_VERITY_ALGORITHM] = {"verity_algorithm", 1},
-    [A_VERITY_BLOCK_SIZE] = {"verity_block_size", 4},
-    [A_VERITY_SALT_DATA] = {"verity_salt_data", 0},
-    [A_VERITY_SIG_DATA] = {"verity_sig_data", 0},
+static const struct attr_type attrs[BTRFS_SEND_A_MAX + 1] = {
+    [BTRFS_SEND_A_UUID] = {"uuid", 16},
+    [BTRFS_SEND_A_CTRANSID] = {"ctransid", 8},
+    [BTRFS_SEND_A_INO] = {"ino", 8},
+    [BTRFS_SEND_A_SIZE] = {"size", 8},
+    [BTRFS_SEND_A_MODE] = {"mode", 8},
+    [BTRFS_SEND_A_UID] = {"uid", 8},
+    [BTRFS_SEND_A_GID] = {"gid", 8},
+    [BTRFS_SEND_A_RDEV] = {"rdev", 8},
+    [BTRFS_SEND_A_CTIME] = {"ctime", 12},
+    [BTRFS_SEND_A_MTIME] = {"mtime", 12},
+    [BTRFS_SEND_A_ATIME] = {"atime", 12},
+    [BTRFS_SEND_A_OTIME] = {"otime", 12},
+    [BTRFS_SEND_A_XATTR_NAME] = {"xattr_name", 0, true},
+    [BTRFS_SEND_A_XATTR_DATA] = {"xattr_data", 0},
+    [BTRFS_SEND_A_PATH] = {"path", 0, true},
+    [BTRFS_SEND_A_PATH_TO] = {"path_to", 0, true},
+    [BTRFS_SEND_A_PATH_LINK] = {"path_link", 0, true},
+    [BTRFS_SEND_A_FILE_OFFSET] = {"file_offset", 8},
+    [BTRFS_SEND_A_DATA] = {"data", 0},
+    [BTRFS_SEND_A_CLONE_UUID] = {"clone_uuid", 16},
+    [BTRFS_SEND_A_CLONE_CTRANSID] = {"clone_ctransid", 8},
+    [BTRFS_SEND_A_CLONE_PATH] = {"clone_path", 0, true},
+    [BTRFS_SEND_A_CLONE_OFFSET] = {"clone_offset", 8},
+    [BTRFS_SEND_A_CLONE_LEN] = {"clone_len", 8},
+    [BTRFS_SEND_A_FALLOCATE_MODE] = {"fallocate_mode", 4},
+    [BTRFS_SEND_A_FILEATTR] = {"fileattr", 8},
+    [BTRFS_SEND_A_UNENCODED_FILE_LEN] = {"unencoded_file_len", 8},
+    [BTRFS_SEND_A_UNENCODED_LEN] = {"unencoded_len", 8},
+    [BTRFS_SEND_A_UNENCODED_OFFSET] = {"unencoded_offset", 8},
+    [BTRFS_SEND_A_COMPRESSION] = {"compression", 4},
+    [BTRFS_SEND_A_ENCRYPTION] = {"encryption", 4},
+    [BTRFS_SEND_A_VERITY_ALGORITHM] = {"verity_algorithm", 1},
+    [BTRFS_SEND_A_VERITY_BLOCK_SIZE] = {"verity_block_size", 4},
+    [BTRFS_SEND_A_VERITY_SALT_DATA] = {"verity_salt_data", 0},
+    [BTRFS_SEND_A_VERITY_SIG_DATA] = {"verity_sig_data", 0},
 };
 
 struct cmd_type {
@@ -122,51 +73,78 @@ struct cmd_type {
 	bool root_ok;  /* PATH may be "" (the subvolume's root) */
 };
 
-#define MK(extra) (BIT(A_PATH) | BIT(A_INO) | (extra))
+#define MK(extra) (BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_INO) | (extra))
 
 /* As `btrfs receive` reads them (btrfs-progs read_and_process_cmd); the
  * attributes a kernel sender adds that the receiver ignores are in may. */
-static const struct cmd_type cmds[C_MAX + 1] = {
-    [C_SUBVOL] = {"subvol", BIT(A_PATH) | BIT(A_UUID) | BIT(A_CTRANSID)},
-    [C_SNAPSHOT] = {"snapshot", BIT(A_PATH) | BIT(A_UUID) | BIT(A_CTRANSID) | BIT(A_CLONE_UUID) |
-				    BIT(A_CLONE_CTRANSID)},
-    [3] = {"mkfile", MK(0)},
-    [4] = {"mkdir", MK(0)},
-    [5] = {"mknod", MK(BIT(A_MODE) | BIT(A_RDEV))},
-    [6] = {"mkfifo", MK(0), BIT(A_MODE) | BIT(A_RDEV)},
-    [7] = {"mksock", MK(0), BIT(A_MODE) | BIT(A_RDEV)},
-    [C_SYMLINK] = {"symlink", MK(BIT(A_PATH_LINK))},
-    [9] = {"rename", BIT(A_PATH) | BIT(A_PATH_TO)},
-    [10] = {"link", BIT(A_PATH) | BIT(A_PATH_LINK)},
-    [11] = {"unlink", BIT(A_PATH)},
-    [12] = {"rmdir", BIT(A_PATH)},
-    [13] = {"set_xattr", BIT(A_PATH) | BIT(A_XATTR_NAME) | BIT(A_XATTR_DATA), 0, true},
-    [14] = {"remove_xattr", BIT(A_PATH) | BIT(A_XATTR_NAME), 0, true},
-    [15] = {"write", BIT(A_PATH) | BIT(A_FILE_OFFSET) | BIT(A_DATA)},
-    [C_CLONE] = {"clone", BIT(A_PATH) | BIT(A_FILE_OFFSET) | BIT(A_CLONE_LEN) | BIT(A_CLONE_UUID) |
-			      BIT(A_CLONE_CTRANSID) | BIT(A_CLONE_PATH) | BIT(A_CLONE_OFFSET)},
-    [17] = {"truncate", BIT(A_PATH) | BIT(A_SIZE)},
-    [18] = {"chmod", BIT(A_PATH) | BIT(A_MODE), 0, true},
-    [19] = {"chown", BIT(A_PATH) | BIT(A_UID) | BIT(A_GID), 0, true},
-    [20] = {"utimes", BIT(A_PATH) | BIT(A_ATIME) | BIT(A_MTIME) | BIT(A_CTIME), BIT(A_OTIME), true},
-    [C_END] = {"end", 0},
-    [22] = {"update_extent", BIT(A_PATH) | BIT(A_FILE_OFFSET) | BIT(A_SIZE)},
-    [23] = {"fallocate", BIT(A_PATH) | BIT(A_FALLOCATE_MODE) | BIT(A_FILE_OFFSET) | BIT(A_SIZE)},
-    [C_FILEATTR] = {"fileattr", BIT(A_PATH) | BIT(A_FILEATTR), 0, true},
-    [25] = {"encoded_write",
-	    BIT(A_PATH) | BIT(A_FILE_OFFSET) | BIT(A_UNENCODED_FILE_LEN) | BIT(A_UNENCODED_LEN) |
-		BIT(A_UNENCODED_OFFSET) | BIT(A_DATA),
-	    BIT(A_COMPRESSION) | BIT(A_ENCRYPTION)},
-    [26] = {"enable_verity", BIT(A_PATH) | BIT(A_VERITY_ALGORITHM) | BIT(A_VERITY_BLOCK_SIZE) |
-				 BIT(A_VERITY_SALT_DATA) | BIT(A_VERITY_SIG_DATA)},
+static const struct cmd_type cmds[BTRFS_SEND_C_MAX + 1] = {
+    [BTRFS_SEND_C_SUBVOL] = {"subvol", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_UUID) |
+					   BIT(BTRFS_SEND_A_CTRANSID)},
+    [BTRFS_SEND_C_SNAPSHOT] = {"snapshot", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_UUID) |
+					       BIT(BTRFS_SEND_A_CTRANSID) |
+					       BIT(BTRFS_SEND_A_CLONE_UUID) |
+					       BIT(BTRFS_SEND_A_CLONE_CTRANSID)},
+    [BTRFS_SEND_C_MKFILE] = {"mkfile", MK(0)},
+    [BTRFS_SEND_C_MKDIR] = {"mkdir", MK(0)},
+    [BTRFS_SEND_C_MKNOD] = {"mknod", MK(BIT(BTRFS_SEND_A_MODE) | BIT(BTRFS_SEND_A_RDEV))},
+    [BTRFS_SEND_C_MKFIFO] = {"mkfifo", MK(0), BIT(BTRFS_SEND_A_MODE) | BIT(BTRFS_SEND_A_RDEV)},
+    [BTRFS_SEND_C_MKSOCK] = {"mksock", MK(0), BIT(BTRFS_SEND_A_MODE) | BIT(BTRFS_SEND_A_RDEV)},
+    [BTRFS_SEND_C_SYMLINK] = {"symlink", MK(BIT(BTRFS_SEND_A_PATH_LINK))},
+    [BTRFS_SEND_C_RENAME] = {"rename", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_PATH_TO)},
+    [BTRFS_SEND_C_LINK] = {"link", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_PATH_LINK)},
+    [BTRFS_SEND_C_UNLINK] = {"unlink", BIT(BTRFS_SEND_A_PATH)},
+    [BTRFS_SEND_C_RMDIR] = {"rmdir", BIT(BTRFS_SEND_A_PATH)},
+    [BTRFS_SEND_C_SET_XATTR] = {"set_xattr",
+				BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_XATTR_NAME) |
+				    BIT(BTRFS_SEND_A_XATTR_DATA),
+				0, true},
+    [BTRFS_SEND_C_REMOVE_XATTR] = {"remove_xattr",
+				   BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_XATTR_NAME), 0, true},
+    [BTRFS_SEND_C_WRITE] = {"write", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_FILE_OFFSET) |
+					 BIT(BTRFS_SEND_A_DATA)},
+    [BTRFS_SEND_C_CLONE] = {"clone",
+			    BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_FILE_OFFSET) |
+				BIT(BTRFS_SEND_A_CLONE_LEN) | BIT(BTRFS_SEND_A_CLONE_UUID) |
+				BIT(BTRFS_SEND_A_CLONE_CTRANSID) | BIT(BTRFS_SEND_A_CLONE_PATH) |
+				BIT(BTRFS_SEND_A_CLONE_OFFSET)},
+    [BTRFS_SEND_C_TRUNCATE] = {"truncate", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_SIZE)},
+    [BTRFS_SEND_C_CHMOD] = {"chmod", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_MODE), 0, true},
+    [BTRFS_SEND_C_CHOWN] = {"chown",
+			    BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_UID) | BIT(BTRFS_SEND_A_GID),
+			    0, true},
+    [BTRFS_SEND_C_UTIMES] = {"utimes",
+			     BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_ATIME) |
+				 BIT(BTRFS_SEND_A_MTIME) | BIT(BTRFS_SEND_A_CTIME),
+			     BIT(BTRFS_SEND_A_OTIME), true},
+    [BTRFS_SEND_C_END] = {"end", 0},
+    [BTRFS_SEND_C_UPDATE_EXTENT] = {"update_extent", BIT(BTRFS_SEND_A_PATH) |
+							 BIT(BTRFS_SEND_A_FILE_OFFSET) |
+							 BIT(BTRFS_SEND_A_SIZE)},
+    [BTRFS_SEND_C_FALLOCATE] = {"fallocate",
+				BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_FALLOCATE_MODE) |
+				    BIT(BTRFS_SEND_A_FILE_OFFSET) | BIT(BTRFS_SEND_A_SIZE)},
+    [BTRFS_SEND_C_FILEATTR] = {"fileattr", BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_FILEATTR), 0,
+			       true},
+    [BTRFS_SEND_C_ENCODED_WRITE] = {"encoded_write",
+				    BIT(BTRFS_SEND_A_PATH) | BIT(BTRFS_SEND_A_FILE_OFFSET) |
+					BIT(BTRFS_SEND_A_UNENCODED_FILE_LEN) |
+					BIT(BTRFS_SEND_A_UNENCODED_LEN) |
+					BIT(BTRFS_SEND_A_UNENCODED_OFFSET) | BIT(BTRFS_SEND_A_DATA),
+				    BIT(BTRFS_SEND_A_COMPRESSION) | BIT(BTRFS_SEND_A_ENCRYPTION)},
+    [BTRFS_SEND_C_ENABLE_VERITY] = {"enable_verity", BIT(BTRFS_SEND_A_PATH) |
+							 BIT(BTRFS_SEND_A_VERITY_ALGORITHM) |
+							 BIT(BTRFS_SEND_A_VERITY_BLOCK_SIZE) |
+							 BIT(BTRFS_SEND_A_VERITY_SALT_DATA) |
+							 BIT(BTRFS_SEND_A_VERITY_SIG_DATA)},
 };
 
 /* Attributes that name a path inside the received subvolume (PATH_LINK of
  * SYMLINK is the link's target: data, never followed by the receiver). */
 static bool names_path(unsigned cmd, unsigned attr)
 {
-	return attr == A_PATH || attr == A_PATH_TO || attr == A_CLONE_PATH ||
-	       (attr == A_PATH_LINK && cmd != C_SYMLINK);
+	return attr == BTRFS_SEND_A_PATH || attr == BTRFS_SEND_A_PATH_TO ||
+	       attr == BTRFS_SEND_A_CLONE_PATH ||
+	       (attr == BTRFS_SEND_A_PATH_LINK && cmd != BTRFS_SEND_C_SYMLINK);
 }
 
 static uint32_t le32(const uint8_t *p)
@@ -318,8 +296,8 @@ int btrfs_stream_cmd_size(const struct btrfs_stream_check *c,
 }
 
 struct parsed {
-	const uint8_t *val[A_MAX + 1];
-	uint16_t len[A_MAX + 1];
+	const uint8_t *val[BTRFS_SEND_A_MAX + 1];
+	uint16_t len[BTRFS_SEND_A_MAX + 1];
 	uint32_t data_len; /* DATA may be longer than 65535 from version 2 */
 	uint64_t have;
 };
@@ -344,7 +322,9 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 	if (r < 0)
 		return r;
 	type = le16(cmd + 4);
-	ct = type <= C_MAX && type <= cmd_max[c->version] && cmds[type].name ? &cmds[type] : NULL;
+	ct = type <= BTRFS_SEND_C_MAX && type <= cmd_max[c->version] && cmds[type].name
+		 ? &cmds[type]
+		 : NULL;
 	if (ct)
 		snprintf(where, sizeof(where), "btrfs stream command %llu (%s) at byte %llu",
 			 (unsigned long long)c->ncmds + 1, ct->name, (unsigned long long)c->offset);
@@ -375,7 +355,7 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 			return vm_error_setx(err, EPROTO,
 					     "%s: unknown attribute %u for a version %u stream",
 					     where, at, c->version);
-		if (c->version >= 2 && at == A_DATA) {
+		if (c->version >= 2 && at == BTRFS_SEND_A_DATA) {
 			alen = len - pos; /* the rest of the command */
 		} else {
 			if (len - pos < 2)
@@ -402,51 +382,54 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 					     attrs[at].name, quote(cmd + pos, alen, q, sizeof(q)));
 		a.have |= BIT(at);
 		a.val[at] = cmd + pos;
-		if (at == A_DATA)
+		if (at == BTRFS_SEND_A_DATA)
 			a.data_len = (uint32_t)alen;
 		else
 			a.len[at] = (uint16_t)alen;
 		pos += alen;
 	}
 	if ((a.have & ct->need) != ct->need) {
-		for (unsigned at = 1; at <= A_MAX; at++)
+		for (unsigned at = 1; at <= BTRFS_SEND_A_MAX; at++)
 			if ((ct->need & BIT(at)) && !(a.have & BIT(at)))
 				return vm_error_setx(err, EPROTO, "%s: attribute %s is missing",
 						     where, attrs[at].name);
 	}
 
 	/* Order: the subvolume first, once. */
-	if (type == C_SUBVOL || type == C_SNAPSHOT) {
-		const char *why = name_problem(a.val[A_PATH], a.len[A_PATH]);
+	if (type == BTRFS_SEND_C_SUBVOL || type == BTRFS_SEND_C_SNAPSHOT) {
+		const char *why = name_problem(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH]);
 
 		if (c->have_subvol)
 			return vm_error_setx(
 			    err, EPROTO, "%s: a second subvolume (a stream here holds one)", where);
-		if (type == C_SUBVOL && c->incremental)
+		if (type == BTRFS_SEND_C_SUBVOL && c->incremental)
 			return vm_error_setx(
 			    err, EPROTO, "%s: a SUBVOL command in an incremental stream", where);
-		if (type == C_SNAPSHOT && !c->incremental)
+		if (type == BTRFS_SEND_C_SNAPSHOT && !c->incremental)
 			return vm_error_setx(err, EPROTO, "%s: a SNAPSHOT command in a full stream",
 					     where);
 		if (why)
-			return vm_error_setx(err, EPROTO, "%s: subvolume name %s %s", where,
-					     quote(a.val[A_PATH], a.len[A_PATH], q, sizeof(q)),
-					     why);
-		if (type == C_SNAPSHOT &&
-		    (memcmp(a.val[A_CLONE_UUID], c->base.uuid, BTRFS_STREAM_UUID_SIZE) != 0 ||
-		     le64(a.val[A_CLONE_CTRANSID]) != c->base.ctransid)) {
+			return vm_error_setx(
+			    err, EPROTO, "%s: subvolume name %s %s", where,
+			    quote(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH], q, sizeof(q)),
+			    why);
+		if (type == BTRFS_SEND_C_SNAPSHOT &&
+		    (memcmp(a.val[BTRFS_SEND_A_CLONE_UUID], c->base.uuid, BTRFS_STREAM_UUID_SIZE) !=
+			 0 ||
+		     le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]) != c->base.ctransid)) {
 			char got[37], want[37];
-			uuid_str(a.val[A_CLONE_UUID], got);
+			uuid_str(a.val[BTRFS_SEND_A_CLONE_UUID], got);
 			uuid_str(c->base.uuid, want);
-			return vm_error_setx(err, EPROTO,
-					     "%s: its parent %s (ctransid %llu) is not the base "
-					     "%s (ctransid %llu)",
-					     where, got,
-					     (unsigned long long)le64(a.val[A_CLONE_CTRANSID]),
-					     want, (unsigned long long)c->base.ctransid);
+			return vm_error_setx(
+			    err, EPROTO,
+			    "%s: its parent %s (ctransid %llu) is not the base "
+			    "%s (ctransid %llu)",
+			    where, got,
+			    (unsigned long long)le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]), want,
+			    (unsigned long long)c->base.ctransid);
 		}
-		memcpy(c->subvol.uuid, a.val[A_UUID], BTRFS_STREAM_UUID_SIZE);
-		c->subvol.ctransid = le64(a.val[A_CTRANSID]);
+		memcpy(c->subvol.uuid, a.val[BTRFS_SEND_A_UUID], BTRFS_STREAM_UUID_SIZE);
+		c->subvol.ctransid = le64(a.val[BTRFS_SEND_A_CTRANSID]);
 		c->have_subvol = true;
 	} else if (!c->have_subvol) {
 		return vm_error_setx(err, EPROTO,
@@ -454,13 +437,14 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 	}
 
 	/* Paths: inside the subvolume. */
-	for (unsigned at = 1; at <= A_MAX; at++) {
+	for (unsigned at = 1; at <= BTRFS_SEND_A_MAX; at++) {
 		const char *why;
 
 		if (!(a.have & BIT(at)) || !names_path(type, at) ||
-		    ((type == C_SUBVOL || type == C_SNAPSHOT) && at == A_PATH))
+		    ((type == BTRFS_SEND_C_SUBVOL || type == BTRFS_SEND_C_SNAPSHOT) &&
+		     at == BTRFS_SEND_A_PATH))
 			continue;
-		why = path_problem(a.val[at], a.len[at], at == A_PATH && ct->root_ok);
+		why = path_problem(a.val[at], a.len[at], at == BTRFS_SEND_A_PATH && ct->root_ok);
 		if (why)
 			return vm_error_setx(err, EPROTO, "%s: %s %s %s", where, attrs[at].name,
 					     quote(a.val[at], a.len[at], q, sizeof(q)), why);
@@ -471,9 +455,9 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 		ret->base_clone_path = NULL;
 		ret->base_clone_path_len = 0;
 	}
-	if (type == C_CLONE) {
-		const uint8_t *u = a.val[A_CLONE_UUID];
-		uint64_t t = le64(a.val[A_CLONE_CTRANSID]);
+	if (type == BTRFS_SEND_C_CLONE) {
+		const uint8_t *u = a.val[BTRFS_SEND_A_CLONE_UUID];
+		uint64_t t = le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]);
 
 		if (memcmp(u, c->subvol.uuid, BTRFS_STREAM_UUID_SIZE) == 0 &&
 		    t == c->subvol.ctransid) {
@@ -481,8 +465,8 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 		} else if (c->incremental && memcmp(u, c->base.uuid, BTRFS_STREAM_UUID_SIZE) == 0 &&
 			   t == c->base.ctransid) {
 			if (ret) {
-				ret->base_clone_path = (const char *)a.val[A_CLONE_PATH];
-				ret->base_clone_path_len = a.len[A_CLONE_PATH];
+				ret->base_clone_path = (const char *)a.val[BTRFS_SEND_A_CLONE_PATH];
+				ret->base_clone_path_len = a.len[BTRFS_SEND_A_CLONE_PATH];
 			}
 		} else {
 			char got[37];
@@ -493,13 +477,15 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 					     where, got, (unsigned long long)t);
 		}
 	}
-	if (type == C_FILEATTR && (le64(a.val[A_FILEATTR]) & (INODE_IMMUTABLE | INODE_APPEND)))
-		return vm_error_setx(err, EPROTO,
-				     "%s: path %s would be made immutable or append-only (flags "
-				     "0x%llx)",
-				     where, quote(a.val[A_PATH], a.len[A_PATH], q, sizeof(q)),
-				     (unsigned long long)le64(a.val[A_FILEATTR]));
-	if (type == C_END)
+	if (type == BTRFS_SEND_C_FILEATTR &&
+	    (le64(a.val[BTRFS_SEND_A_FILEATTR]) & (INODE_IMMUTABLE | INODE_APPEND)))
+		return vm_error_setx(
+		    err, EPROTO,
+		    "%s: path %s would be made immutable or append-only (flags "
+		    "0x%llx)",
+		    where, quote(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH], q, sizeof(q)),
+		    (unsigned long long)le64(a.val[BTRFS_SEND_A_FILEATTR]));
+	if (type == BTRFS_SEND_C_END)
 		c->ended = true;
 	c->offset += len;
 	c->ncmds++;
