@@ -93,11 +93,11 @@ JSON
 	T_PIDS+=("$cpid")
 	exec 7>"$T/cin-$type"
 	sleep 0.5
-	printf '\necho CONSOLE-$((6 * 7))\n' >&7
+	write_fd 7 '\necho CONSOLE-$((6 * 7))\n'
 	local i
 	for i in $(seq 50); do grep -q CONSOLE-42 "$T/cout-$type" && break; sleep 0.1; done
 	check_grep "$type: console: the guest's shell ran a command" -q CONSOLE-42 "$T/cout-$type"
-	printf '\035' >&7
+	write_fd 7 '\035'
 	for i in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$cpid" 2>/dev/null; then
 		fail "$type: console: Ctrl-] did not detach"
@@ -116,10 +116,10 @@ JSON
 	T_PIDS+=("$cpid")
 	exec 7>"$T/cin-$type"
 	sleep 0.5
-	printf '\recho TTY-$((6 * 7))\r' >&7
+	write_fd 7 '\recho TTY-$((6 * 7))\r'
 	for i in $(seq 50); do grep -q TTY-42 "$T/ctty-$type" && break; sleep 0.1; done
 	check_grep "$type: console on a pty: the guest's shell ran a command" -q TTY-42 "$T/ctty-$type"
-	printf '\035' >&7
+	write_fd 7 '\035'
 	for i in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$cpid" 2>/dev/null; then
 		fail "$type: console on a pty: Ctrl-] did not detach"
@@ -136,7 +136,7 @@ JSON
 	T_PIDS+=("$cpid")
 	exec 7>"$T/cin-$type"
 	sleep 0.5
-	printf '\035q' >&7
+	write_fd 7 '\035q'
 	for i in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 	if kill -0 "$cpid" 2>/dev/null; then
 		fail "$type: joyent console: Ctrl-] q did not detach"

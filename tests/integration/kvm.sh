@@ -127,7 +127,7 @@ sleep 0.5
 k qmp query-chardev >"$T/chardev" 2>&1
 check "console: QEMU sees the serial socket connected" \
 	bash -c "grep -q '\"filename\": \"unix:$RUN/console.sock' '$T/chardev' && ! grep -q 'disconnected:unix:$RUN/console.sock' '$T/chardev'"
-printf '\035' >&7
+write_fd 7 '\035'
 exec 7>&-
 for _ in $(seq 50); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$cpid" 2>/dev/null; then

@@ -83,6 +83,11 @@ check() {
 	fi
 }
 
+# write_fd FD TEXT: printf TEXT (a printf format) to file descriptor FD (a
+# fifo to a console, say). A reader that died makes it fail, so that the
+# check after it says what was missing, instead of SIGPIPE killing the test.
+write_fd() { (trap '' PIPE; printf "$2" >&"$1") 2>/dev/null; }
+
 # check_grep NAME GREP_ARGS... FILE: FILE must match; on failure the check
 # shows the end of FILE, so a CI log says what was there instead.
 check_grep() {
