@@ -3,9 +3,15 @@
  * vmadm-peer: a scripted peer of the migration protocol
  * (docs/migration-protocol.md), for tests that play a hostile or odd source
  * against a real vmadmd: it holds the key, so it gets past TLS, and then
- * sends exactly what it is told, in order.
+ * sends exactly what it is told, in order. With -l it plays a target
+ * instead: it listens on HOST:PORT, takes one connection (the TLS server
+ * side), runs the steps on it and exits, so that a test can point a real
+ * `vmadm send` at a peer that answers oddly (another protocol version).
  *
- *   vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT STEP...
+ *   vmadm-peer [-k KEYFILE] [-t SECS] [-l] HOST:PORT STEP...
+ *
+ * With -l, "listening on HOST:PORT" is printed on stderr once the socket
+ * listens, so that a test knows when to start the sender.
  *
  * Steps:
  *   send:JSON      send one JSON message as it is (no checks)
@@ -27,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "net/net.h"
@@ -35,7 +42,7 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT "
+	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] [-l] HOST:PORT "
 			"{send:JSON|stream:FILE|data:FILE|recv|drain|sleep:SECS}...\n");
 	return 2;
 }
@@ -93,15 +100,19 @@ int main(int argc, char **argv)
 	const char *keyfile = NULL;
 	_cleanup_free_ char *host = NULL;
 	_cleanup_conn_ struct net_conn *c = NULL;
-	struct vm_error err = { 0 };
+	struct vm_error err = {0};
 	uint8_t key[NET_KEY_LEN];
 	int timeout = NET_DEFAULT_TIMEOUT, port, o;
+	bool listen_mode = false;
 
 	signal(SIGPIPE, SIG_IGN);
-	while ((o = getopt(argc, argv, "+k:t:")) != -1) {
+	while ((o = getopt(argc, argv, "+k:t:l")) != -1) {
 		switch (o) {
 		case 'k':
 			keyfile = optarg;
+			break;
+		case 'l':
+			listen_mode = true;
 			break;
 		case 't':
 			timeout = atoi(optarg);
@@ -122,9 +133,25 @@ int main(int argc, char **argv)
 		keyfile = path;
 	}
 	if (net_key_load(keyfile, key, &err) < 0 ||
-	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0 ||
-	    net_connect(host, port, key, timeout, &c, &err) < 0)
+	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0)
 		return fail("connect", err.msg);
+	if (listen_mode) {
+		_cleanup_close_ int lfd = net_listen(host, port, &err);
+		int fd;
+
+		if (lfd < 0)
+			return fail("listen", err.msg);
+		fprintf(stderr, "listening on %s:%d\n", host, port);
+		do
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		while (fd < 0 && errno == EINTR);
+		if (fd < 0)
+			return fail("accept", strerror(errno));
+		if (net_accept_tls(fd, key, timeout, &c, &err) < 0)
+			return fail("accept", err.msg);
+	} else if (net_connect(host, port, key, timeout, &c, &err) < 0) {
+		return fail("connect", err.msg);
+	}
 
 	for (int i = optind + 1; i < argc; i++) {
 		const char *step = argv[i];
