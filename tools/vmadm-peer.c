@@ -90,7 +90,7 @@ static int recv_print(struct net_conn *c, struct vm_error *err)
 	printf("%s\n", text ? text : "?");
 	fflush(stdout);
 	t = json_string_value(json_object_get(m, "type"));
-	if (streq(t, "refuse") || streq(t, "failed"))
+	if (streq(t, "error") || streq(t, "refuse") || streq(t, "failed"))
 		return vm_error_setx(err, EPROTO, "the peer sent \"%s\"", t);
 	return 0;
 }
