@@ -231,6 +231,21 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c)
 		vm_warn("migration from %s: %s", net_conn_peer(c), err.msg);
 		return;
 	}
+	/* Nothing of another protocol is read further: its BEGIN may mean
+	 * something else here. */
+	if (!json_is_integer(json_object_get(their, "protocol")) ||
+	    json_integer_value(json_object_get(their, "protocol")) != NET_PROTOCOL_VERSION) {
+		char theirs[32] = "(none)", why[512];
+
+		if (json_is_integer(json_object_get(their, "protocol")))
+			snprintf(theirs, sizeof(theirs), "%lld",
+				 (long long)json_integer_value(json_object_get(their, "protocol")));
+		snprintf(why, sizeof(why), "%s speaks migration protocol %s, this vmadmd %d",
+			 net_conn_peer(c), theirs, NET_PROTOCOL_VERSION);
+		vm_warn("migration refused: %s", why);
+		net_send_error(c, why);
+		return;
+	}
 	hello = migrate_hello(node);
 	if (net_send_msg(c, hello, &err) < 0 || net_expect_msg(c, "begin", &begin, &err) < 0) {
 		vm_warn("migration from %s: %s", net_conn_peer(c), err.msg);
