@@ -53,8 +53,10 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	    bool *ret_was_running, struct vm_error *err);
 
 /* Undo what killed senders left: the snapshots of a send to a file
- * (ROOT/run/send-snap-UUID whose VM is not locked by a running send).
- * Appends a line per VM it cleaned to *notes. */
+ * (ROOT/run/send-snap-UUID whose VM is not locked by a running send), and
+ * the overlays of a live source (vm_live_source_cancel, when its
+ * ROOT/locks/UUID.live.lock is no longer held). Appends a line per VM it
+ * cleaned to *notes. */
 int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
 
 /* Destroy the send snapshots snap of the VM's datasets (those that exist). */

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
+#include "migrate/journal.h"
+#include "migrate/live.h"
 #include "migrate/migrate.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
@@ -191,12 +193,64 @@ static void note(json_t **notes, const char *line)
 	json_array_append_new(*notes, json_string(line));
 }
 
+/* `vmadm send -L` processes that died (SIGKILL) with their VM on overlays
+ * (ROOT/locks/UUID.live.lock left unlocked): the VM back on its own disks,
+ * as after a failed migration. */
+static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_error *err)
+{
+	_cleanup_free_ char *dir = vm_node_path(node, "locks");
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
+	while ((de = readdir(d))) {
+		_cleanup_close_ int lock = -1;
+		struct vm_error e = { 0 };
+		char uuid[VM_UUID_LEN + 1], line[1024];
+		int owner, r;
+
+		if (strlen(de->d_name) != VM_UUID_LEN + strlen(".live.lock") ||
+		    !streq(de->d_name + VM_UUID_LEN, ".live.lock"))
+			continue;
+		snprintf(uuid, sizeof(uuid), "%.*s", VM_UUID_LEN, de->d_name);
+		if (!vm_uuid_valid(uuid))
+			continue;
+		lock = vm_store_lock(node, uuid, 0, &e);
+		if (lock < 0)
+			continue;
+		owner = migrate_owner_dead(node, uuid, "live");
+		if (owner < 0)
+			continue; /* the migration runs */
+		r = vm_store_exists(node, uuid) ? vm_live_source_cancel(node, uuid, &e) : 0;
+		if (r < 0)
+			snprintf(line, sizeof(line),
+				 "the live migration of VM %s lost its sender, and undoing it failed: "
+				 "%s",
+				 uuid, e.msg);
+		else
+			snprintf(line, sizeof(line),
+				 "undid the live migration of VM %s whose sender died: the VM runs on "
+				 "its own disks here",
+				 uuid);
+		/* Tried once: a VM that cannot be put back says so here, and
+		 * `vmadm send -L` names the overlay in the way. */
+		migrate_owner_unlock(node, uuid, "live", owner);
+		note(notes, line);
+	}
+	return 0;
+}
+
 int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 {
 	_cleanup_free_ char *dir = vm_node_path(node, "run");
 	_cleanup_closedir_ DIR *d = opendir(dir);
 	struct dirent *de;
+	int r;
 
+	r = recover_live_sources(node, notes, err);
+	if (r < 0)
+		return r;
 	if (!d)
 		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
 	while ((de = readdir(d))) {
