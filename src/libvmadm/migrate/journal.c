@@ -326,8 +326,9 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		 * datasets go now, whatever the phase or expiry. */
 		bool orphan =
 		    json_is_true(json_object_get(j, "placeholder")) && !vm_store_exists(node, uuid);
-		/* ... unless the vmadmd whose migration it was died: then it
-		 * is kept as after a failure, with an expiry. */
+		/* A held receive without an expiry whose vmadmd died (its
+		 * owner lock left unlocked) is kept as after a failure, with
+		 * an expiry; a live one waits on purpose (below). */
 		if (!orphan && phase && streq(phase, "held") && !json_object_get(j, "expires")) {
 			int owner = migrate_owner_dead(node, uuid, "incr");
 
