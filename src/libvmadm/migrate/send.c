@@ -222,7 +222,12 @@ static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_
 		owner = migrate_owner_dead(node, uuid, "live");
 		if (owner < 0)
 			continue; /* the migration runs */
-		r = vm_store_exists(node, uuid) ? vm_live_source_cancel(node, uuid, &e) : 0;
+		if (!vm_store_exists(node, uuid)) {
+			/* deleted since: nothing to put back */
+			migrate_owner_unlock(node, uuid, "live", owner);
+			continue;
+		}
+		r = vm_live_source_cancel(node, uuid, &e);
 		if (r < 0)
 			snprintf(line, sizeof(line),
 				 "the live migration of VM %s lost its sender, and undoing it failed: "
