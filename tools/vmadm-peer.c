@@ -3,9 +3,15 @@
  * vmadm-peer: a scripted peer of the migration protocol
  * (docs/migration-protocol.md), for tests that play a hostile or odd source
  * against a real vmadmd: it holds the key, so it gets past TLS, and then
- * sends exactly what it is told, in order.
+ * sends exactly what it is told, in order. With -l it plays a target
+ * instead: it listens on HOST:PORT, takes one connection (the TLS server
+ * side), runs the steps on it and exits, so that a test can point a real
+ * `vmadm send` at a peer that answers oddly (another protocol version).
  *
- *   vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT STEP...
+ *   vmadm-peer [-k KEYFILE] [-t SECS] [-l] HOST:PORT STEP...
+ *
+ * With -l, "listening on HOST:PORT" is printed on stderr once the socket
+ * listens, so that a test knows when to start the sender.
  *
  * Steps (JSON is a JSON text, or @FILE for one read from FILE):
  *   hello[:PROTO]  the HELLO exchange as a source (saying protocol PROTO,
@@ -38,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "net/net-private.h"
@@ -47,7 +54,7 @@
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] HOST:PORT "
+	fprintf(stderr, "usage: vmadm-peer [-k KEYFILE] [-t SECS] [-l] HOST:PORT "
 			"{hello[:PROTO]|send:JSON|stream:FILE|data:FILE|recv|drain|sleep:SECS|\n"
 			"       partial:N:JSON|trickle:SECS:JSON|closed}...  (JSON: text or "
 			"@FILE)\n");
@@ -198,7 +205,7 @@ static int recv_print(struct net_conn *c, struct vm_error *err)
 	printf("%s\n", text ? text : "?");
 	fflush(stdout);
 	t = json_string_value(json_object_get(m, "type"));
-	if (streq(t, "refuse") || streq(t, "failed"))
+	if (streq(t, "error") || streq(t, "refuse") || streq(t, "failed"))
 		return vm_error_setx(err, EPROTO, "the peer sent \"%s\"", t);
 	return 0;
 }
@@ -211,12 +218,16 @@ int main(int argc, char **argv)
 	struct vm_error err = {0};
 	uint8_t key[NET_KEY_LEN];
 	int timeout = NET_DEFAULT_TIMEOUT, port, o;
+	bool listen_mode = false;
 
 	signal(SIGPIPE, SIG_IGN);
-	while ((o = getopt(argc, argv, "+k:t:")) != -1) {
+	while ((o = getopt(argc, argv, "+k:t:l")) != -1) {
 		switch (o) {
 		case 'k':
 			keyfile = optarg;
+			break;
+		case 'l':
+			listen_mode = true;
 			break;
 		case 't':
 			timeout = atoi(optarg);
@@ -238,9 +249,25 @@ int main(int argc, char **argv)
 	}
 	t0 = net_now();
 	if (net_key_load(keyfile, key, &err) < 0 ||
-	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0 ||
-	    net_connect(host, port, key, timeout, &c, &err) < 0)
+	    net_parse_hostport(argv[optind], NET_DEFAULT_PORT, &host, &port, &err) < 0)
 		return fail("connect", err.msg);
+	if (listen_mode) {
+		_cleanup_close_ int lfd = net_listen(host, port, &err);
+		int fd;
+
+		if (lfd < 0)
+			return fail("listen", err.msg);
+		fprintf(stderr, "listening on %s:%d\n", host, port);
+		do
+			fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		while (fd < 0 && errno == EINTR);
+		if (fd < 0)
+			return fail("accept", strerror(errno));
+		if (net_accept_tls(fd, key, timeout, &c, &err) < 0)
+			return fail("accept", err.msg);
+	} else if (net_connect(host, port, key, timeout, &c, &err) < 0) {
+		return fail("connect", err.msg);
+	}
 
 	for (int i = optind + 1; i < argc; i++) {
 		const char *step = argv[i];

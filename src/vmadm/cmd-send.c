@@ -30,12 +30,14 @@ enum {
 	OPT_LIVE_TIMEOUT,
 };
 
-/* -L: SIGINT/SIGTERM cancel the live migration (the VM runs on here). */
-static volatile sig_atomic_t live_cancel;
-static void on_live_signal(int sig)
+/* SIGINT/SIGTERM cancel a migration: until the target has the whole VM
+ * the source puts its VM back as it was (restarted if the send stopped it;
+ * -L: the guest runs on). */
+static volatile sig_atomic_t send_cancel;
+static void on_cancel_signal(int sig)
 {
 	(void)sig;
-	live_cancel = 1;
+	send_cancel = 1;
 }
 
 struct shown {
@@ -347,12 +349,12 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		if (streq(mopts.mode, "live") && mopts.no_start)
 			return vmadm_usage_error("send", err, "--no-start does not apply to -L: "
 							      "the guest never stops");
-		if (streq(mopts.mode, "live") && !dry_run) {
-			struct sigaction sa = { .sa_handler = on_live_signal };
+		if (!dry_run) {
+			struct sigaction sa = {.sa_handler = on_cancel_signal};
 			sigemptyset(&sa.sa_mask);
 			sigaction(SIGINT, &sa, NULL);
 			sigaction(SIGTERM, &sa, NULL);
-			mopts.cancel = &live_cancel;
+			mopts.cancel = &send_cancel;
 		}
 		return send_remote(pos[0], host, port, dry_run, &mopts, &shown, err);
 	}

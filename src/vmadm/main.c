@@ -170,6 +170,8 @@ int vmadm_recover(struct vm_node *node, struct vm_error *err)
 
 	r = vm_recv_recover(node, &notes, err);
 	if (r >= 0)
+		r = vm_send_recover(node, &notes, err);
+	if (r >= 0)
 		r = vm_store_recover(node, &notes, err);
 	json_array_foreach(notes, i, n)
 		fprintf(stderr, "vmadm: %s\n", json_string_value(n));

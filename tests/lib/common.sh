@@ -193,14 +193,14 @@ wl_records() {
 }
 # wl_wait_records MIN SECS ARGS...: wait until there are MIN records.
 wl_wait_records() {
-	local min=$1 deadline=$((SECONDS + $2)) n
+	local min=$1 secs=$2 deadline=$((SECONDS + $2)) n
 	shift 2
 	while [ $SECONDS -lt $deadline ]; do
 		n=$(wl_records "$@")
 		[ "${n:-0}" -ge "$min" ] && return 0
 		sleep 0.5
 	done
-	echo "only ${n:-0} records after $2 s" >&2
+	echo "only ${n:-0} records after $secs s" >&2
 	return 1
 }
 # wl_set_conf DISK0 'rate_ms=20 burst=1M': the kvm test guest's workload

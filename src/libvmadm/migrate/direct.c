@@ -80,6 +80,10 @@ int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn wh
 
 		if (where)
 			where(userdata, ph, ds);
+		/* Looked at every second at least (the poll below). */
+		if (ctx->opts->cancel && *ctx->opts->cancel)
+			return vm_error_setx(err, ECANCELED,
+					     "cancelled (SIGINT or SIGTERM) in the %s phase", ph);
 		if (poll(&p, 1, 1000) == 0) {
 			/* The VM is stopping or being snapshotted: keep the
 			 * target's deadline from firing. */

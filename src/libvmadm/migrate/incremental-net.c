@@ -543,7 +543,24 @@ static int target_pass(struct migrate_target *ctx, struct vm_incr_held *ret, str
 	return 0;
 }
 
+static int incr_target_run(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err);
+
+/* While this migration runs its held receive is ours (between passes the
+ * VM's lock is free); if vmadmd dies, the next command finds the owner lock
+ * free and keeps the receive as after a failure (migrate/journal.c). */
 static int incr_target(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err)
+{
+	int owner = migrate_owner_lock(ctx->node, ctx->uuid, "incr", err);
+	int r;
+
+	if (owner < 0)
+		return owner;
+	r = incr_target_run(ctx, ret_record, err);
+	migrate_owner_unlock(ctx->node, ctx->uuid, "incr", owner);
+	return r;
+}
+
+static int incr_target_run(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err)
 {
 	_cleanup_free_ char *held = NULL;
 	struct vm_error e = {0};

@@ -341,6 +341,12 @@ static int held_reset(struct vm_pool *pool, json_t *journal, const char *base, c
 	size_t i;
 	int r;
 
+	/* What a native receive of the pass left in staging, if it died. */
+	json_array_foreach (temps, i, x) {
+		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
+		if (r < 0)
+			return r;
+	}
 	json_array_foreach(temps, i, x) {
 		const char *t = json_string_value(x);
 		_cleanup_free_ char *snapdir = pool_snappath(pool, t, base);
@@ -753,6 +759,30 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 	out.bytes = stream_reader_bytes(rd);
 	if (ret)
 		*ret = out;
+	return 0;
+}
+
+int vm_incr_recover_held(struct vm_pool *pool, json_t *journal, struct vm_error *err)
+{
+	const char *applying = jstr(journal, "applying");
+	json_t *x;
+	size_t i;
+	int r;
+
+	if (applying) {
+		r = held_reset(pool, journal,
+			       jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "", applying,
+			       err);
+		if (r < 0)
+			return r;
+		json_object_del(journal, "applying");
+		return 0;
+	}
+	json_array_foreach (json_object_get(journal, "temps"), i, x) {
+		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
+		if (r < 0)
+			return r;
+	}
 	return 0;
 }
 

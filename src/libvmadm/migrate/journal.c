@@ -3,13 +3,18 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "migrate/incremental.h"
 #include "migrate/migrate.h"
 #include "util/fault.h"
 #include "util/fs.h"
+#include "util/lock.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/store.h"
@@ -200,6 +205,86 @@ int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 	return 0;
 }
 
+int migrate_owner_lock(struct vm_node *node, const char *uuid, const char *kind,
+		       struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "locks/%s.%s.lock", uuid, kind);
+	char what[96];
+
+	if (!path)
+		return vm_error_set(err, ENOMEM, "lock the migration of VM %s", uuid);
+	snprintf(what, sizeof(what), "the %s migration of VM %s", kind, uuid);
+	return vm_lock_file(path, 0, what, err);
+}
+
+void migrate_owner_unlock(struct vm_node *node, const char *uuid, const char *kind, int fd)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "locks/%s.%s.lock", uuid, kind);
+
+	if (fd < 0)
+		return;
+	if (path)
+		unlink(path);
+	close(fd);
+}
+
+int migrate_owner_dead(struct vm_node *node, const char *uuid, const char *kind)
+{
+	_cleanup_free_ char *path = vm_node_path(node, "locks/%s.%s.lock", uuid, kind);
+	_cleanup_close_ int fd = path ? open(path, O_RDWR | O_CLOEXEC) : -1;
+
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) < 0)
+		return -1;
+	return TAKE_FD(fd);
+}
+
+/* A network incremental receive whose vmadmd died between or during passes:
+ * kept as a failed one is (migrate/incremental-net.c, hold_for_resume): its
+ * last landed pass, until partial_keep_secs from now, the interrupted
+ * pass undone. */
+static int keep_dead_held(struct vm_node *node, json_t *j, int owner, json_t **notes,
+			  struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(j, "uuid"));
+	int64_t keep = vm_node_conf_int(node, "partial_keep_secs", "VMADM_PARTIAL_KEEP_SECS", 3600);
+	struct vm_pool *pool;
+	char line[256];
+	int r;
+
+	r = vm_node_pool(node, &pool, err);
+	if (r < 0)
+		return r;
+	r = vm_incr_recover_held(pool, j, err);
+	if (r < 0) {
+		/* No use for a resume: gone, so that it blocks nothing. */
+		snprintf(line, sizeof(line),
+			 "removed the held receive of VM %s (its vmadmd died "
+			 "during a pass, which could not be undone: %s)",
+			 uuid, err->msg);
+		vm_error_clear(err);
+		r = recv_rollback(node, pool, j, err);
+	} else if (keep <= 0) {
+		r = recv_rollback(node, pool, j, err);
+		snprintf(
+		    line, sizeof(line),
+		    "removed the held receive of VM %s (its vmadmd died; partial_keep_secs is 0)",
+		    uuid);
+	} else {
+		json_object_set_new(j, "expires", json_integer(time(NULL) + keep));
+		r = recv_journal_write(node, j, err);
+		snprintf(line, sizeof(line),
+			 "kept the last pass of VM %s for a resume for %lld s (its vmadmd died)",
+			 uuid, (long long)keep);
+	}
+	if (r < 0)
+		return r;
+	migrate_owner_unlock(node, uuid, "incr", owner);
+	if (!*notes)
+		*notes = json_array();
+	json_array_append_new(*notes, json_string(line));
+	return 0;
+}
+
 int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 {
 	_cleanup_free_ char *dir = vm_node_path(node, "recv");
@@ -241,6 +326,21 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		 * datasets go now, whatever the phase or expiry. */
 		bool orphan =
 		    json_is_true(json_object_get(j, "placeholder")) && !vm_store_exists(node, uuid);
+		/* A held receive without an expiry whose vmadmd died (its
+		 * owner lock left unlocked) is kept as after a failure, with
+		 * an expiry; a live one waits on purpose (below). */
+		if (!orphan && phase && streq(phase, "held") && !json_object_get(j, "expires")) {
+			int owner = migrate_owner_dead(node, uuid, "incr");
+
+			if (owner >= 0) {
+				r = keep_dead_held(node, j, owner, notes, err);
+				if (r < 0) {
+					close(owner);
+					return r;
+				}
+				continue;
+			}
+		}
 		/* An incremental receive between passes waits on purpose
 		 * (migrate/incremental.h): only vm_incr_finish/abort end it,
 		 * or, once a failed send left it for a re-run with an expiry

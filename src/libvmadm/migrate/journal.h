@@ -39,6 +39,21 @@ void recv_journal_remove(struct vm_node *node, const char *uuid);
 int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 		  struct vm_error *err);
 
+/* The owner lock ROOT/locks/UUID.KIND.lock of a migration that outlives
+ * the VM's own lock: held while the migration runs, by the vmadmd of a
+ * network incremental receive (KIND "incr": between passes the VM's lock is
+ * free and its held receive is in use) and by the `vmadm send -L` of a
+ * live source (KIND "live": the VM runs on overlays). When that process
+ * dies the file stays, unlocked, for the next command's recovery.
+ * migrate_owner_lock returns the locked fd, or -EBUSY when another process
+ * holds it; migrate_owner_unlock removes the file and closes fd;
+ * migrate_owner_dead returns the fd of a file left by a dead owner, now
+ * locked by us, or -1 (no file, or its owner lives). */
+int migrate_owner_lock(struct vm_node *node, const char *uuid, const char *kind,
+		       struct vm_error *err);
+void migrate_owner_unlock(struct vm_node *node, const char *uuid, const char *kind, int fd);
+int migrate_owner_dead(struct vm_node *node, const char *uuid, const char *kind);
+
 /* Finish a receive in phase "committing": destroy the replaced VM's
  * datasets, rename temps into place, write the record. Idempotent, so that
  * it can be resumed after a crash at any point. */

@@ -44,6 +44,7 @@
 #include <unistd.h>
 
 #include "migrate/incremental.h"
+#include "migrate/journal.h"
 #include "migrate/live.h"
 #include "migrate/migrate-private.h"
 #include "migrate/proto.h"
@@ -246,7 +247,26 @@ static void record_stopped(struct vm_node *node, const char *uuid)
 		vm_warn("VM %s: mark stopped after the live migration: %s", uuid, e.msg);
 }
 
+static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
+			   struct vm_error *err);
+
+/* While the source runs on overlays, they are this process's; if it dies
+ * (SIGKILL), the next command finds the owner lock free and puts the VM
+ * back on its own disks (vm_send_recover). */
 static int live_source(struct migrate_source *ctx, json_t **ret_record, struct vm_error *err)
+{
+	int owner = migrate_owner_lock(ctx->node, ctx->uuid, "live", err);
+	int r;
+
+	if (owner < 0)
+		return owner;
+	r = live_source_run(ctx, ret_record, err);
+	migrate_owner_unlock(ctx->node, ctx->uuid, "live", owner);
+	return r;
+}
+
+static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
+			   struct vm_error *err)
 {
 	struct live_src s = {.ctx = ctx};
 	_cleanup_json_ json_t *ready = NULL, *resumed = NULL, *installed = NULL;

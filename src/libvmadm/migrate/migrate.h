@@ -46,9 +46,18 @@ struct vm_send_opts {
 
 /* Stop the VM if it runs, snapshot its datasets, write the stream to fd,
  * remove the snapshots. The VM stays, stopped. *ret_was_running (may be
- * NULL) tells whether it was running before. */
+ * NULL) tells whether it was running before. While the snapshots of a send
+ * without opts->snapshot exist, ROOT/run/send-snap-UUID names them, so that
+ * vm_send_recover removes them if the sender is killed. */
 int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send_opts *opts,
 	    bool *ret_was_running, struct vm_error *err);
+
+/* Undo what killed senders left: the snapshots of a send to a file
+ * (ROOT/run/send-snap-UUID whose VM is not locked by a running send), and
+ * the overlays of a live source (vm_live_source_cancel, when its
+ * ROOT/locks/UUID.live.lock is no longer held). Appends a line per VM it
+ * cleaned to *notes. */
+int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
 
 /* Destroy the send snapshots snap of the VM's datasets (those that exist). */
 int vm_send_drop_snapshots(struct vm_node *node, const char *uuid, const char *snap,

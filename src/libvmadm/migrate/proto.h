@@ -62,8 +62,9 @@ struct migrate_send_opts {
 	/* live mode (-L): */
 	int64_t downtime_limit_ms; /* --downtime-limit; 0: 300 */
 	int live_timeout;	   /* --live-timeout SECS for the QEMU phases; 0: 600 */
-	/* Set (non-zero) by the front end's SIGINT/SIGTERM handler: the live
-	 * migration is cancelled and the VM runs on here. NULL: never. */
+	/* Set (non-zero) by the front end's SIGINT/SIGTERM handler: the
+	 * migration is cancelled (while the data moves: afterwards the target
+	 * has the VM) and the VM runs on here as before. NULL: never. */
 	const volatile sig_atomic_t *cancel;
 };
 
@@ -153,7 +154,8 @@ extern const struct migrate_mode_ops migrate_cold_ops;
 /* For modes: send everything read from fd (until EOF) as DATA frames, with
  * the bwlimit and progress, sending keepalives while fd is quiet; where
  * (may be NULL) tells the phase and dataset for the progress events. Fails
- * with the target's reason if it answers FAILED meanwhile. Does not send
+ * with the target's reason if it answers FAILED meanwhile, and with
+ * -ECANCELED once opts->cancel is set (seen within a second). Does not send
  * DATA_END. */
 typedef void (*migrate_where_fn)(void *userdata, char phase[32], char dataset[256]);
 int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn where,

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -9,6 +10,8 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
+#include "migrate/journal.h"
+#include "migrate/live.h"
 #include "migrate/migrate.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
@@ -16,6 +19,7 @@
 #include "stream/stream.h"
 #include "util/fs.h"
 #include "util/macros.h"
+#include "util/uuid.h"
 #include "vm/store.h"
 #include "vm/vm.h"
 
@@ -297,11 +301,128 @@ int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint6
 	return 0;
 }
 
+/* ROOT/run/send-snap-UUID holds the name of the snapshots a send to a file
+ * holds while it runs (under the VM's lock). */
+static char *snap_marker_path(struct vm_node *node, const char *uuid)
+{
+	return vm_node_path(node, "run/send-snap-%s", uuid);
+}
+
+static void note(json_t **notes, const char *line)
+{
+	if (!*notes)
+		*notes = json_array();
+	json_array_append_new(*notes, json_string(line));
+}
+
+/* `vmadm send -L` processes that died (SIGKILL) with their VM on overlays
+ * (ROOT/locks/UUID.live.lock left unlocked): the VM back on its own disks,
+ * as after a failed migration. */
+static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_error *err)
+{
+	_cleanup_free_ char *dir = vm_node_path(node, "locks");
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
+	while ((de = readdir(d))) {
+		_cleanup_close_ int lock = -1;
+		struct vm_error e = { 0 };
+		char uuid[VM_UUID_LEN + 1], line[1024];
+		int owner, r;
+
+		if (strlen(de->d_name) != VM_UUID_LEN + strlen(".live.lock") ||
+		    !streq(de->d_name + VM_UUID_LEN, ".live.lock"))
+			continue;
+		snprintf(uuid, sizeof(uuid), "%.*s", VM_UUID_LEN, de->d_name);
+		if (!vm_uuid_valid(uuid))
+			continue;
+		lock = vm_store_lock(node, uuid, 0, &e);
+		if (lock < 0)
+			continue;
+		owner = migrate_owner_dead(node, uuid, "live");
+		if (owner < 0)
+			continue; /* the migration runs */
+		if (!vm_store_exists(node, uuid)) {
+			/* deleted since: nothing to put back */
+			migrate_owner_unlock(node, uuid, "live", owner);
+			continue;
+		}
+		r = vm_live_source_cancel(node, uuid, &e);
+		if (r < 0)
+			snprintf(line, sizeof(line),
+				 "the live migration of VM %s lost its sender, and undoing it failed: "
+				 "%s",
+				 uuid, e.msg);
+		else
+			snprintf(line, sizeof(line),
+				 "undid the live migration of VM %s whose sender died: the VM runs on "
+				 "its own disks here",
+				 uuid);
+		/* Tried once: a VM that cannot be put back says so here, and
+		 * `vmadm send -L` names the overlay in the way. */
+		migrate_owner_unlock(node, uuid, "live", owner);
+		note(notes, line);
+	}
+	return 0;
+}
+
+int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
+{
+	_cleanup_free_ char *dir = vm_node_path(node, "run");
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+	int r;
+
+	r = recover_live_sources(node, notes, err);
+	if (r < 0)
+		return r;
+	if (!d)
+		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
+	while ((de = readdir(d))) {
+		_cleanup_free_ char *path = NULL, *snap = NULL;
+		_cleanup_json_ json_t *vm = NULL, *names = NULL;
+		_cleanup_close_ int lock = -1;
+		struct vm_error e = {0};
+		struct vm_pool *pool;
+		const char *uuid = de->d_name + strlen("send-snap-");
+		char line[256];
+		int r;
+
+		if (strncmp(de->d_name, "send-snap-", strlen("send-snap-")) != 0 ||
+		    !vm_uuid_valid(uuid))
+			continue;
+		lock = vm_store_lock(node, uuid, 0, &e);
+		if (lock < 0)
+			continue; /* the send still runs */
+		path = vm_node_path(node, "run/%s", de->d_name);
+		if (!path)
+			return vm_error_set(err, ENOMEM, "recover sends");
+		r = fs_read_file(path, 256, &snap, NULL, &e);
+		/* Only a send snapshot's name: the file is ours, but be sure. */
+		if (r >= 0 && strncmp(snap, "vmadm-send-", 11) == 0 && !strchr(snap, '/') &&
+		    vm_store_load(node, uuid, &vm, &e) >= 0) {
+			r = vm_node_pool(node, &pool, err);
+			if (r < 0)
+				return r;
+			names = vm_datasets(vm);
+			migrate_drop_snapshots(pool, names, snap);
+			snprintf(line, sizeof(line),
+				 "removed the snapshots @%s of an interrupted send of VM %s", snap, uuid);
+			note(notes, line);
+		}
+		unlink(path);
+	}
+	return 0;
+}
+
 int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send_opts *opts,
 	    bool *ret_was_running, struct vm_error *err)
 {
 	_cleanup_json_ json_t *vm = NULL, *names = NULL, *config = NULL;
 	_cleanup_close_ int lock = -1;
+	_cleanup_free_ char *marker = NULL;
 	_cleanup_stream_writer_ struct stream_writer *w = NULL;
 	const struct vm_brand_ops *ops;
 	struct vm_runtime rt = { .state = "stopped" };
@@ -367,6 +488,15 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	else
 		snprintf(snap, sizeof(snap), "vmadm-send-%lld-%d", (long long)time(NULL), getpid());
 	report(opts, "snapshot", NULL, 0, total);
+	if (!opts->snapshot) {
+		/* Named before they exist: a send killed from here on leaves
+		 * them to vm_send_recover. */
+		marker = snap_marker_path(node, uuid);
+		r = marker ? fs_write_atomic(marker, snap, strlen(snap), 0600, err)
+			   : vm_error_set(err, ENOMEM, "send VM %s", uuid);
+		if (r < 0)
+			return vm_error_prefix(err, "send VM %s", uuid);
+	}
 	if (opts->snapshot && has_snapshots(pool, names, snap)) {
 		r = 0;
 	} else {
@@ -385,6 +515,8 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 			vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)),
 						 snap, &e);
 		}
+		if (marker)
+			unlink(marker);
 		return vm_error_prefix(err, "send VM %s", uuid);
 	}
 
@@ -407,8 +539,10 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	}
 	if (r >= 0)
 		r = stream_finish(w, err);
-	if (!opts->snapshot)
+	if (!opts->snapshot) {
 		migrate_drop_snapshots(pool, names, snap);
+		unlink(marker);
+	}
 	if (r < 0)
 		return -err->code;
 	report(opts, "done", NULL, stream_writer_bytes(w), total);

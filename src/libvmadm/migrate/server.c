@@ -285,7 +285,6 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c,
 	char start_error[1024] = "";
 	double t0 = migrate_now(), t_confirm = 0, started_at = 0;
 	int max, r, timeout = net_conn_timeout(c);
-	json_int_t proto;
 
 	/* Deadlines on whole messages, not on each read: the HELLO by the
 	 * handshake's, the BEGIN within net_timeout of our HELLO (the source
@@ -297,12 +296,18 @@ static void serve(struct server *srv, struct vm_node *node, struct net_conn *c,
 		vm_warn("migration from %s: %s", net_conn_peer(c), err.msg);
 		return;
 	}
-	proto = json_integer_value(json_object_get(their, "protocol"));
-	if (proto != NET_PROTOCOL_VERSION) {
-		char why[128];
-		snprintf(why, sizeof(why), "this node speaks migration protocol %d, not %lld",
-			 NET_PROTOCOL_VERSION, (long long)proto);
-		vm_warn("migration from %s refused: %s", net_conn_peer(c), why);
+	/* Nothing of another protocol is read further: its BEGIN may mean
+	 * something else here. */
+	if (!json_is_integer(json_object_get(their, "protocol")) ||
+	    json_integer_value(json_object_get(their, "protocol")) != NET_PROTOCOL_VERSION) {
+		char theirs[32] = "(none)", why[512];
+
+		if (json_is_integer(json_object_get(their, "protocol")))
+			snprintf(theirs, sizeof(theirs), "%lld",
+				 (long long)json_integer_value(json_object_get(their, "protocol")));
+		snprintf(why, sizeof(why), "%s speaks migration protocol %s, this vmadmd %d",
+			 net_conn_peer(c), theirs, NET_PROTOCOL_VERSION);
+		vm_warn("migration refused: %s", why);
 		net_send_error(c, why);
 		return;
 	}

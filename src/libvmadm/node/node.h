@@ -5,7 +5,8 @@
  *
  *   ROOT/vmadm.conf      node settings (JSON object)
  *   ROOT/vms/UUID.json   VM records
- *   ROOT/locks/UUID.lock per-VM locks
+ *   ROOT/locks/UUID.lock per-VM locks (UUID.incr.lock, UUID.live.lock: a
+ *                        migration's owner, migrate/journal.h)
  *   ROOT/run/            sockets, pidfiles (QMP, console, vmadmd)
  *   ROOT/log/            logs
  *   ROOT/images/UUID.json installed image manifests (see image/image.h)

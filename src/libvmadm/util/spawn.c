@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -52,10 +53,19 @@ static void log_argv(const char *const *argv)
 	vm_debug("spawn: %s", s ? s : argv[0]);
 }
 
-static void child_exec(const char *const *argv, int in_fd, int out_fd, int err_fd)
+static void child_exec(const char *const *argv, int in_fd, int out_fd, int err_fd, pid_t parent)
 {
 	int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
 
+	/* Nothing we run may outlive us: a vmadm or vmadmd killed with
+	 * SIGKILL would leave a `btrfs receive` writing on into the staging
+	 * directory that the next command's recovery removes, or a `btrfs
+	 * send` holding the snapshot it drops. (The signal comes when the
+	 * thread that forked us ends; every caller waits for its child in
+	 * that thread. QEMU's -daemonize child is a grandchild: not
+	 * concerned.) The parent may have died before the prctl. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+		_exit(127);
 	/* Restore what a daemon or a test harness may have changed. */
 	signal(SIGPIPE, SIG_DFL);
 	if (dup2(in_fd >= 0 ? in_fd : devnull, 0) < 0 ||
@@ -70,14 +80,14 @@ static void child_exec(const char *const *argv, int in_fd, int out_fd, int err_f
 pid_t vm_spawn_start(const char *const *argv, int in_fd, int out_fd, int err_fd,
 		     struct vm_error *err)
 {
-	pid_t pid;
+	pid_t pid, parent = getpid();
 
 	log_argv(argv);
 	pid = fork();
 	if (pid < 0)
 		return vm_error_set(err, errno, "fork for %s", argv[0]);
 	if (pid == 0)
-		child_exec(argv, in_fd, out_fd, err_fd);
+		child_exec(argv, in_fd, out_fd, err_fd, parent);
 	return pid;
 }
 
@@ -153,8 +163,8 @@ int vm_spawn_run(struct vm_spawn *sp, struct vm_error *err)
 		out_r = p[0], out_w = p[1];
 	}
 
-	pid = vm_spawn_start(sp->argv, sp->stdin_fd,
-			     sp->capture_stdout ? out_w : sp->stdout_fd, err_w, err);
+	pid = vm_spawn_start(sp->argv, sp->stdin_fd, sp->capture_stdout ? out_w : sp->stdout_fd,
+			     err_w, err);
 	if (pid < 0)
 		return pid;
 	close(TAKE_FD(err_w));
@@ -167,9 +177,9 @@ int vm_spawn_run(struct vm_spawn *sp, struct vm_error *err)
 		char buf[65536];
 
 		if (err_r >= 0)
-			pfd[nfds++] = (struct pollfd){ .fd = err_r, .events = POLLIN };
+			pfd[nfds++] = (struct pollfd){.fd = err_r, .events = POLLIN};
 		if (out_r >= 0)
-			pfd[nfds++] = (struct pollfd){ .fd = out_r, .events = POLLIN };
+			pfd[nfds++] = (struct pollfd){.fd = out_r, .events = POLLIN};
 		if (nfds == 0)
 			break;
 		if (poll(pfd, nfds, -1) < 0) {

@@ -3,7 +3,9 @@
  * The one way libvmadm runs external programs (btrfs, mount, qemu-img, ...).
  * Every run logs its exact argv at debug level, and returns the exit status
  * and the captured stderr to the caller, so that errors carry the tool's own
- * words.
+ * words. A program started here is killed (SIGKILL) if the thread that
+ * started it ends first, e.g. with its process killed: callers wait for it
+ * in the thread that started it.
  */
 #pragma once
 
@@ -15,15 +17,15 @@
 
 struct vm_spawn {
 	const char *const *argv; /* argv[0] is looked up in PATH */
-	int stdin_fd;            /* -1: /dev/null */
-	int stdout_fd;           /* -1: /dev/null, unless capture_stdout */
-	bool capture_stdout;     /* collect stdout into out/out_len */
+	int stdin_fd;		 /* -1: /dev/null */
+	int stdout_fd;		 /* -1: /dev/null, unless capture_stdout */
+	bool capture_stdout;	 /* collect stdout into out/out_len */
 
 	/* results, owned by the struct: release with vm_spawn_clear() */
-	char *out;     /* captured stdout, NUL-terminated */
+	char *out; /* captured stdout, NUL-terminated */
 	size_t out_len;
-	char *errout;  /* captured stderr (last 16 KiB), NUL-terminated, trimmed */
-	int status;    /* exit code, or 128 + signal number */
+	char *errout; /* captured stderr (last 16 KiB), NUL-terminated, trimmed */
+	int status;   /* exit code, or 128 + signal number */
 };
 
 /* Run to completion. Returns 0 when the program exited 0; otherwise -EIO
