@@ -360,9 +360,15 @@ file_wait() {
 	wait "$RECV_PID"
 	echo $? >"$N.rrc"
 }
-# until the target's btrfs receive has taken some of the stream
+# until the target's btrfs receive has taken some of the stream; fails the
+# cell, saying so, if it never starts (the fault would then hit a finished
+# transfer, and the cell's checks would mislead)
 file_midway() {
-	wait_for 30 pgrep -f "btrfs receive $(R "$DST")/" >/dev/null && sleep 1
+	if wait_for 30 pgrep -f "btrfs receive .*$(R "$DST")/" >/dev/null; then
+		sleep 1
+	else
+		fail "$CUR the receive got midway (no btrfs receive into $(R "$DST")/ within 30 s)"
+	fi
 }
 sender_ok() { ce "sender: exit 0 (the file was written)" 0 "$(cat "$N.src")"; }
 sender_fails() { # PATTERN (empty: killed, no message expected)
