@@ -15,8 +15,11 @@ deps:
 	scripts/install-deps
 
 # The whole test suite: unit tests, then integration tests on real pools,
-# guests and namespaces. Ends with "N passed, N failed, N skipped".
-check: all
+# guests and namespaces. Ends with "N passed, N failed, N skipped". Like
+# demo, it installs what is missing first, so it works first on a fresh
+# machine (the build runs after the install, not beside it: a sub-make).
+check: deps
+	$(MAKE) all
 	tests/run
 
 check-unit: all
@@ -31,7 +34,8 @@ check-integration: all
 ASAN_BUILD := build-asan
 ASAN_TESTS := bad-streams.sh stream-compat.sh send-receive.sh receive-durable.sh bad-input.sh hostile-
 
-check-asan: $(ASAN_BUILD)/build.ninja
+check-asan: deps
+	$(MAKE) $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	BUILD=$(abspath $(ASAN_BUILD)) SANITIZE=1 tests/run unit
 	BUILD=$(abspath $(ASAN_BUILD)) SANITIZE=1 tests/run integration $(ASAN_TESTS)
@@ -46,7 +50,8 @@ $(ASAN_BUILD)/build.ninja:
 FUZZ_BUILD := build-fuzz
 FUZZ_S ?= 60
 
-fuzz: $(FUZZ_BUILD)/build.ninja
+fuzz: deps
+	$(MAKE) $(FUZZ_BUILD)/build.ninja
 	ninja -C $(FUZZ_BUILD)
 	fuzz/run $(abspath $(FUZZ_BUILD)) $(FUZZ_S)
 
