@@ -14,6 +14,7 @@
 #include "migrate/pump.h"
 #include "stream/stream.h"
 #include "util/fault.h"
+#include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -194,10 +195,9 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	 * (stream_dataset_data_limit). */
 	if (need > avail) {
 		char needs[32], have[32];
-		snprintf(needs, sizeof(needs), "%.1f MiB", need / 1048576.0);
-		snprintf(have, sizeof(have), "%.1f MiB", avail / 1048576.0);
 		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final,
-				     needs, pool->name, have);
+				     format_size(need, needs), pool->name,
+				     format_size(avail, have));
 	}
 	/* A parent received natively may hold an empty directory where its
 	 * child dataset goes (btrfs shows nested subvolumes so). */

@@ -12,6 +12,7 @@
 #include "brand/brand.h"
 #include "storage/pool.h"
 #include "util/fault.h"
+#include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -61,14 +62,6 @@ static void random_mac(char out[18])
 		b[0] = getpid() & 0xff;
 	/* 02: locally administered, unicast; 08:20 marks vmadm. */
 	snprintf(out, 18, "02:08:20:%02x:%02x:%02x", b[0], b[1], b[2]);
-}
-
-static void human_size(uint64_t bytes, char buf[32])
-{
-	if (bytes >= 1024 * MIB)
-		snprintf(buf, 32, "%.1f GiB", (double)bytes / (1024.0 * MIB));
-	else
-		snprintf(buf, 32, "%.1f MiB", (double)bytes / MIB);
 }
 
 /* Image dataset zones/IMAGE and its @final snapshot must exist. */
@@ -235,8 +228,8 @@ static int check_space(struct vm_pool *pool, json_t *vm, struct vm_error *err)
 			continue; /* a clone shares the image's blocks */
 		total += size;
 		if (total > avail) {
-			human_size(size, need);
-			human_size(avail, have);
+			format_size(size, need);
+			format_size(avail, have);
 			return vm_error_setx(err, ENOSPC,
 					     "property 'disks[%zu].size': disk %s of %s does not fit "
 					     "in pool %s (%s free)",
