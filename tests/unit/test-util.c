@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of util/: the error object, the spawn helper, file helpers,
- * UUIDs, locks, extended attributes, sizes for people. */
+ * UUIDs, locks, extended attributes, sizes for people, JSON strings. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -19,6 +19,7 @@
 #include "util/error.h"
 #include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/lock.h"
 #include "util/macros.h"
 #include "util/spawn.h"
@@ -330,6 +331,20 @@ static void sizes_for_people(void)
 	CHECK(format_size(42, buf) == buf);
 }
 
+/* The one JSON string getter: NULL for anything but a string member. */
+static void json_strings(void)
+{
+	_cleanup_json_ json_t *o = json_pack("{s:s, s:i, s:n}", "a", "x", "n", 1, "z");
+	_cleanup_json_ json_t *arr = json_pack("[s]", "a");
+
+	CHECK_STR(jstr(o, "a"), "x");
+	CHECK(jstr(o, "n") == NULL);	   /* not a string */
+	CHECK(jstr(o, "z") == NULL);	   /* null */
+	CHECK(jstr(o, "missing") == NULL); /* no such member */
+	CHECK(jstr(arr, "a") == NULL);	   /* not an object */
+	CHECK(jstr(NULL, "a") == NULL);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -347,6 +362,7 @@ int main(void)
 	RUN(lock_is_exclusive);
 	RUN(xattrs_copy_and_compare);
 	RUN(sizes_for_people);
+	RUN(json_strings);
 	{
 		struct vm_error err = {0};
 		fs_rm_rf(tmpdir, &err);

@@ -23,15 +23,11 @@
 #include "util/fault.h"
 #include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/store.h"
 #include "vm/vm.h"
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 /* ---- the stop rule ---- */
 

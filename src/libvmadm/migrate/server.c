@@ -49,6 +49,7 @@
 #include "storage/pool.h"
 #include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -95,11 +96,6 @@ struct worker_arg {
 	struct net_conn *c;    /* authenticated */
 	double hello_deadline; /* the handshake's: the peer's HELLO is due */
 };
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 static void refuse(struct net_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void refuse(struct net_conn *c, const char *fmt, ...)
