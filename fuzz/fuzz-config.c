@@ -23,13 +23,9 @@
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "vm/props.h"
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 static bool starts(const char *s, const char *prefix)
 {

@@ -34,16 +34,12 @@
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "net/net-private.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 
 static struct net_conn *client, *server;
 static int devnull = -1;
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 static struct net_conn *conn(bool is_server, BIO *bio, const char *peer)
 {

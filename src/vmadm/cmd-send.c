@@ -11,6 +11,7 @@
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "net/net.h"
+#include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
 #include "vmadm.h"
@@ -46,18 +47,6 @@ struct shown {
 	bool drawn;
 	bool passes; /* -I: a line per pass and the downtime, tty or not */
 };
-
-static void human(double b, char buf[32])
-{
-	const char *u[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	int i = 0;
-
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, 32, i ? "%.1f %s" : "%.0f %s", b, u[i]);
-}
 
 static void on_event(const struct migrate_event *ev, void *userdata)
 {
@@ -95,8 +84,10 @@ static void on_event(const struct migrate_event *ev, void *userdata)
 			fputc('\n', stderr);
 		s->drawn = false;
 		if (pass) {
-			human(json_integer_value(json_object_get(ev->detail, "pass_bytes")), b);
-			human(json_integer_value(json_object_get(ev->detail, "pass_rate")), r);
+			format_size(json_integer_value(json_object_get(ev->detail, "pass_bytes")),
+				    b);
+			format_size(json_integer_value(json_object_get(ev->detail, "pass_rate")),
+				    r);
 			fprintf(stderr, "pass %lld%s: %s in %.1f s (%s/s)%s%s\n",
 				json_integer_value(pass),
 				json_is_true(json_object_get(ev->detail, "final")) ? " (final)" : "",
@@ -106,14 +97,15 @@ static void on_event(const struct migrate_event *ev, void *userdata)
 					? json_string_value(json_object_get(ev->detail, "reason"))
 					: "");
 		} else if (json_is_real(dt)) {
-			human(json_integer_value(json_object_get(ev->detail, "bytes_total")), b);
+			format_size(json_integer_value(json_object_get(ev->detail, "bytes_total")),
+				    b);
 			fprintf(stderr, "downtime %.2f s, %s sent in all\n", json_real_value(dt), b);
 		}
 	} else if (s->tty) {
 		char b[32], t[32], r[32], eta[32] = "--";
-		human(ev->bytes, b);
-		human(ev->total, t);
-		human(ev->rate, r);
+		format_size(ev->bytes, b);
+		format_size(ev->total, t);
+		format_size((uint64_t)(ev->rate + 0.5), r);
 		if (ev->eta >= 0)
 			snprintf(eta, sizeof(eta), "%d:%02d", (int)ev->eta / 60, (int)ev->eta % 60);
 		fprintf(stderr, "\r\033[K%-8s %s  %s / %s  %s/s  ETA %s", ev->phase,
@@ -159,12 +151,12 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 		}
 		json_object_foreach(est, ds, v) {
 			char h[32];
-			human(json_integer_value(v), h);
+			format_size(json_integer_value(v), h);
 			printf("%-60s %12lld  %s\n", ds, json_integer_value(v), h);
 		}
 		{
 			char h[32];
-			human(total, h);
+			format_size(total, h);
 			printf("%-60s %12llu  %s\n", "total", (unsigned long long)total, h);
 		}
 		return 0;

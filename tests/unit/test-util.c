@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* Unit tests of util/: the error object, the spawn helper, file helpers,
- * UUIDs, locks, extended attributes. */
+ * UUIDs, locks, extended attributes, sizes for people, JSON strings. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -17,7 +17,9 @@
 
 #include "check.h"
 #include "util/error.h"
+#include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/lock.h"
 #include "util/macros.h"
 #include "util/spawn.h"
@@ -311,6 +313,38 @@ static void xattrs_copy_and_compare(void)
 	CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
 }
 
+/* The one size formatter: what messages, progress lines and the stop rule's
+ * reasons show. */
+static void sizes_for_people(void)
+{
+	char buf[FORMAT_SIZE_MAX];
+
+	CHECK_STR(format_size(0, buf), "0 B");
+	CHECK_STR(format_size(1023, buf), "1023 B");
+	CHECK_STR(format_size(1024, buf), "1.0 KiB");
+	CHECK_STR(format_size(1536, buf), "1.5 KiB");
+	CHECK_STR(format_size(10ull << 20, buf), "10.0 MiB");
+	CHECK_STR(format_size(320ull << 20, buf), "320.0 MiB");
+	CHECK_STR(format_size(1ull << 30, buf), "1.0 GiB");
+	CHECK_STR(format_size(5ull << 40, buf), "5.0 TiB");
+	CHECK_STR(format_size(UINT64_MAX, buf), "16777216.0 TiB"); /* TiB is the largest */
+	CHECK(format_size(42, buf) == buf);
+}
+
+/* The one JSON string getter: NULL for anything but a string member. */
+static void json_strings(void)
+{
+	_cleanup_json_ json_t *o = json_pack("{s:s, s:i, s:n}", "a", "x", "n", 1, "z");
+	_cleanup_json_ json_t *arr = json_pack("[s]", "a");
+
+	CHECK_STR(jstr(o, "a"), "x");
+	CHECK(jstr(o, "n") == NULL);	   /* not a string */
+	CHECK(jstr(o, "z") == NULL);	   /* null */
+	CHECK(jstr(o, "missing") == NULL); /* no such member */
+	CHECK(jstr(arr, "a") == NULL);	   /* not an object */
+	CHECK(jstr(NULL, "a") == NULL);
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -327,6 +361,8 @@ int main(void)
 	RUN(uuids);
 	RUN(lock_is_exclusive);
 	RUN(xattrs_copy_and_compare);
+	RUN(sizes_for_people);
+	RUN(json_strings);
 	{
 		struct vm_error err = {0};
 		fs_rm_rf(tmpdir, &err);

@@ -69,11 +69,7 @@ static char *node_path(struct vm_node *node, const char *fmt, ...)
 	return rel ? strdup_printf("%s/%s", node->root, rel) : NULL;
 }
 
-static void lxc_container_putp(struct lxc_container **c)
-{
-	if (*c)
-		lxc_container_put(*c);
-}
+DEFINE_CLEANUP(struct lxc_container, lxc_container_put)
 #define _cleanup_lxc_ _cleanup_(lxc_container_putp)
 
 /* What a joyent brand needs from a VM record, borrowed from it. */

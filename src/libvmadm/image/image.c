@@ -14,6 +14,7 @@
 
 #include "storage/pool.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/lock.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -21,11 +22,6 @@
 
 #define MANIFEST_MAX (1024 * 1024)
 #define COPY_CHUNK (1024 * 1024)
-
-static const char *mstr(json_t *m, const char *key)
-{
-	return json_string_value(json_object_get(m, key));
-}
 
 int vm_image_manifest_check(json_t *m, struct vm_error *err)
 {
@@ -35,12 +31,12 @@ int vm_image_manifest_check(json_t *m, struct vm_error *err)
 
 	if (!json_is_object(m))
 		return vm_error_setx(err, EINVAL, "manifest: not a JSON object");
-	if (!vm_uuid_valid(mstr(m, "uuid")))
+	if (!vm_uuid_valid(jstr(m, "uuid")))
 		return vm_error_setx(err, EINVAL, "manifest: 'uuid' is missing or not a UUID");
 	for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
-		if (!mstr(m, strings[i]) || !*mstr(m, strings[i]))
+		if (!jstr(m, strings[i]) || !*jstr(m, strings[i]))
 			return vm_error_setx(err, EINVAL, "manifest: '%s' is missing", strings[i]);
-	type = mstr(m, "type");
+	type = jstr(m, "type");
 	if (!type || (!streq(type, "zvol") && !streq(type, "zone-dataset")))
 		return vm_error_setx(err, EINVAL,
 				     "manifest: 'type' must be \"zvol\" or \"zone-dataset\"");
@@ -48,13 +44,13 @@ int vm_image_manifest_check(json_t *m, struct vm_error *err)
 	if (!json_is_array(files) || json_array_size(files) != 1)
 		return vm_error_setx(err, EINVAL, "manifest: 'files' must list exactly one file");
 	file = json_array_get(files, 0);
-	sha1 = mstr(file, "sha1");
+	sha1 = jstr(file, "sha1");
 	if (!sha1 || strlen(sha1) != 40 || strspn(sha1, "0123456789abcdefABCDEF") != 40)
 		return vm_error_setx(err, EINVAL, "manifest: 'files[0].sha1' is not a SHA-1");
 	size = json_object_get(file, "size");
 	if (!json_is_integer(size) || json_integer_value(size) < 0)
 		return vm_error_setx(err, EINVAL, "manifest: 'files[0].size' is not a size");
-	comp = mstr(file, "compression");
+	comp = jstr(file, "compression");
 	if (comp && !streq(comp, "none") && !streq(comp, "gzip") && !streq(comp, "bzip2") &&
 	    !streq(comp, "xz"))
 		return vm_error_setx(err, EINVAL, "manifest: 'files[0].compression' \"%s\" unknown",
@@ -302,7 +298,7 @@ int vm_image_install(struct vm_node *node, const char *manifest_path, const char
 	r = vm_image_manifest_check(m, err);
 	if (r < 0)
 		return vm_error_prefix(err, "%s", manifest_path);
-	uuid = mstr(m, "uuid");
+	uuid = jstr(m, "uuid");
 	file = json_array_get(json_object_get(m, "files"), 0);
 
 	lockpath = vm_node_path(node, "locks/image-%s.lock", uuid);
@@ -323,7 +319,7 @@ int vm_image_install(struct vm_node *node, const char *manifest_path, const char
 				     " bytes, the file has %llu",
 				     file_path, json_integer_value(json_object_get(file, "size")),
 				     (unsigned long long)size);
-	want = mstr(file, "sha1");
+	want = jstr(file, "sha1");
 	if (strcasecmp(want, sha1) != 0)
 		return vm_error_setx(err, EINVAL,
 				     "%s: sha1 mismatch: the manifest says %s, the file has %s",
@@ -336,7 +332,7 @@ int vm_image_install(struct vm_node *node, const char *manifest_path, const char
 	if (vm_pool_kind(pool, ds) != VM_DS_NONE)
 		return vm_error_setx(err, EEXIST, "image %s: dataset %s already exists", uuid, ds);
 
-	if (streq(mstr(m, "type"), "zvol")) {
+	if (streq(jstr(m, "type"), "zvol")) {
 		_cleanup_free_ char *vol = NULL;
 		uint64_t volsize = 0, written = 0;
 		r = raw_size(file_path, &volsize, err);
@@ -392,11 +388,11 @@ int vm_image_get(struct vm_node *node, const char *uuid, json_t **ret, struct vm
 static int manifest_cmp(const void *a, const void *b)
 {
 	json_t *ma = *(json_t *const *)a, *mb = *(json_t *const *)b;
-	int c = strcmp(mstr(ma, "name"), mstr(mb, "name"));
+	int c = strcmp(jstr(ma, "name"), jstr(mb, "name"));
 
 	if (c == 0)
-		c = strverscmp(mstr(ma, "version"), mstr(mb, "version"));
-	return c ? c : strcmp(mstr(ma, "uuid"), mstr(mb, "uuid"));
+		c = strverscmp(jstr(ma, "version"), jstr(mb, "version"));
+	return c ? c : strcmp(jstr(ma, "uuid"), jstr(mb, "uuid"));
 }
 
 /* Sort by name, then version (1.10 after 1.9), then uuid. The manifests
@@ -461,11 +457,11 @@ int vm_image_delete(struct vm_node *node, const char *uuid, struct vm_error *err
 	if (r < 0)
 		return r;
 	json_array_foreach(vms, i, vm) {
-		const char *vu = mstr(vm, "uuid");
-		if (mstr(vm, "image_uuid") && streq(mstr(vm, "image_uuid"), uuid))
+		const char *vu = jstr(vm, "uuid");
+		if (jstr(vm, "image_uuid") && streq(jstr(vm, "image_uuid"), uuid))
 			return vm_error_setx(err, EBUSY, "image %s is in use by VM %s", uuid, vu);
 		json_array_foreach(json_object_get(vm, "disks"), j, disk)
-			if (mstr(disk, "image_uuid") && streq(mstr(disk, "image_uuid"), uuid))
+			if (jstr(disk, "image_uuid") && streq(jstr(disk, "image_uuid"), uuid))
 				return vm_error_setx(err, EBUSY, "image %s is in use by VM %s",
 						     uuid, vu);
 	}

@@ -36,17 +36,13 @@
 #include "storage/pool.h"
 #include "util/fault.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "vm/store.h"
 #include "vm/vm.h"
 
 #define INCR_MAX_PASSES_CAP 64
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 /* "vmadm-send-I" + 12 hex: the prefix of our snapshots for this target. */
 static void incr_prefix(const char *host, int port, char out[64])

@@ -21,31 +21,15 @@
 #include "storage/sparse.h"
 #include "stream/stream.h"
 #include "util/fault.h"
+#include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/store.h"
 #include "vm/vm.h"
 
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 /* ---- the stop rule ---- */
-
-static const char *fmt_bytes(uint64_t b, char buf[32])
-{
-	if (b >= (1ull << 30))
-		snprintf(buf, 32, "%.1f GiB", b / 1073741824.0);
-	else if (b >= (1ull << 20))
-		snprintf(buf, 32, "%.1f MiB", b / 1048576.0);
-	else if (b >= 1024)
-		snprintf(buf, 32, "%.1f KiB", b / 1024.0);
-	else
-		snprintf(buf, 32, "%llu B", (unsigned long long)b);
-	return buf;
-}
 
 bool vm_incr_should_stop(const struct vm_incr_pass *passes, size_t n,
 			 const struct vm_incr_rule *rule, const char **ret_why)
@@ -73,7 +57,7 @@ bool vm_incr_should_stop(const struct vm_incr_pass *passes, size_t n,
 	}
 	if (total_s <= 0) {
 		snprintf(why, sizeof(why), "pass %zu (%s) took no measurable time", n,
-			 fmt_bytes(last->bytes, b1));
+			 format_size(last->bytes, b1));
 		stop = true;
 		goto out;
 	}
@@ -84,27 +68,28 @@ bool vm_incr_should_stop(const struct vm_incr_pass *passes, size_t n,
 		snprintf(why, sizeof(why),
 			 "pass %zu moved %s, which takes about %.0f ms at %s/s: within the "
 			 "downtime target of %u ms",
-			 n, fmt_bytes(last->bytes, b1), need_ms, fmt_bytes((uint64_t)rate, b2),
+			 n, format_size(last->bytes, b1), need_ms, format_size((uint64_t)rate, b2),
 			 target);
 		stop = true;
 	} else if (n >= max) {
 		snprintf(why, sizeof(why),
 			 "reached the maximum of %u passes (pass %zu moved %s, about %.0f ms at "
 			 "%s/s)",
-			 max, n, fmt_bytes(last->bytes, b1), need_ms,
-			 fmt_bytes((uint64_t)rate, b2));
+			 max, n, format_size(last->bytes, b1), need_ms,
+			 format_size((uint64_t)rate, b2));
 		stop = true;
 	} else if (n >= 2 && last->bytes >= passes[n - 2].bytes) {
 		snprintf(why, sizeof(why),
 			 "the delta stopped shrinking (pass %zu moved %s, pass %zu %s): the guest "
 			 "writes as fast as we send",
-			 n, fmt_bytes(last->bytes, b1), n - 1, fmt_bytes(passes[n - 2].bytes, b3));
+			 n, format_size(last->bytes, b1), n - 1,
+			 format_size(passes[n - 2].bytes, b3));
 		stop = true;
 	} else {
 		snprintf(why, sizeof(why),
 			 "pass %zu moved %s, about %.0f ms at %s/s: more than the downtime target "
 			 "of %u ms, another pass",
-			 n, fmt_bytes(last->bytes, b1), need_ms, fmt_bytes((uint64_t)rate, b2),
+			 n, format_size(last->bytes, b1), need_ms, format_size((uint64_t)rate, b2),
 			 target);
 		stop = false;
 	}
@@ -560,9 +545,11 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 	if (need > avail + held)
 		return vm_error_setx(
 		    err, ENOSPC,
-		    "%s would take %.1f MiB after this pass, but it holds %.1f MiB "
-		    "and pool %s has %.1f MiB free",
-		    final, need / 1048576.0, held / 1048576.0, pool->name, avail / 1048576.0);
+		    "%s would take %s after this pass, but it holds %s and pool %s "
+		    "has %s free",
+		    final, format_size(need, (char[FORMAT_SIZE_MAX]){ 0 }),
+		    format_size(held, (char[FORMAT_SIZE_MAX]){ 0 }), pool->name,
+		    format_size(avail, (char[FORMAT_SIZE_MAX]){ 0 }));
 	switch (sd->encoding) {
 	case STREAM_ENC_BTRFS:
 		if (pool->ops->native_encoding != VM_ENC_BTRFS)

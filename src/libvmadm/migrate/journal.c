@@ -14,6 +14,7 @@
 #include "migrate/migrate.h"
 #include "util/fault.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/lock.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -94,11 +95,6 @@ void recv_journal_remove(struct vm_node *node, const char *uuid)
 {
 	_cleanup_free_ char *path = vm_node_path(node, "recv/%s.json", uuid);
 	unlink(path);
-}
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
 }
 
 int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,

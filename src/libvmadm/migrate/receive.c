@@ -14,17 +14,14 @@
 #include "migrate/pump.h"
 #include "stream/stream.h"
 #include "util/fault.h"
+#include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/props.h"
 #include "vm/store.h"
 #include "vm/vm.h"
-
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
 
 int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
 {
@@ -194,10 +191,9 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	 * (stream_dataset_data_limit). */
 	if (need > avail) {
 		char needs[32], have[32];
-		snprintf(needs, sizeof(needs), "%.1f MiB", need / 1048576.0);
-		snprintf(have, sizeof(have), "%.1f MiB", avail / 1048576.0);
 		return vm_error_setx(err, ENOSPC, "%s needs %s but pool %s has %s free", final,
-				     needs, pool->name, have);
+				     format_size(need, needs), pool->name,
+				     format_size(avail, have));
 	}
 	/* A parent received natively may hold an empty directory where its
 	 * child dataset goes (btrfs shows nested subvolumes so). */

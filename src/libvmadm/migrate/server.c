@@ -47,7 +47,9 @@
 #include "migrate/journal.h"
 #include "migrate/proto.h"
 #include "storage/pool.h"
+#include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "util/uuid.h"
@@ -95,11 +97,6 @@ struct worker_arg {
 	double hello_deadline; /* the handshake's: the peer's HELLO is due */
 };
 
-static const char *jstr(json_t *o, const char *k)
-{
-	return json_string_value(json_object_get(o, k));
-}
-
 static void refuse(struct net_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void refuse(struct net_conn *c, const char *fmt, ...)
 {
@@ -114,14 +111,6 @@ static void refuse(struct net_conn *c, const char *fmt, ...)
 	vm_info("migration from %s refused: %s", net_conn_peer(c), reason);
 	m = json_pack("{s:s, s:s}", "type", "refuse", "reason", reason);
 	net_send_msg(c, m, &e);
-}
-
-static void fmt_size(uint64_t b, char buf[32])
-{
-	if (b >= (1ull << 30))
-		snprintf(buf, 32, "%.1f GiB", b / 1073741824.0);
-	else
-		snprintf(buf, 32, "%.1f MiB", b / 1048576.0);
 }
 
 /* The checks before any data moves. Returns 0 to accept, or sends REFUSE
@@ -226,8 +215,8 @@ static int check_begin(struct vm_node *node, struct net_conn *c, json_t *begin,
 		return -1;
 	}
 	if (total > avail) {
-		fmt_size(total, need);
-		fmt_size(avail, have);
+		format_size(total, need);
+		format_size(avail, have);
 		refuse(c, "VM %s needs %s but pool %s on this node has %s free", uuid, need,
 		       pool->name, have);
 		return -1;

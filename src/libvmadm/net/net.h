@@ -23,6 +23,7 @@
 
 #include "node/node.h"
 #include "util/error.h"
+#include "util/macros.h"
 
 #define NET_DEFAULT_PORT 9777
 #define NET_DEFAULT_TIMEOUT 30
@@ -99,8 +100,8 @@ int net_conn_set_deadline(struct net_conn *c, double at, int secs, const char *w
 			  struct vm_error *err);
 
 void net_conn_free(struct net_conn *c);
-static inline void net_conn_freep(struct net_conn **c) { net_conn_free(*c); }
-#define _cleanup_conn_ __attribute__((cleanup(net_conn_freep)))
+DEFINE_CLEANUP(struct net_conn, net_conn_free)
+#define _cleanup_conn_ _cleanup_(net_conn_freep)
 
 /* "HOST:PORT" of the peer, for messages. */
 const char *net_conn_peer(struct net_conn *c);

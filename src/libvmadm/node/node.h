@@ -21,6 +21,7 @@
 
 #include "storage/pool.h"
 #include "util/error.h"
+#include "util/macros.h"
 
 #define VM_DEFAULT_ROOT "/var/lib/vmadm"
 
@@ -34,8 +35,8 @@ struct vm_node {
  * directories on first use and reading vmadm.conf. Does not touch the pool. */
 int vm_node_open(struct vm_node **ret, struct vm_error *err);
 void vm_node_free(struct vm_node *node);
-static inline void vm_node_freep(struct vm_node **n) { vm_node_free(*n); }
-#define _cleanup_node_ __attribute__((cleanup(vm_node_freep)))
+DEFINE_CLEANUP(struct vm_node, vm_node_free)
+#define _cleanup_node_ _cleanup_(vm_node_freep)
 
 /* The node's pool, opened (and created or mounted) on first call. */
 int vm_node_pool(struct vm_node *node, struct vm_pool **ret, struct vm_error *err);

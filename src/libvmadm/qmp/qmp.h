@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "util/error.h"
+#include "util/macros.h"
 
 /* A message larger than this is refused (-EMSGSIZE) and the connection is
  * then unusable: QEMU's largest replies (query-qmp-schema) are ~200 KiB. */
@@ -41,8 +42,8 @@ int qmp_open_fd(int fd, const char *what, int timeout_ms, struct qmp **ret,
 
 /* Close the connection, drop queued events. NULL is fine. */
 void qmp_close(struct qmp *q);
-static inline void qmp_closep(struct qmp **q) { qmp_close(*q); }
-#define _cleanup_qmp_ __attribute__((cleanup(qmp_closep)))
+DEFINE_CLEANUP(struct qmp, qmp_close)
+#define _cleanup_qmp_ _cleanup_(qmp_closep)
 
 /* The greeting's {"qemu": {"major", "minor", "micro"}, "package"} object
  * (borrowed, valid until qmp_close). */

@@ -47,6 +47,7 @@
 #include "storage/btrfs-stream.h"
 #include "storage/pool-private.h"
 #include "storage/pool.h"
+#include "util/format.h"
 #include "util/fs.h"
 #include "util/lock.h"
 #include "util/log.h"
@@ -287,8 +288,8 @@ static int pool_image_size(struct vm_pool *pool, uint64_t *ret, struct vm_error 
 		return vm_error_setx(err, ENOSPC,
 				     "pool size %s is too small for btrfs (at least %s; %s free "
 				     "in %s)",
-				     pool_fmt_size(size, a), "256 MiB",
-				     pool_fmt_size(free_bytes, (char[32]){ 0 }), pool->root);
+				     format_size(size, a), "256 MiB",
+				     format_size(free_bytes, (char[32]){ 0 }), pool->root);
 	*ret = size;
 	return 0;
 }

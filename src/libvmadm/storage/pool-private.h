@@ -98,6 +98,3 @@ int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const char *ds);
 int pool_dataset_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
 		      uint64_t *ret_volsize, struct vm_error *err);
-
-/* "1.2 GiB" style rendering into buf. */
-const char *pool_fmt_size(uint64_t bytes, char buf[32]);

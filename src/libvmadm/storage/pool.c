@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "storage/pool-private.h"
+#include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
 
@@ -226,23 +227,6 @@ bool pool_dir_is_volume(const char *path)
 	return f && lstat(f, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-const char *pool_fmt_size(uint64_t bytes, char buf[32])
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = bytes;
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, 32, "%llu B", (unsigned long long)bytes);
-	else
-		snprintf(buf, 32, "%.1f %s", v, units[u]);
-	return buf;
-}
-
 int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err)
 {
 	_cleanup_close_ int fd =
@@ -408,8 +392,7 @@ int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uin
 		return vm_error_prefix(err, "%s %s", what, ds);
 	if (size > avail)
 		return vm_error_setx(err, ENOSPC, "%s %s: pool has %s free, needs %s: %s", what, ds,
-				     pool_fmt_size(avail, a), pool_fmt_size(size, b),
-				     strerror(ENOSPC));
+				     format_size(avail, a), format_size(size, b), strerror(ENOSPC));
 	return 0;
 }
 

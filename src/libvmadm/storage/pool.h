@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/macros.h"
 
 #define VM_POOL_NAME "zones"
 #define VOLUME_FILE "disk.raw"
@@ -174,7 +175,7 @@ struct vm_storage_ops {
  * VMADM_POOL_TYPE, else conf "pool_type", else "btrfs". */
 int vm_pool_open(const char *root, json_t *conf, struct vm_pool **ret, struct vm_error *err);
 void vm_pool_free(struct vm_pool *pool);
-static inline void vm_pool_freep(struct vm_pool **p) { vm_pool_free(*p); }
+DEFINE_CLEANUP(struct vm_pool, vm_pool_free)
 
 /* Backend ops by name, NULL if unknown. */
 const struct vm_storage_ops *vm_storage_ops_by_name(const char *name);

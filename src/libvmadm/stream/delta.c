@@ -28,6 +28,7 @@
 
 #include "storage/sparse.h"
 #include "stream/stream-private.h"
+#include "util/archive.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
@@ -341,22 +342,6 @@ int stream_receive_volume_delta(struct stream_reader *r, const char *path, struc
 
 /* ---- tar-delta: send ---- */
 
-static void archive_read_freep(struct archive **a)
-{
-	if (*a)
-		archive_read_free(*a);
-}
-static void archive_write_freep(struct archive **a)
-{
-	if (*a)
-		archive_write_free(*a);
-}
-static void linkresolver_freep(struct archive_entry_linkresolver **l)
-{
-	if (*l)
-		archive_entry_linkresolver_free(*l);
-}
-
 struct walk_entry {
 	char *rel; /* "" for the root */
 	bool send;
@@ -608,7 +593,7 @@ int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset 
 {
 	_cleanup_(archive_read_freep) struct archive *disk = NULL;
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
-	_cleanup_(linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
+	_cleanup_(archive_entry_linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
 	_cleanup_free_ char *nroot = realpath(new_dir, NULL), *oroot = realpath(old_dir, NULL);
 	struct stream_dataset d = *ds;
 	struct tree_out t = {.w = w, .err = err};

@@ -16,10 +16,7 @@
 #include "util/fs.h"
 #include "util/macros.h"
 
-static void md_freep(EVP_MD_CTX **c)
-{
-	EVP_MD_CTX_free(*c);
-}
+DEFINE_CLEANUP(EVP_MD_CTX, EVP_MD_CTX_free)
 
 bool stream_record_limits(uint32_t type, uint64_t *ret_min, uint64_t *ret_max)
 {
@@ -167,7 +164,7 @@ int stream_raw_next(struct stream_raw_reader *r, struct stream_raw_record *rec,
 
 void stream_raw_reader_hash(struct stream_raw_reader *r, uint8_t out[32])
 {
-	_cleanup_(md_freep) EVP_MD_CTX *c = EVP_MD_CTX_new();
+	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *c = EVP_MD_CTX_new();
 	unsigned int len = 0;
 
 	memset(out, 0, 32);
@@ -238,7 +235,7 @@ int stream_raw_write(struct stream_raw_writer *w, struct stream_header *h, const
 
 void stream_raw_writer_hash(struct stream_raw_writer *w, uint8_t out[32])
 {
-	_cleanup_(md_freep) EVP_MD_CTX *c = EVP_MD_CTX_new();
+	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *c = EVP_MD_CTX_new();
 	unsigned int len = 0;
 
 	memset(out, 0, 32);

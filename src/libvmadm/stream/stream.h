@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "util/error.h"
+#include "util/macros.h"
 
 #define STREAM_MAGIC "VMADMSTR"
 #define STREAM_VERSION 1 /* newest version written and read */
@@ -214,11 +215,8 @@ uint64_t stream_writer_bytes(const struct stream_writer *w);
 /* Free the writer (NULL is fine). A writer freed before stream_finish leaves
  * a stream that every reader refuses as truncated. */
 void stream_writer_free(struct stream_writer *w);
-static inline void stream_writer_freep(struct stream_writer **w)
-{
-	stream_writer_free(*w);
-}
-#define _cleanup_stream_writer_ __attribute__((cleanup(stream_writer_freep)))
+DEFINE_CLEANUP(struct stream_writer, stream_writer_free)
+#define _cleanup_stream_writer_ _cleanup_(stream_writer_freep)
 
 /* ---- reader ---- */
 
@@ -270,11 +268,8 @@ uint64_t stream_reader_bytes(const struct stream_reader *r);
 const char *stream_reader_dataset_name(const struct stream_reader *r);
 
 void stream_reader_free(struct stream_reader *r);
-static inline void stream_reader_freep(struct stream_reader **r)
-{
-	stream_reader_free(*r);
-}
-#define _cleanup_stream_reader_ __attribute__((cleanup(stream_reader_freep)))
+DEFINE_CLEANUP(struct stream_reader, stream_reader_free)
+#define _cleanup_stream_reader_ _cleanup_(stream_reader_freep)
 
 /* ---- native pass-through (btrfs send / receive) ---- */
 
@@ -362,11 +357,8 @@ void stream_raw_reader_hash(struct stream_raw_reader *r, uint8_t out[32]);
 uint64_t stream_raw_reader_bytes(const struct stream_raw_reader *r);
 
 void stream_raw_reader_free(struct stream_raw_reader *r);
-static inline void stream_raw_reader_freep(struct stream_raw_reader **r)
-{
-	stream_raw_reader_free(*r);
-}
-#define _cleanup_stream_raw_reader_ __attribute__((cleanup(stream_raw_reader_freep)))
+DEFINE_CLEANUP(struct stream_raw_reader, stream_raw_reader_free)
+#define _cleanup_stream_raw_reader_ _cleanup_(stream_raw_reader_freep)
 
 /* Payload limits of a record type (docs/stream-format.md, section 2): false
  * for an unknown type (min 0, max 4 MiB: a skippable record's limit). */
@@ -388,11 +380,8 @@ int stream_raw_write(struct stream_raw_writer *w, struct stream_header *h, const
 void stream_raw_writer_hash(struct stream_raw_writer *w, uint8_t out[32]);
 
 void stream_raw_writer_free(struct stream_raw_writer *w);
-static inline void stream_raw_writer_freep(struct stream_raw_writer **w)
-{
-	stream_raw_writer_free(*w);
-}
-#define _cleanup_stream_raw_writer_ __attribute__((cleanup(stream_raw_writer_freep)))
+DEFINE_CLEANUP(struct stream_raw_writer, stream_raw_writer_free)
+#define _cleanup_stream_raw_writer_ _cleanup_(stream_raw_writer_freep)
 
 /* ---- incremental (delta) encodings, docs/stream-format.md section 3 ---- */
 

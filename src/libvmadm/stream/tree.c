@@ -20,30 +20,10 @@
 
 #include "storage/pool.h"
 #include "stream/stream-private.h"
+#include "util/archive.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
-
-static void archive_read_freep(struct archive **a)
-{
-	if (*a)
-		archive_read_free(*a);
-}
-static void archive_write_freep(struct archive **a)
-{
-	if (*a)
-		archive_write_free(*a);
-}
-static void archive_entry_freep(struct archive_entry **e)
-{
-	if (*e)
-		archive_entry_free(*e);
-}
-static void linkresolver_freep(struct archive_entry_linkresolver **l)
-{
-	if (*l)
-		archive_entry_linkresolver_free(*l);
-}
 
 /* ---- send ---- */
 
@@ -134,7 +114,7 @@ int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, c
 {
 	_cleanup_(archive_read_freep) struct archive *disk = NULL;
 	_cleanup_(archive_write_freep) struct archive *a = NULL;
-	_cleanup_(linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
+	_cleanup_(archive_entry_linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
 	_cleanup_free_ char *root = NULL;
 	struct stream_dataset d = *ds;
 	struct tree_out t = {.w = w, .err = err};

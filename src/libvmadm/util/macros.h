@@ -31,23 +31,12 @@ static inline void closep(int *fd)
 	if (*fd >= 0)
 		close(*fd);
 }
-static inline void fclosep(FILE **f)
-{
-	if (*f)
-		fclose(*f);
-}
-static inline void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
+DEFINE_CLEANUP(FILE, fclose)
+DEFINE_CLEANUP(DIR, closedir)
 
 /* A NULL-terminated vector of malloc'ed strings. */
 void strv_free(char **v);
-static inline void strv_freep(char ***v)
-{
-	strv_free(*v);
-}
+DEFINE_CLEANUP(char *, strv_free)
 
 #define _cleanup_free_	   _cleanup_(freep)
 #define _cleanup_close_	   _cleanup_(closep)

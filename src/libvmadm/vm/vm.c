@@ -12,7 +12,9 @@
 #include "brand/brand.h"
 #include "storage/pool.h"
 #include "util/fault.h"
+#include "util/format.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/props.h"
@@ -32,24 +34,19 @@ void vm_timestamp_now(char buf[32])
 	snprintf(buf, 32, "%s.%03ldZ", tmp, ts.tv_nsec / 1000000);
 }
 
-static const char *str(json_t *o, const char *key)
-{
-	return json_string_value(json_object_get(o, key));
-}
-
 json_t *vm_datasets(json_t *vm)
 {
 	json_t *names = json_array(), *v, *disk;
 	size_t i;
 
-	if (str(vm, "zfs_filesystem"))
-		json_array_append_new(names, json_string(str(vm, "zfs_filesystem")));
+	if (jstr(vm, "zfs_filesystem"))
+		json_array_append_new(names, json_string(jstr(vm, "zfs_filesystem")));
 	json_array_foreach(json_object_get(vm, "datasets"), i, v)
 		if (json_is_string(v))
 			json_array_append(names, v);
 	json_array_foreach(json_object_get(vm, "disks"), i, disk)
-		if (str(disk, "zfs_filesystem"))
-			json_array_append_new(names, json_string(str(disk, "zfs_filesystem")));
+		if (jstr(disk, "zfs_filesystem"))
+			json_array_append_new(names, json_string(jstr(disk, "zfs_filesystem")));
 	return names;
 }
 
@@ -61,14 +58,6 @@ static void random_mac(char out[18])
 		b[0] = getpid() & 0xff;
 	/* 02: locally administered, unicast; 08:20 marks vmadm. */
 	snprintf(out, 18, "02:08:20:%02x:%02x:%02x", b[0], b[1], b[2]);
-}
-
-static void human_size(uint64_t bytes, char buf[32])
-{
-	if (bytes >= 1024 * MIB)
-		snprintf(buf, 32, "%.1f GiB", (double)bytes / (1024.0 * MIB));
-	else
-		snprintf(buf, 32, "%.1f MiB", (double)bytes / MIB);
 }
 
 /* Image dataset zones/IMAGE and its @final snapshot must exist. */
@@ -97,7 +86,7 @@ static int check_image(struct vm_pool *pool, const char *image_uuid, const char 
 static int build_record(struct vm_node *node, struct vm_pool *pool, json_t *vm,
 			struct vm_error *err)
 {
-	const char *uuid = str(vm, "uuid"), *brand = str(vm, "brand");
+	const char *uuid = jstr(vm, "uuid"), *brand = jstr(vm, "brand");
 	bool kvm = streq(brand, "kvm");
 	_cleanup_free_ char *zonepath = strdup_printf("%s/%s", pool->mountpoint, uuid);
 	_cleanup_free_ char *zfs = strdup_printf(VM_POOL_NAME "/%s", uuid);
@@ -153,7 +142,7 @@ static int build_record(struct vm_node *node, struct vm_pool *pool, json_t *vm,
 	json_array_foreach(disks, i, disk) {
 		_cleanup_free_ char *ds = strdup_printf(VM_POOL_NAME "/%s-disk%zu", uuid, i);
 		_cleanup_free_ char *path = vm_pool_volume_path(pool, ds);
-		const char *img = str(disk, "image_uuid");
+		const char *img = jstr(disk, "image_uuid");
 
 		json_object_set_new(disk, "zfs_filesystem", json_string(ds));
 		json_object_set_new(disk, "path", json_string(path));
@@ -195,7 +184,7 @@ static int build_record(struct vm_node *node, struct vm_pool *pool, json_t *vm,
 			has_primary = true;
 	json_array_foreach(nics, i, nic) {
 		char name[16];
-		if (!str(nic, "mac")) {
+		if (!jstr(nic, "mac")) {
 			char mac[18];
 			random_mac(mac);
 			json_object_set_new(nic, "mac", json_string(mac));
@@ -208,8 +197,8 @@ static int build_record(struct vm_node *node, struct vm_pool *pool, json_t *vm,
 			json_object_set_new(nic, "primary", json_true());
 	}
 
-	if (!kvm && str(vm, "image_uuid")) {
-		int r = check_image(pool, str(vm, "image_uuid"), "image_uuid", err);
+	if (!kvm && jstr(vm, "image_uuid")) {
+		int r = check_image(pool, jstr(vm, "image_uuid"), "image_uuid", err);
 		if (r < 0)
 			return r;
 	}
@@ -231,16 +220,17 @@ static int check_space(struct vm_pool *pool, json_t *vm, struct vm_error *err)
 		uint64_t size = (uint64_t)json_integer_value(json_object_get(disk, "size")) * MIB;
 		char need[32], have[32];
 
-		if (str(disk, "image_uuid"))
+		if (jstr(disk, "image_uuid"))
 			continue; /* a clone shares the image's blocks */
 		total += size;
 		if (total > avail) {
-			human_size(size, need);
-			human_size(avail, have);
-			return vm_error_setx(err, ENOSPC,
-					     "property 'disks[%zu].size': disk %s of %s does not fit "
-					     "in pool %s (%s free)",
-					     i, str(disk, "zfs_filesystem"), need, pool->name, have);
+			format_size(size, need);
+			format_size(avail, have);
+			return vm_error_setx(
+			    err, ENOSPC,
+			    "property 'disks[%zu].size': disk %s of %s does not fit "
+			    "in pool %s (%s free)",
+			    i, jstr(disk, "zfs_filesystem"), need, pool->name, have);
 		}
 	}
 	return 0;
@@ -248,8 +238,8 @@ static int check_space(struct vm_pool *pool, json_t *vm, struct vm_error *err)
 
 static int create_datasets(struct vm_pool *pool, json_t *vm, struct vm_error *err)
 {
-	const char *zfs = str(vm, "zfs_filesystem"), *img = str(vm, "image_uuid");
-	bool kvm = streq(str(vm, "brand"), "kvm");
+	const char *zfs = jstr(vm, "zfs_filesystem"), *img = jstr(vm, "image_uuid");
+	bool kvm = streq(jstr(vm, "brand"), "kvm");
 	json_t *disk, *ds;
 	size_t i;
 	int r;
@@ -263,7 +253,7 @@ static int create_datasets(struct vm_pool *pool, json_t *vm, struct vm_error *er
 	if (r < 0)
 		return r;
 	if (!kvm) {
-		_cleanup_free_ char *rootdir = strdup_printf("%s/root", str(vm, "zonepath"));
+		_cleanup_free_ char *rootdir = strdup_printf("%s/root", jstr(vm, "zonepath"));
 		r = fs_mkdir_p(rootdir, 0755, err);
 		if (r < 0)
 			return r;
@@ -274,9 +264,9 @@ static int create_datasets(struct vm_pool *pool, json_t *vm, struct vm_error *er
 			return r;
 	}
 	json_array_foreach(json_object_get(vm, "disks"), i, disk) {
-		const char *name = str(disk, "zfs_filesystem");
+		const char *name = jstr(disk, "zfs_filesystem");
 		uint64_t size = (uint64_t)json_integer_value(json_object_get(disk, "size")) * MIB;
-		const char *dimg = str(disk, "image_uuid");
+		const char *dimg = jstr(disk, "image_uuid");
 
 		if (dimg) {
 			_cleanup_free_ char *snap = strdup_printf(VM_POOL_NAME "/%s@final", dimg);
@@ -321,8 +311,8 @@ int vm_create(struct vm_node *node, json_t *payload, json_t **ret_vm, struct vm_
 	if (r < 0)
 		return r;
 	vm = json_deep_copy(payload);
-	if (str(vm, "uuid")) {
-		snprintf(uuid, sizeof(uuid), "%s", str(vm, "uuid"));
+	if (jstr(vm, "uuid")) {
+		snprintf(uuid, sizeof(uuid), "%s", jstr(vm, "uuid"));
 		for (char *c = uuid; *c; c++)
 			*c = (*c >= 'A' && *c <= 'F') ? *c - 'A' + 'a' : *c;
 	} else if (vm_uuid_generate(uuid) < 0)
@@ -396,8 +386,8 @@ void vm_record_set_stopped(json_t *vm)
 
 void vm_fill_runtime(struct vm_node *node, json_t *vm)
 {
-	const struct vm_brand_ops *ops = vm_brand_ops_by_name(str(vm, "brand"));
-	const char *stored = str(vm, "state");
+	const struct vm_brand_ops *ops = vm_brand_ops_by_name(jstr(vm, "brand"));
+	const char *stored = jstr(vm, "state");
 	struct vm_runtime rt = { .state = "stopped", .zone_state = "installed" };
 
 	/* States of a transition (provisioning, receiving) are the record's. */
@@ -470,7 +460,7 @@ static json_t *find_nic(json_t *nics, const char *mac, size_t *ret_index)
 	size_t i;
 
 	json_array_foreach(nics, i, nic)
-		if (str(nic, "mac") && mac && strcasecmp(str(nic, "mac"), mac) == 0) {
+		if (jstr(nic, "mac") && mac && strcasecmp(jstr(nic, "mac"), mac) == 0) {
 			if (ret_index)
 				*ret_index = i;
 			return nic;
@@ -506,22 +496,22 @@ static int apply_update(json_t *vm, json_t *payload, struct vm_error *err)
 		json_array_remove(nics, idx);
 	}
 	json_array_foreach(json_object_get(payload, "update_nics"), i, v) {
-		nic = find_nic(nics, str(v, "mac"), NULL);
+		nic = find_nic(nics, jstr(v, "mac"), NULL);
 		if (!nic)
 			return vm_error_setx(err, ENOENT, "update_nics[%zu]: no nic with mac %s", i,
-					     str(v, "mac"));
+					     jstr(v, "mac"));
 		json_object_update(nic, v);
 	}
 	json_array_foreach(json_object_get(payload, "add_nics"), i, v) {
 		json_t *n = json_deep_copy(v);
-		if (!str(n, "mac")) {
+		if (!jstr(n, "mac")) {
 			char mac[18];
 			random_mac(mac);
 			json_object_set_new(n, "mac", json_string(mac));
-		} else if (find_nic(nics, str(n, "mac"), NULL)) {
+		} else if (find_nic(nics, jstr(n, "mac"), NULL)) {
 			json_decref(n);
 			return vm_error_setx(err, EEXIST, "add_nics[%zu]: a nic with mac %s exists",
-					     i, str(v, "mac"));
+					     i, jstr(v, "mac"));
 		}
 		json_array_append_new(nics, n);
 	}
@@ -545,7 +535,7 @@ int vm_update(struct vm_node *node, const char *uuid, json_t *payload, json_t **
 	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
-	r = vm_validate_update(payload, str(vm, "brand"), err);
+	r = vm_validate_update(payload, jstr(vm, "brand"), err);
 	if (r >= 0)
 		r = vm_validate_node_nics(node, json_object_get(payload, "add_nics"), "add_nics",
 					  err);
@@ -579,7 +569,7 @@ int vm_delete(struct vm_node *node, const char *uuid, struct vm_error *err)
 	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
-	ops = vm_brand_ops_by_name(str(vm, "brand"));
+	ops = vm_brand_ops_by_name(jstr(vm, "brand"));
 	if (ops) {
 		ops->runtime(node, vm, &rt);
 		if (!streq(rt.state, "stopped")) {
@@ -620,10 +610,10 @@ static int with_brand(struct vm_node *node, const char *uuid, json_t **ret_vm, i
 	r = vm_store_lock_load(node, uuid, &lock, &vm, err);
 	if (r < 0)
 		return r;
-	*ret_ops = vm_brand_ops_by_name(str(vm, "brand"));
+	*ret_ops = vm_brand_ops_by_name(jstr(vm, "brand"));
 	if (!*ret_ops)
 		return vm_error_setx(err, EINVAL, "VM %s: unknown brand %s", uuid,
-				     str(vm, "brand"));
+				     jstr(vm, "brand"));
 	*ret_vm = TAKE_PTR(vm);
 	*ret_lock = TAKE_FD(lock);
 	return 0;
@@ -631,12 +621,12 @@ static int with_brand(struct vm_node *node, const char *uuid, json_t **ret_vm, i
 
 static int check_startable(json_t *vm, struct vm_error *err)
 {
-	const char *state = str(vm, "state");
+	const char *state = jstr(vm, "state");
 
 	if (state && !streq(state, "stopped") && !streq(state, "failed") &&
 	    !streq(state, "running"))
 		return vm_error_setx(err, EBUSY, "VM %s is %s and cannot be started",
-				     str(vm, "uuid"), state);
+				     jstr(vm, "uuid"), state);
 	return 0;
 }
 
@@ -668,7 +658,7 @@ int vm_start(struct vm_node *node, const char *uuid, struct vm_error *err)
 			vm_record_set_stopped(vm);
 			json_object_set_new(vm, "state", json_string("failed"));
 			vm_store_save(node, vm, &serr);
-		} else if (streq(str(vm, "state") ? str(vm, "state") : "", "running")) {
+		} else if (streq(jstr(vm, "state") ? jstr(vm, "state") : "", "running")) {
 			vm_record_set_stopped(vm);
 			vm_store_save(node, vm, &serr);
 		}
@@ -698,7 +688,7 @@ int vm_stop(struct vm_node *node, const char *uuid, int timeout_secs, bool force
 		return r;
 	ops->runtime(node, vm, &rt);
 	if (streq(rt.state, "stopped")) {
-		if (streq(str(vm, "state") ? str(vm, "state") : "", "running")) {
+		if (streq(jstr(vm, "state") ? jstr(vm, "state") : "", "running")) {
 			vm_record_set_stopped(vm);
 			vm_store_save(node, vm, err);
 		}
