@@ -8,7 +8,8 @@
  * console socket, LXC config) and logs under ROOT/log/.
  *
  * Migration (migrate/) drives a VM through these slots: it pauses and
- * resumes it around snapshots and quiesces it for the last pass of -I.
+ * resumes it around snapshots, quiesces it for the last pass of -I, and
+ * asks the brand's policy of a received VM.
  */
 #pragma once
 
@@ -82,6 +83,20 @@ struct vm_brand_ops {
 	 * guest runs on; err says what failed. NULL: the brand has no such
 	 * stop (joyent), its final stop is the guest's shutdown. */
 	int (*quiesce)(struct vm_node *node, json_t *vm, struct vm_error *err);
+
+	/* The brand's policy for a VM record that came from another node,
+	 * after vm_validate_received and the node's nic tags accepted it and
+	 * before anything of it is made (joyent: every lofs/bind filesystem
+	 * under the node's receive_filesystem_roots). Otherwise -EPERM (or
+	 * another -errno) naming the VM, the property and why. NULL: none. */
+	int (*check_received)(struct vm_node *node, json_t *vm, struct vm_error *err);
+
+	/* The VM's own dataset (zones/UUID, its zonepath) of a received VM
+	 * landed in the directory dir, not yet under its final name ds (for
+	 * messages): check what the brand will run from it (joyent: dir/root
+	 * a directory of its own, not a symlink that liblxc would follow).
+	 * -errno naming ds otherwise. NULL: nothing to check. */
+	int (*check_received_zone)(const char *dir, const char *ds, struct vm_error *err);
 };
 
 const struct vm_brand_ops *vm_brand_ops_by_name(const char *name);

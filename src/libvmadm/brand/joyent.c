@@ -1011,4 +1011,6 @@ const struct vm_brand_ops joyent_brand_ops = {
 	.console = joyent_console,
 	.pause = joyent_pause,
 	.resume = joyent_resume,
+	.check_received = joyent_check_received_filesystems,
+	.check_received_zone = joyent_check_root,
 };

@@ -40,8 +40,8 @@ int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
 			       struct vm_error *err);
 
 /* After a dataset's data landed in temp (a full or an incremental one): a
- * volume is exactly its config's size, a joyent VM's own dataset has a real
- * root directory (joyent_check_root). */
+ * volume is exactly its config's size, the VM's own dataset passes its
+ * brand's check_received_zone (a joyent VM's has a real root directory). */
 int migrate_check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
 			 struct vm_error *err);
 
