@@ -7,9 +7,10 @@
  * Runtime files of a VM live under ROOT/run/UUID/ (pidfile, QMP socket,
  * console socket, LXC config) and logs under ROOT/log/.
  *
- * Migration (migrate/) drives a VM through these slots: it pauses and
- * resumes it around snapshots, quiesces it for the last pass of -I, and
- * asks the brand's policy of a received VM.
+ * Migration (migrate/) drives a VM only through these slots: it pauses
+ * and resumes it around snapshots, quiesces it for the last pass of -I,
+ * asks the brand's policy of a received VM, and moves a running VM
+ * through the live sub-table (brand/live.h).
  */
 #pragma once
 
@@ -19,6 +20,8 @@
 
 #include "node/node.h"
 #include "util/error.h"
+
+struct vm_brand_live_ops;
 
 /* Live state as SmartOS shows it in "state" and "zone_state". */
 struct vm_runtime {
@@ -97,6 +100,10 @@ struct vm_brand_ops {
 	 * a directory of its own, not a symlink that liblxc would follow).
 	 * -errno naming ds otherwise. NULL: nothing to check. */
 	int (*check_received_zone)(const char *dir, const char *ds, struct vm_error *err);
+
+	/* Live migration (-L): brand/live.h. NULL: the brand's VMs do not
+	 * migrate while they run (joyent: they move with -I). */
+	const struct vm_brand_live_ops *live;
 };
 
 const struct vm_brand_ops *vm_brand_ops_by_name(const char *name);

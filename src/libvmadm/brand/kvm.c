@@ -883,4 +883,5 @@ const struct vm_brand_ops kvm_brand_ops = {
 	.pause = kvm_pause,
 	.resume = kvm_resume,
 	.quiesce = kvm_quiesce,
+	.live = &kvm_live_ops,
 };

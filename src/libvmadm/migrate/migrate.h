@@ -54,7 +54,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 
 /* Undo what killed senders left: the snapshots of a send to a file
  * (ROOT/run/send-snap-UUID whose VM is not locked by a running send), and
- * the overlays of a live source (vm_live_source_cancel, when its
+ * the overlays of a live source (its brand's live source_cancel, when its
  * ROOT/locks/UUID.live.lock is no longer held). Appends a line per VM it
  * cleaned to *notes. */
 int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
