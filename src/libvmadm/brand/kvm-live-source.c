@@ -78,6 +78,14 @@ struct live {
 	int64_t start_ms;
 	int64_t disk_copied; /* the mirrors' offsets, last seen */
 	int64_t downtime_limit;
+	/* run_migration's settings and what its ticks remember */
+	const char *uri; /* QEMU's migration URI of the target */
+	int64_t timeout, stall, max_downtime;
+	enum phase ph, last_emit_ph;
+	int64_t last_emit_ms;
+	int64_t last_mark, last_move_ms; /* bytes moved, and when they last moved */
+	int64_t last_raise_ms;		 /* when the downtime limit last rose */
+	int64_t last_syncs, last_remaining;
 };
 
 static const char *phase_name(enum phase ph)
@@ -327,21 +335,14 @@ static int switchover(struct live *l, int64_t stall, struct vm_error *err)
 	return 0;
 }
 
-static int run_migration(struct live *l, struct vm_error *err)
+/* --- The migration, tick by tick ------------------------------------------ */
+
+/* Before the first tick: TLS with the node key, the capabilities and
+ * parameters of the migration, then every disk mirrored to the target. */
+static int prepare(struct live *l, struct vm_error *err)
 {
 	const struct vm_live_opts *o = l->o;
-	int64_t timeout = o->timeout_ms > 0 ? o->timeout_ms : 600000;
-	int64_t stall = o->stall_ms > 0 ? o->stall_ms : 10000;
-	int64_t max_downtime, last_mark = -1, last_move_ms, last_raise_ms = 0;
-	int64_t last_remaining = -1, last_syncs = 0, last_emit_ms = 0;
-	enum phase ph = PH_DISK, last_emit_ph = PH_COMPLETING;
-	_cleanup_free_ char *uri = kvm_live_tcp_uri(l->t->host, l->t->migrate_port);
 	int r;
-
-	l->downtime_limit = o->downtime_limit_ms > 0 ? o->downtime_limit_ms : 300;
-	max_downtime = o->max_downtime_ms > 0 ? o->max_downtime_ms : 10 * l->downtime_limit;
-	if (!uri)
-		return vm_error_set(err, ENOMEM, "live migration");
 
 	r = kvm_live_tls_setup(l->node, l->q, l->uuid, "client", err);
 	if (r < 0)
@@ -365,175 +366,243 @@ static int run_migration(struct live *l, struct vm_error *err)
 		    NULL, err);
 	if (r >= 0)
 		r = connect_and_mirror(l, err);
+	return r;
+}
+
+/* What one look at QEMU saw. */
+struct tick {
+	int64_t now;
+	json_t *m;	/* query-migrate's answer; NULL before migrate */
+	const char *st; /* its status; "none" before migrate */
+	char *why;	/* why a mirror ended on its own, from its event */
+	size_t njobs, nready;
+	int64_t dirty, copied; /* the mirrors' bytes still to copy, and copied */
+};
+
+static void tick_clear(struct tick *t)
+{
+	json_decref(t->m);
+	free(t->why);
+}
+
+/* Look: the mirrors' events and state, the guest's STOP, the migration's
+ * state. */
+static int observe(struct live *l, struct tick *t, struct vm_error *err)
+{
+	_cleanup_json_ json_t *jobs = NULL;
+	json_t *j;
+	size_t k;
+	int r;
+
+	t->now = kvm_live_now_ms();
+	/* A mirror that ended on its own failed (ours end by our cancel
+	 * only); its event says why. */
+	t->why = kvm_live_job_error(l->q, KVM_LIVE_MIRROR_PREFIX);
+	if (l->migrating) {
+		json_t *ev = NULL;
+		struct vm_error ignore = {0};
+
+		if (qmp_wait_event(l->q, "STOP", &ev, 0, &ignore) >= 0) {
+			l->rep->stopped_us = kvm_live_event_us(ev);
+			json_decref(ev);
+		}
+	}
+	qmp_flush_events(l->q);
+	r = kvm_live_our_jobs(l->q, KVM_LIVE_MIRROR_PREFIX, &jobs, err);
+	if (r < 0)
+		return r;
+	t->njobs = json_array_size(jobs);
+	json_array_foreach (jobs, k, j) {
+		int64_t off = json_integer_value(json_object_get(j, "offset"));
+		int64_t len = json_integer_value(json_object_get(j, "len"));
+		t->copied += off;
+		t->dirty += len > off ? len - off : 0;
+		t->nready += json_is_true(json_object_get(j, "ready"));
+	}
+	if (t->njobs > 0)
+		l->disk_copied = t->copied;
+	if (l->migrating) {
+		r = kvm_live_qcmd(l->q, "query-migrate", NULL, &t->m, err);
+		if (r < 0)
+			return r;
+		t->st = kvm_live_migrate_status(t->m);
+	}
+	return 0;
+}
+
+/* Has it ended? 1 completed, -errno failed (QEMU's migration, or a mirror
+ * that stopped), 0 not yet. */
+static int ended(struct live *l, struct tick *t, struct vm_error *err)
+{
+	if (streq(t->st, "failed") || streq(t->st, "cancelled"))
+		return vm_error_setx(err, EIO, "migration %s: %s", t->st,
+				     json_string_value(json_object_get(t->m, "error-desc"))
+					 ?: "QEMU gave no reason");
+	if (streq(t->st, "completed")) {
+		if (!l->continued)
+			return vm_error_setx(err, EPROTO,
+					     "migration completed before the disks did");
+		return 1;
+	}
+	if (l->ph != PH_COMPLETING && t->njobs < l->ndisks) {
+		/* its event came during query-block-jobs */
+		if (!t->why)
+			t->why = kvm_live_job_error(l->q, KVM_LIVE_MIRROR_PREFIX);
+		return vm_error_setx(err, EIO, "disk mirror stopped: %s",
+				     t->why ? t->why : "(no reason given)");
+	}
+	return 0;
+}
+
+/* Our limits: a stall (nothing moved for stall ms while something should:
+ * the mirrors before they are ready, RAM while it is sent, the mirrors'
+ * end at switchover), the user's cancel, the timeout. */
+static int within_limits(struct live *l, struct tick *t, struct vm_error *err)
+{
+	json_t *ram = json_object_get(t->m, "ram");
+	int64_t mark = t->copied + json_integer_value(json_object_get(ram, "transferred"));
+
+	if (mark != l->last_mark || (l->ph == PH_DISK && t->nready == t->njobs) ||
+	    l->ph == PH_COMPLETING) {
+		l->last_mark = mark;
+		l->last_move_ms = t->now;
+	} else if (t->now - l->last_move_ms > l->stall) {
+		return vm_error_setx(err, ETIMEDOUT,
+				     "no progress for %lld ms in the %s phase (link to %s "
+				     "down or target gone?)",
+				     (long long)(t->now - l->last_move_ms), phase_name(l->ph),
+				     l->t->host);
+	}
+	if (l->o->cancel && *l->o->cancel)
+		return vm_error_setx(err, ECANCELED, "cancelled in the %s phase",
+				     phase_name(l->ph));
+	if (t->now - l->start_ms <= l->timeout)
+		return 0;
+	if (l->ph == PH_DISK)
+		return vm_error_setx(err, ETIMEDOUT,
+				     "timeout after %lld ms in the disk phase: %lld "
+				     "bytes still to mirror (the guest writes faster "
+				     "than the link copies?)",
+				     (long long)l->timeout, (long long)t->dirty);
+	return vm_error_setx(
+	    err, ETIMEDOUT,
+	    "did not converge within %lld ms: %lld bytes of RAM remaining, "
+	    "dirty rate %lld pages/s, throughput %.1f Mbit/s, downtime limit "
+	    "%lld ms (may rise to %lld)",
+	    (long long)l->timeout, (long long)json_integer_value(json_object_get(ram, "remaining")),
+	    (long long)json_integer_value(json_object_get(ram, "dirty-pages-rate")),
+	    json_number_value(json_object_get(ram, "mbps")), (long long)l->downtime_limit,
+	    (long long)l->max_downtime);
+}
+
+/* The disk phase: once every mirror is ready (source and target in sync,
+ * new writes mirrored as they come), RAM. */
+static int disk_tick(struct live *l, struct tick *t, struct vm_error *err)
+{
+	int r;
+
+	if (t->nready < l->ndisks)
+		return 0;
+	/* migrate {"uri": "tcp:H:P"} */
+	r = kvm_live_qcmd(l->q, "migrate", json_pack("{s:s}", "uri", l->uri), NULL, err);
+	if (r < 0)
+		return r;
+	l->migrating = true;
+	l->ph = PH_RAM;
+	l->last_raise_ms = t->now;
+	return 0;
+}
+
+/* The RAM phase: the switchover once QEMU reaches pre-switchover; until
+ * then, a downtime limit raised when the migration does not converge. */
+static int ram_tick(struct live *l, struct tick *t, struct vm_error *err)
+{
+	json_t *ram = json_object_get(t->m, "ram");
+	int64_t rem = json_integer_value(json_object_get(ram, "remaining"));
+	int64_t syncs = json_integer_value(json_object_get(ram, "dirty-sync-count"));
+	int r;
+
+	if (streq(t->st, "pre-switchover")) {
+		/* Guest paused, its I/O drained: the clock of the downtime
+		 * runs, so no tick sleeps from here to migrate-continue. */
+		r = switchover(l, l->stall, err);
+		if (r < 0)
+			return r;
+		l->ph = PH_COMPLETING;
+		return 0;
+	}
+	/* Not converging (Proxmox-style): after a few rounds with the
+	 * remainder not shrinking, double the limit. */
+	if (syncs >= 3 && syncs != l->last_syncs && t->now - l->last_raise_ms >= 2000 &&
+	    l->downtime_limit < l->max_downtime && l->last_remaining >= 0 &&
+	    rem >= l->last_remaining) {
+		int64_t nl = l->downtime_limit * 2;
+		if (nl > l->max_downtime)
+			nl = l->max_downtime;
+		vm_debug("live %s: not converging (%lld bytes left), downtime limit %lld -> %lld "
+			 "ms",
+			 l->uuid, (long long)rem, (long long)l->downtime_limit, (long long)nl);
+		r = set_downtime(l, nl, err);
+		if (r < 0)
+			return r;
+		l->last_raise_ms = t->now;
+	}
+	if (syncs != l->last_syncs) {
+		l->last_syncs = syncs;
+		l->last_remaining = rem;
+	}
+	return 0;
+}
+
+/* Mirror the disks, then migrate RAM, then switch over: a tick at a time,
+ * each looking at QEMU, reporting, checking the end and our limits, then
+ * moving the phase on. */
+static int run_migration(struct live *l, struct vm_error *err)
+{
+	const struct vm_live_opts *o = l->o;
+	_cleanup_free_ char *uri = kvm_live_tcp_uri(l->t->host, l->t->migrate_port);
+	int r;
+
+	l->timeout = o->timeout_ms > 0 ? o->timeout_ms : 600000;
+	l->stall = o->stall_ms > 0 ? o->stall_ms : 10000;
+	l->downtime_limit = o->downtime_limit_ms > 0 ? o->downtime_limit_ms : 300;
+	l->max_downtime = o->max_downtime_ms > 0 ? o->max_downtime_ms : 10 * l->downtime_limit;
+	l->ph = PH_DISK;
+	l->last_emit_ph = PH_COMPLETING;
+	l->last_mark = -1;
+	l->last_remaining = -1;
+	if (!uri)
+		return vm_error_set(err, ENOMEM, "live migration");
+	l->uri = uri;
+	r = prepare(l, err);
 	if (r < 0)
 		return r;
 
-	last_move_ms = kvm_live_now_ms();
+	l->last_move_ms = kvm_live_now_ms();
 	for (;;) {
-		_cleanup_json_ json_t *m = NULL, *jobs = NULL;
-		_cleanup_free_ char *why = NULL;
-		int64_t now, dirty = 0, copied = 0, mark;
-		size_t njobs, nready = 0, k;
-		const char *st = "none";
-		json_t *j;
+		_cleanup_(tick_clear) struct tick t = {.st = "none"};
 
 		/* Short ticks in the RAM phase: pre-switchover is seen sooner,
 		 * and the guest waits paused until then. */
-		usleep((ph == PH_RAM ? KVM_LIVE_RAM_TICK_MS : KVM_LIVE_TICK_MS) * 1000);
-		now = kvm_live_now_ms();
-		/* A mirror that ended on its own failed (ours end by our
-		 * cancel only); its event says why. */
-		why = kvm_live_job_error(l->q, KVM_LIVE_MIRROR_PREFIX);
-		if (l->migrating) {
-			json_t *ev = NULL;
-			struct vm_error ignore = {0};
-
-			if (qmp_wait_event(l->q, "STOP", &ev, 0, &ignore) >= 0) {
-				l->rep->stopped_us = kvm_live_event_us(ev);
-				json_decref(ev);
-			}
-		}
-		qmp_flush_events(l->q);
-		r = kvm_live_our_jobs(l->q, KVM_LIVE_MIRROR_PREFIX, &jobs, err);
+		usleep((l->ph == PH_RAM ? KVM_LIVE_RAM_TICK_MS : KVM_LIVE_TICK_MS) * 1000);
+		r = observe(l, &t, err);
 		if (r < 0)
 			return r;
-		njobs = json_array_size(jobs);
-		json_array_foreach (jobs, k, j) {
-			int64_t off = json_integer_value(json_object_get(j, "offset"));
-			int64_t len = json_integer_value(json_object_get(j, "len"));
-			copied += off;
-			dirty += len > off ? len - off : 0;
-			nready += json_is_true(json_object_get(j, "ready"));
+		if (t.now - l->last_emit_ms >= KVM_LIVE_TICK_MS || l->ph != l->last_emit_ph) {
+			emit(l, l->ph, t.m, t.dirty);
+			l->last_emit_ms = t.now;
+			l->last_emit_ph = l->ph;
 		}
-		if (njobs > 0)
-			l->disk_copied = copied;
-		if (l->migrating) {
-			r = kvm_live_qcmd(l->q, "query-migrate", NULL, &m, err);
-			if (r < 0)
-				return r;
-			st = kvm_live_migrate_status(m);
-		}
-		if (now - last_emit_ms >= KVM_LIVE_TICK_MS || ph != last_emit_ph) {
-			emit(l, ph, m, dirty);
-			last_emit_ms = now;
-			last_emit_ph = ph;
-		}
-
-		if (streq(st, "failed") || streq(st, "cancelled"))
-			return vm_error_setx(err, EIO, "migration %s: %s", st,
-					     json_string_value(json_object_get(m, "error-desc"))
-						 ?: "QEMU gave no reason");
-		if (streq(st, "completed")) {
-			if (!l->continued)
-				return vm_error_setx(err, EPROTO,
-						     "migration completed before the disks did");
-			return 0;
-		}
-		if (ph != PH_COMPLETING && njobs < l->ndisks) {
-			/* its event came during query-block-jobs */
-			if (!why)
-				why = kvm_live_job_error(l->q, KVM_LIVE_MIRROR_PREFIX);
-			return vm_error_setx(err, EIO, "disk mirror stopped: %s",
-					     why ? why : "(no reason given)");
-		}
-
-		/* Stalls: nothing moved for stall ms while something should:
-		 * the mirrors before they are ready, RAM while it is sent,
-		 * the mirrors' end at switchover. */
-		mark = copied + json_integer_value(
-				    json_object_get(json_object_get(m, "ram"), "transferred"));
-		if (mark != last_mark || (ph == PH_DISK && nready == njobs) ||
-		    ph == PH_COMPLETING) {
-			last_mark = mark;
-			last_move_ms = now;
-		} else if (now - last_move_ms > stall) {
-			return vm_error_setx(err, ETIMEDOUT,
-					     "no progress for %lld ms in the %s phase (link to %s "
-					     "down or target gone?)",
-					     (long long)(now - last_move_ms), phase_name(ph),
-					     l->t->host);
-		}
-		if (o->cancel && *o->cancel)
-			return vm_error_setx(err, ECANCELED, "cancelled in the %s phase",
-					     phase_name(ph));
-		if (now - l->start_ms > timeout) {
-			json_t *ram = json_object_get(m, "ram");
-			if (ph == PH_DISK)
-				return vm_error_setx(
-				    err, ETIMEDOUT,
-				    "timeout after %lld ms in the disk phase: %lld "
-				    "bytes still to mirror (the guest writes faster "
-				    "than the link copies?)",
-				    (long long)timeout, (long long)dirty);
-			return vm_error_setx(
-			    err, ETIMEDOUT,
-			    "did not converge within %lld ms: %lld bytes of RAM remaining, "
-			    "dirty rate %lld pages/s, throughput %.1f Mbit/s, downtime limit "
-			    "%lld ms (may rise to %lld)",
-			    (long long)timeout,
-			    (long long)json_integer_value(json_object_get(ram, "remaining")),
-			    (long long)json_integer_value(json_object_get(ram, "dirty-pages-rate")),
-			    json_number_value(json_object_get(ram, "mbps")),
-			    (long long)l->downtime_limit, (long long)max_downtime);
-		}
-
-		switch (ph) {
-		case PH_DISK:
-			if (nready < l->ndisks)
-				break;
-			/* Every mirror is ready (source and target in sync,
-			 * new writes mirrored as they come): RAM now.
-			 * migrate {"uri": "tcp:H:P"} */
-			r = kvm_live_qcmd(l->q, "migrate", json_pack("{s:s}", "uri", uri), NULL,
-					  err);
-			if (r < 0)
-				return r;
-			l->migrating = true;
-			ph = PH_RAM;
-			last_raise_ms = now;
-			break;
-		case PH_RAM: {
-			json_t *ram = json_object_get(m, "ram");
-			int64_t rem = json_integer_value(json_object_get(ram, "remaining"));
-			int64_t syncs =
-			    json_integer_value(json_object_get(ram, "dirty-sync-count"));
-
-			if (streq(st, "pre-switchover")) {
-				/* Guest paused, its I/O drained: the clock of the
-				 * downtime runs, so no tick sleeps from here to
-				 * migrate-continue. */
-				r = switchover(l, stall, err);
-				if (r < 0)
-					return r;
-				ph = PH_COMPLETING;
-				break;
-			}
-			/* Not converging (Proxmox-style): after a few rounds
-			 * with the remainder not shrinking, double the limit. */
-			if (syncs >= 3 && syncs != last_syncs && now - last_raise_ms >= 2000 &&
-			    l->downtime_limit < max_downtime && last_remaining >= 0 &&
-			    rem >= last_remaining) {
-				int64_t nl = l->downtime_limit * 2;
-				if (nl > max_downtime)
-					nl = max_downtime;
-				vm_debug("live %s: not converging (%lld bytes left), downtime "
-					 "limit %lld -> %lld ms",
-					 l->uuid, (long long)rem, (long long)l->downtime_limit,
-					 (long long)nl);
-				r = set_downtime(l, nl, err);
-				if (r < 0)
-					return r;
-				last_raise_ms = now;
-			}
-			if (syncs != last_syncs) {
-				last_syncs = syncs;
-				last_remaining = rem;
-			}
-			break;
-		}
-		case PH_COMPLETING:
-			break;
-		}
+		r = ended(l, &t, err);
+		if (r != 0)
+			return r < 0 ? r : 0;
+		r = within_limits(l, &t, err);
+		if (r >= 0 && l->ph == PH_DISK)
+			r = disk_tick(l, &t, err);
+		else if (r >= 0 && l->ph == PH_RAM)
+			r = ram_tick(l, &t, err);
+		if (r < 0)
+			return r;
 	}
 }
 
