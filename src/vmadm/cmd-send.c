@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "migrate/live.h"
+#include "brand/live.h"
 #include "migrate/migrate.h"
 #include "migrate/proto.h"
 #include "net/net.h"

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * live-ops: drive the QEMU side of live migration (migrate/live.h) alone,
- * for tests/integration/live-local.sh, without vmadmd.
+ * live-ops: drive the QEMU side of live migration (kvm_brand_ops.live,
+ * brand/live.h) alone, for tests/integration/live-local.sh, without vmadmd.
  *
  *   live-ops ROOT target-prepare UUID HOST [MPORT NPORT]  prints the target info JSON
  *   live-ops ROOT target-finish UUID
@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "migrate/live.h"
+#include "brand/kvm.h"
+#include "brand/live.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "vm/store.h"
@@ -33,6 +34,10 @@ static void log_stderr(int level, const char *line, void *userdata)
 	(void)userdata;
 	fprintf(stderr, "debug: %s\n", line);
 }
+
+/* kvm's slots (kvm_brand_ops.live), whatever the record's brand: a
+ * joyent record must be refused by them. */
+static const struct vm_brand_live_ops *live;
 
 static volatile sig_atomic_t cancelled;
 
@@ -56,10 +61,10 @@ static void progress(const struct vm_live_progress *p, void *userdata)
 	fflush(stderr);
 }
 
-static int source_migrate(struct vm_node *node, int argc, char **argv, struct vm_error *err)
+static int source_migrate(struct vm_node *node, json_t *vm, int argc, char **argv,
+			  struct vm_error *err)
 {
 	struct vm_live_opts o = {.progress = progress, .cancel = &cancelled};
-	struct vm_live_target_info t;
 	struct vm_live_report rep;
 	_cleanup_json_ json_t *info = NULL;
 	json_error_t jerr;
@@ -94,11 +99,8 @@ static int source_migrate(struct vm_node *node, int argc, char **argv, struct vm
 		else
 			return vm_error_setx(err, EINVAL, "unknown option %s", a);
 	}
-	r = vm_live_target_info_from_json(info, &t, err);
-	if (r < 0)
-		return r;
 	signal(SIGINT, on_sigint);
-	r = vm_live_source_migrate(node, argv[3], &t, &o, &rep, err);
+	r = live->source_migrate(node, vm, info, &o, &rep, err);
 	if (r < 0)
 		fprintf(stderr, "live-ops: %s\n", err->msg);
 	printf("{\"ok\": %s, \"total_ms\": %lld, \"downtime_ms\": %lld, \"setup_ms\": %lld, "
@@ -114,9 +116,11 @@ static int source_migrate(struct vm_node *node, int argc, char **argv, struct vm
 static int run(int argc, char **argv, struct vm_error *err)
 {
 	_cleanup_node_ struct vm_node *node = NULL;
+	_cleanup_json_ json_t *vm = NULL;
 	const char *verb = argv[2], *uuid = argv[3];
 	int r;
 
+	live = kvm_brand_ops.live;
 	if (setenv("VMADM_ROOT", argv[1], 1) < 0)
 		return vm_error_set(err, errno, "setenv");
 	r = vm_node_open(&node, err);
@@ -124,7 +128,7 @@ static int run(int argc, char **argv, struct vm_error *err)
 		return r;
 
 	if (streq(verb, "target-prepare")) {
-		_cleanup_json_ json_t *vm = NULL, *info = NULL;
+		_cleanup_json_ json_t *info = NULL;
 		struct vm_live_params p = {0};
 		char *s;
 
@@ -137,7 +141,7 @@ static int run(int argc, char **argv, struct vm_error *err)
 		}
 		r = vm_store_load(node, uuid, &vm, err);
 		if (r >= 0)
-			r = vm_live_target_prepare(node, vm, &p, &info, err);
+			r = live->target_prepare(node, vm, &p, &info, err);
 		if (r < 0)
 			return r;
 		s = json_dumps(info, JSON_SORT_KEYS);
@@ -148,22 +152,26 @@ static int run(int argc, char **argv, struct vm_error *err)
 	if (streq(verb, "target-finish")) {
 		int64_t resumed = 0;
 
-		r = vm_live_target_finish(node, uuid, 30000, &resumed, err);
+		r = live->target_finish(node, uuid, 30000, &resumed, err);
 		if (r >= 0)
 			printf("{\"resumed_us\": %lld}\n", (long long)resumed);
 		return r;
 	}
 	if (streq(verb, "target-abort"))
-		return vm_live_target_abort(node, uuid, err);
+		return live->target_abort(node, uuid, err);
+	/* The source's slots take the VM's record. */
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
 	if (streq(verb, "source-begin")) {
 		if (argc < 5)
 			return vm_error_setx(err, EINVAL, "source-begin UUID SNAP");
-		return vm_live_source_begin(node, uuid, argv[4], err);
+		return live->source_begin(node, vm, argv[4], err);
 	}
 	if (streq(verb, "source-cancel"))
-		return vm_live_source_cancel(node, uuid, err);
+		return live->source_cancel(node, vm, err);
 	if (streq(verb, "source-migrate"))
-		return source_migrate(node, argc, argv, err);
+		return source_migrate(node, vm, argc, argv, err);
 	return vm_error_setx(err, EINVAL, "unknown verb %s", verb);
 }
 

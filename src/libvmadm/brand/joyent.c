@@ -972,6 +972,31 @@ static int joyent_console(struct vm_node *node, json_t *vm, int in_fd, int out_f
 	return 0;
 }
 
+/* Freeze (or thaw) the container's cgroup: its processes stay, and write
+ * nothing meanwhile. */
+static int joyent_freeze(struct vm_node *node, json_t *vm, bool freeze, struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+	_cleanup_free_ char *lxcpath = joyent_lxcpath(node);
+	_cleanup_lxc_ struct lxc_container *c = NULL;
+
+	c = lxcpath && uuid ? lxc_container_new(uuid, lxcpath) : NULL;
+	if (!c || !(freeze ? c->freeze(c) : c->unfreeze(c)))
+		return vm_error_setx(err, EIO, "cannot %s the container",
+				     freeze ? "freeze" : "thaw");
+	return 0;
+}
+
+static int joyent_pause(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	return joyent_freeze(node, vm, true, err);
+}
+
+static int joyent_resume(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	return joyent_freeze(node, vm, false, err);
+}
+
 const struct vm_brand_ops joyent_brand_ops = {
 	.name = "joyent",
 	.start = joyent_start,
@@ -980,4 +1005,8 @@ const struct vm_brand_ops joyent_brand_ops = {
 	.runtime = joyent_runtime,
 	.info = joyent_info,
 	.console = joyent_console,
+	.pause = joyent_pause,
+	.resume = joyent_resume,
+	.check_received = joyent_check_received_filesystems,
+	.check_received_zone = joyent_check_root,
 };

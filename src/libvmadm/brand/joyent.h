@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Brand joyent: the checks of a container's host side that the receive
- * path shares with the start (brand/joyent.c has the brand itself).
+ * Brand joyent: the checks of a received container's host side, which
+ * joyent_brand_ops offers the receive path as its check_received and
+ * check_received_zone slots and the start repeats (brand/joyent.c has the
+ * brand itself).
  */
 #pragma once
 

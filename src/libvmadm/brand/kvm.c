@@ -837,6 +837,41 @@ static int kvm_console(struct vm_node *node, json_t *vm, int in_fd, int out_fd,
 	}
 }
 
+/* One QMP command without arguments or result (stop, cont) on the running
+ * VM vm. err says what failed. */
+static int kvm_qmp_simple(struct vm_node *node, json_t *vm, const char *cmd, struct vm_error *err)
+{
+	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
+	_cleanup_qmp_ struct qmp *q = NULL;
+	int r;
+
+	r = kvm_qmp_open(node, uuid ? uuid : "", &q, err);
+	if (r >= 0)
+		r = qmp_command(q, cmd, NULL, NULL, QMP_COMMAND_MS, err);
+	return r;
+}
+
+/* QMP stop: QEMU drains the guest's I/O before it reports the guest paused,
+ * so the disk images hold every write the guest completed. */
+static int kvm_quiesce(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	return kvm_qmp_simple(node, vm, "stop", err);
+}
+
+static int kvm_pause(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	int r = kvm_quiesce(node, vm, err);
+
+	return r < 0 ? vm_error_prefix(err, "pause the guest") : r;
+}
+
+static int kvm_resume(struct vm_node *node, json_t *vm, struct vm_error *err)
+{
+	int r = kvm_qmp_simple(node, vm, "cont", err);
+
+	return r < 0 ? vm_error_prefix(err, "resume the guest") : r;
+}
+
 const struct vm_brand_ops kvm_brand_ops = {
 	.name = "kvm",
 	.start = kvm_start,
@@ -845,4 +880,8 @@ const struct vm_brand_ops kvm_brand_ops = {
 	.runtime = kvm_runtime,
 	.info = kvm_info,
 	.console = kvm_console,
+	.pause = kvm_pause,
+	.resume = kvm_resume,
+	.quiesce = kvm_quiesce,
+	.live = &kvm_live_ops,
 };

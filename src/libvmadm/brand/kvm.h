@@ -25,6 +25,7 @@
 #include <stdbool.h>
 
 #include "brand/brand.h"
+#include "brand/live.h"
 #include "qmp/qmp.h"
 
 /* The accelerator to use on this node: the setting `accel` (env
@@ -50,3 +51,7 @@ int kvm_qmp_open(struct vm_node *node, const char *uuid, struct qmp **ret, struc
 
 /* Paths of the VM's runtime files (malloc'ed; NULL on ENOMEM). */
 char *kvm_run_path(struct vm_node *node, const char *uuid, const char *file);
+
+/* Live migration of a kvm VM with its local disks (brand/kvm-live*.c):
+ * kvm_brand_ops.live. */
+extern const struct vm_brand_live_ops kvm_live_ops;

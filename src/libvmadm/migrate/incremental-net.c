@@ -28,11 +28,9 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "brand/kvm.h"
 #include "migrate/incremental.h"
 #include "migrate/journal.h"
 #include "migrate/proto.h"
-#include "qmp/qmp.h"
 #include "storage/pool.h"
 #include "util/fault.h"
 #include "util/fs.h"
@@ -164,25 +162,37 @@ static void job_where(void *userdata, char phase[32], char dataset[256])
 	pthread_mutex_unlock(&j->lock);
 }
 
-static bool kvm_running(struct migrate_source *ctx)
+/* Does the VM run, with a brand that can quiesce it for the final stop? */
+static bool quiesces(struct migrate_source *ctx)
 {
 	_cleanup_json_ json_t *vm = NULL;
+	const struct vm_brand_ops *ops;
 	struct vm_error e = {0};
 
 	if (vm_get(ctx->node, ctx->uuid, &vm, &e) < 0)
 		return false;
-	return jstr(vm, "brand") && streq(jstr(vm, "brand"), "kvm") && jstr(vm, "state") &&
-	       streq(jstr(vm, "state"), "running");
+	ops = vm_brand_ops_by_name(jstr(vm, "brand"));
+	return ops && ops->quiesce && jstr(vm, "state") && streq(jstr(vm, "state"), "running");
 }
 
-/* The final stop of a running kvm VM: pause the guest (*ret_at: when),
- * snapshot every dataset as snap, then end QEMU (forced: the guest is
- * paused). On a failure before QEMU ends the guest runs on. */
+/* Destroy snapshot snap of the first n datasets of names. */
+static void drop_taken(struct vm_pool *pool, json_t *names, size_t n, const char *snap)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct vm_error e = {0};
+		vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)), snap,
+					 &e);
+	}
+}
+
+/* The final stop of a running VM whose brand quiesces: quiesce it
+ * (*ret_at: when), snapshot every dataset as snap, then end it (forced:
+ * the guest is paused). On a failure before it ends the guest runs on. */
 static int stop_paused(struct migrate_source *ctx, const char *snap, double *ret_at,
 		       struct vm_error *err)
 {
 	_cleanup_json_ json_t *vm = NULL, *names = NULL;
-	_cleanup_qmp_ struct qmp *q = NULL;
+	const struct vm_brand_ops *ops = NULL;
 	struct vm_pool *pool;
 	size_t i, taken = 0;
 	json_t *x;
@@ -192,10 +202,13 @@ static int stop_paused(struct migrate_source *ctx, const char *snap, double *ret
 	r = vm_store_load(ctx->node, ctx->uuid, &vm, err);
 	if (r >= 0)
 		r = vm_node_pool(ctx->node, &pool, err);
+	if (r >= 0) {
+		ops = vm_brand_ops_by_name(jstr(vm, "brand"));
+		if (!ops || !ops->quiesce)
+			r = vm_error_setx(err, EOPNOTSUPP, "its brand cannot pause it");
+	}
 	if (r >= 0)
-		r = kvm_qmp_open(ctx->node, ctx->uuid, &q, err);
-	if (r >= 0)
-		r = qmp_command(q, "stop", NULL, NULL, 10000, err);
+		r = ops->quiesce(ctx->node, vm, err);
 	if (r < 0)
 		return vm_error_prefix(err, "pause VM %s for the final pass", ctx->uuid);
 	*ret_at = migrate_now();
@@ -206,23 +219,18 @@ static int stop_paused(struct migrate_source *ctx, const char *snap, double *ret
 			break;
 		taken++;
 	}
-	if (r >= 0) {
-		qmp_close(TAKE_PTR(q));
-		r = vm_stop(ctx->node, ctx->uuid, 0, true, err);
-		if (r >= 0)
-			return 0;
-		vm_error_prefix(err, "stop VM %s for the final pass", ctx->uuid);
-	}
-	for (i = 0; i < taken; i++) {
+	if (r < 0) {
 		struct vm_error e = {0};
-		vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)), snap,
-					 &e);
+		drop_taken(pool, names, taken, snap);
+		ops->resume(ctx->node, vm, &e);
+		return r;
 	}
-	if (q) {
-		struct vm_error e = {0};
-		qmp_command(q, "cont", NULL, NULL, 10000, &e);
+	r = vm_stop(ctx->node, ctx->uuid, 0, true, err);
+	if (r < 0) {
+		drop_taken(pool, names, taken, snap);
+		return vm_error_prefix(err, "stop VM %s for the final pass", ctx->uuid);
 	}
-	return r;
+	return 0;
 }
 
 static void *pass_thread(void *arg)
@@ -237,10 +245,10 @@ static void *pass_thread(void *arg)
 	};
 
 	j->r = 0;
-	if (j->stop_first && ctx->opts->final_pause && kvm_running(ctx)) {
-		/* --final-stop pause: the kvm guest paused (its last completed
-		 * writes are on its disks, QEMU drained them), its disks
-		 * snapshotted as they are, then its QEMU ended; no guest
+	if (j->stop_first && ctx->opts->final_pause && quiesces(ctx)) {
+		/* --final-stop pause: the guest quiesced (kvm: paused, its
+		 * last completed writes on its disks, QEMU drained them), its
+		 * disks snapshotted as they are, then the VM ended; no guest
 		 * shutdown in the downtime. */
 		job_phase(j, "stop", NULL);
 		j->r = stop_paused(ctx, j->snap, &j->stopped_at, &j->err);

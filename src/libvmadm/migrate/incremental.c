@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <lxc/lxccontainer.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,7 +12,6 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "brand/kvm.h"
 #include "migrate/journal.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
@@ -107,24 +105,15 @@ void vm_incr_snapshot_name(unsigned pass, char *buf, size_t size)
 		 getpid());
 }
 
-static void lxc_putp(struct lxc_container **c)
-{
-	if (*c)
-		lxc_container_put(*c);
-}
-
 int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *name,
 			 struct vm_error *err)
 {
 	_cleanup_json_ json_t *vm = NULL, *names = NULL;
-	_cleanup_(qmp_closep) struct qmp *q = NULL;
-	_cleanup_(lxc_putp) struct lxc_container *c = NULL;
 	_cleanup_close_ int lock = -1;
 	const struct vm_brand_ops *ops;
 	struct vm_runtime rt = {.state = "stopped"};
 	struct vm_pool *pool;
-	const char *brand;
-	bool paused = false, frozen = false;
+	bool paused = false;
 	size_t i, taken = 0;
 	json_t *x;
 	int r = 0;
@@ -135,8 +124,7 @@ int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *nam
 	r = vm_store_load(node, uuid, &vm, err);
 	if (r < 0)
 		return r;
-	brand = jstr(vm, "brand");
-	ops = vm_brand_ops_by_name(brand);
+	ops = vm_brand_ops_by_name(jstr(vm, "brand"));
 	if (!ops)
 		return vm_error_setx(err, EINVAL, "VM %s has an unknown brand", uuid);
 	r = vm_node_pool(node, &pool, err);
@@ -146,20 +134,11 @@ int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *nam
 	ops->runtime(node, vm, &rt);
 
 	/* One instant for all disks: the guest does not run meanwhile. */
-	if (streq(rt.state, "running") && streq(brand, "kvm")) {
-		r = kvm_qmp_open(node, uuid, &q, err);
-		if (r >= 0)
-			r = qmp_command(q, "stop", NULL, NULL, 10000, err);
+	if (streq(rt.state, "running")) {
+		r = ops->pause(node, vm, err);
 		if (r < 0)
-			return vm_error_prefix(err, "snapshot VM %s: pause the guest", uuid);
+			return vm_error_prefix(err, "snapshot VM %s", uuid);
 		paused = true;
-	} else if (streq(rt.state, "running") && streq(brand, "joyent")) {
-		_cleanup_free_ char *lxcpath = vm_node_path(node, "run/lxc");
-		c = lxcpath ? lxc_container_new(uuid, lxcpath) : NULL;
-		if (!c || !c->freeze(c))
-			return vm_error_setx(err, EIO,
-					     "snapshot VM %s: cannot freeze the container", uuid);
-		frozen = true;
 	}
 	json_array_foreach(names, i, x) {
 		r = vm_pool_snapshot(pool, json_string_value(x), name, err);
@@ -169,15 +148,12 @@ int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *nam
 	}
 	if (paused) {
 		struct vm_error e = {0};
-		int k = qmp_command(q, "cont", NULL, NULL, 10000, &e);
+		int k = ops->resume(node, vm, &e);
 		if (k < 0 && r >= 0) {
 			*err = e;
-			r = k;
-			vm_error_prefix(err, "snapshot VM %s: resume the guest", uuid);
+			r = vm_error_prefix(err, "snapshot VM %s", uuid);
 		}
 	}
-	if (frozen && !c->unfreeze(c) && r >= 0)
-		r = vm_error_setx(err, EIO, "snapshot VM %s: cannot thaw the container", uuid);
 	if (r < 0) {
 		for (i = 0; i < taken; i++) {
 			struct vm_error e = {0};

@@ -4,18 +4,21 @@
  * docs/migration-protocol.md, section "Live mode"): a running kvm VM moves
  * with its local disks while the guest runs.
  *
+ * The hypervisor's side is the brand's live sub-table (brand/live.h; kvm's
+ * is QEMU's, brand/kvm-live*.c): this file says only what the mode does.
+ *
  *   source                                  target (vmadmd)
- *   vm_live_source_begin(instant)
+ *   live->source_begin(instant)
  *   full stream of the instant  ---DATA-->  vm_incr_receive_pass (held)
  *   DATA_END                                vm_incr_finish: installed, stopped,
  *                                           autoboot off, datasets at their
  *                                           final names
- *                                           vm_live_target_prepare (QEMU
+ *                                           live->target_prepare (QEMU
  *                                           -incoming on those paths)
  *                               <--------   live_ready {info}
- *   vm_live_source_migrate(info)            (progress keepalives meanwhile)
+ *   live->source_migrate(info)              (progress keepalives meanwhile)
  *   source QEMU completed, quit
- *   live_done {report}          -------->   vm_live_target_finish (resume),
+ *   live_done {report}          -------->   live->target_finish (resume),
  *                                           record state running
  *                               <--------   live_resumed {resumed_us}
  *                               <--------   INSTALLED (common), CONFIRM, DONE
@@ -43,9 +46,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "brand/brand.h"
+#include "brand/live.h"
 #include "migrate/incremental.h"
 #include "migrate/journal.h"
-#include "migrate/live.h"
 #include "migrate/migrate-private.h"
 #include "migrate/proto.h"
 #include "net/net-private.h"
@@ -56,12 +60,22 @@
 #include "vm/store.h"
 #include "vm/vm.h"
 
+/* The live sub-table of vm's brand, NULL when its VMs do not migrate
+ * live. */
+static const struct vm_brand_live_ops *live_ops(json_t *vm)
+{
+	const struct vm_brand_ops *ops =
+	    vm_brand_ops_by_name(json_string_value(json_object_get(vm, "brand")));
+
+	return ops ? ops->live : NULL;
+}
+
 static int live_check(json_t *vm, struct vm_error *err)
 {
 	const char *brand = json_string_value(json_object_get(vm, "brand"));
 	const char *uuid = json_string_value(json_object_get(vm, "uuid"));
 
-	if (brand && streq(brand, "kvm"))
+	if (live_ops(vm))
 		return 0;
 	return vm_error_setx(err, EOPNOTSUPP,
 			     "live migration (-L) is for kvm VMs only: VM %s is brand %s; "
@@ -247,6 +261,26 @@ static void record_stopped(struct vm_node *node, const char *uuid)
 		vm_warn("VM %s: mark stopped after the live migration: %s", uuid, e.msg);
 }
 
+int migrate_live_source_cancel(struct vm_node *node, const char *uuid, struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL;
+	const struct vm_brand_live_ops *live;
+	const char *brand;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	live = live_ops(vm);
+	brand = json_string_value(json_object_get(vm, "brand"));
+	if (!live)
+		return vm_error_setx(err, EOPNOTSUPP,
+				     "live migration is for kvm VMs only (this VM is brand %s); "
+				     "containers migrate with -I",
+				     brand ? brand : "(none)");
+	return live->source_cancel(node, vm, err);
+}
+
 static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 			   struct vm_error *err);
 
@@ -268,9 +302,9 @@ static int live_source(struct migrate_source *ctx, json_t **ret_record, struct v
 static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 			   struct vm_error *err)
 {
+	const struct vm_brand_live_ops *live = live_ops(ctx->vm);
 	struct live_src s = {.ctx = ctx};
 	_cleanup_json_ json_t *ready = NULL, *resumed = NULL, *installed = NULL;
-	struct vm_live_target_info ti;
 	struct vm_live_report rep = {0};
 	struct vm_live_opts lo = {0};
 	struct vm_error e = {0};
@@ -290,7 +324,7 @@ static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 		goto fail_early;
 	}
 	emit(ctx, "snapshot");
-	r = vm_live_source_begin(ctx->node, ctx->uuid, ctx->instant, err);
+	r = live->source_begin(ctx->node, ctx->vm, ctx->instant, err);
 	if (r < 0)
 		goto fail_early;
 	r = snapshot_rest(ctx, err);
@@ -300,10 +334,8 @@ static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 		emit(ctx, "prepare");
 		r = net_expect_msg(ctx->conn, "live_ready", &ready, err);
 	}
-	if (r >= 0)
-		r = vm_live_target_info_from_json(json_object_get(ready, "info"), &ti, err);
 	if (r < 0) {
-		vm_live_source_cancel(ctx->node, ctx->uuid, &e);
+		live->source_cancel(ctx->node, ctx->vm, &e);
 		goto fail;
 	}
 	t_sent = migrate_now();
@@ -317,7 +349,9 @@ static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 	lo.cancel = &s.cancel;
 	lo.progress = on_live_progress;
 	lo.userdata = &s;
-	r = vm_live_source_migrate(ctx->node, ctx->uuid, &ti, &lo, &rep, err);
+	/* The target's info is the brand's: it goes to it as it came. */
+	r = live->source_migrate(ctx->node, ctx->vm, json_object_get(ready, "info"), &lo, &rep,
+				 err);
 	if (r < 0) {
 		if (s.peer_failed) {
 			/* Say what the target said. */
@@ -330,7 +364,7 @@ static int live_source_run(struct migrate_source *ctx, json_t **ret_record,
 				vm_error_setx(err, ECONNABORTED, "%s (the target: %s)", why,
 					      json_string_value(json_object_get(m, "reason")));
 		} else if (s.cancel) {
-			err->code = ECANCELED; /* live.c's message says "cancelled" */
+			err->code = ECANCELED; /* the brand's message says "cancelled" */
 		}
 		goto fail;
 	}
@@ -493,6 +527,7 @@ static int record_update(struct vm_node *node, const char *uuid, bool running, j
 
 static int live_target(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err)
 {
+	const struct vm_brand_live_ops *live = live_ops(json_object_get(ctx->begin, "config"));
 	_cleanup_json_ json_t *record = NULL, *info = NULL, *done = NULL, *autoboot = NULL;
 	_cleanup_close_ int lock = -1;
 	struct vm_live_params params = {0};
@@ -529,7 +564,7 @@ static int live_target(struct migrate_target *ctx, json_t **ret_record, struct v
 	if (r < 0)
 		goto fail;
 	params.host = host;
-	r = vm_live_target_prepare(ctx->node, record, &params, &info, err);
+	r = live->target_prepare(ctx->node, record, &params, &info, err);
 	if (r < 0)
 		goto fail;
 	{
@@ -549,8 +584,8 @@ static int live_target(struct migrate_target *ctx, json_t **ret_record, struct v
 				  net_conn_peer(ctx->conn), t ? t : "?");
 		goto fail;
 	}
-	r = vm_live_target_finish(ctx->node, ctx->uuid, net_conn_timeout(ctx->conn) * 1000,
-				  &resumed_us, err);
+	r = live->target_finish(ctx->node, ctx->uuid, net_conn_timeout(ctx->conn) * 1000,
+				&resumed_us, err);
 	if (r < 0)
 		goto fail;
 	/* It runs here now. */
@@ -576,7 +611,7 @@ static int live_target(struct migrate_target *ctx, json_t **ret_record, struct v
 fail:
 	if (lock >= 0)
 		close(TAKE_FD(lock));
-	vm_live_target_abort(ctx->node, ctx->uuid, &e);
+	live->target_abort(ctx->node, ctx->uuid, &e);
 	if (vm_delete(ctx->node, ctx->uuid, &e) < 0)
 		vm_warn("VM %s: remove after the failed live migration: %s", ctx->uuid, e.msg);
 	return r;

@@ -40,8 +40,8 @@ int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
 			       struct vm_error *err);
 
 /* After a dataset's data landed in temp (a full or an incremental one): a
- * volume is exactly its config's size, a joyent VM's own dataset has a real
- * root directory (joyent_check_root). */
+ * volume is exactly its config's size, the VM's own dataset passes its
+ * brand's check_received_zone (a joyent VM's has a real root directory). */
 int migrate_check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
 			 struct vm_error *err);
 
@@ -65,3 +65,8 @@ int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t 
 
 /* Destroy snapshot snap of each dataset in names (missing ones are fine). */
 void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap);
+
+/* Put the source of a live migration of VM uuid back on its own disks, as
+ * its brand's live source_cancel does (live-net.c; for vm_send_recover,
+ * when the migrating process died). */
+int migrate_live_source_cancel(struct vm_node *node, const char *uuid, struct vm_error *err);

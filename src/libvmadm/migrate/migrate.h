@@ -54,7 +54,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 
 /* Undo what killed senders left: the snapshots of a send to a file
  * (ROOT/run/send-snap-UUID whose VM is not locked by a running send), and
- * the overlays of a live source (vm_live_source_cancel, when its
+ * the overlays of a live source (its brand's live source_cancel, when its
  * ROOT/locks/UUID.live.lock is no longer held). Appends a line per VM it
  * cleaned to *notes. */
 int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
@@ -111,8 +111,8 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err);
  * one. Refused (naming the property and the reason) unless it passes
  * vm_validate_received (create's rules) and this node's policy: its nics
  * name only tags the node defines (vmadm.conf nic_tags), a joyent VM's
- * filesystems only host paths under receive_filesystem_roots
- * (joyent_check_received_filesystems). Then: paths under this node's pool
+ * filesystems only host paths under receive_filesystem_roots (the
+ * brand's check_received). Then: paths under this node's pool
  * and dataset names derived from the UUID, nic interfaces by position,
  * runtime fields and migrated_to dropped, received_at set to now, state
  * receiving. */

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "brand/joyent.h"
 #include "migrate/journal.h"
 #include "migrate/migrate-private.h"
 #include "migrate/migrate.h"
@@ -25,6 +24,7 @@
 
 int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
 {
+	const struct vm_brand_ops *ops;
 	const char *uuid, *brand;
 	struct vm_pool *pool;
 	_cleanup_free_ char *zonepath = NULL, *zfs = NULL;
@@ -47,15 +47,16 @@ int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
 		return r;
 	uuid = jstr(vm, "uuid");
 	brand = jstr(vm, "brand");
-	if (!vm_brand_ops_by_name(brand))
+	ops = vm_brand_ops_by_name(brand);
+	if (!ops)
 		return vm_error_setx(err, ENOTSUP, "brand %s is not supported on this node", brand);
 	/* The node's policy: its own nic tags only, host paths only under the
 	 * roots it allows. */
 	r = vm_validate_node_nics(node, json_object_get(vm, "nics"), "nics", err);
 	if (r < 0)
 		return r;
-	if (streq(brand, "joyent")) {
-		r = joyent_check_received_filesystems(node, vm, err);
+	if (ops->check_received) {
+		r = ops->check_received(node, vm, err);
 		if (r < 0)
 			return r;
 	}
@@ -231,11 +232,13 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 
 /* What a dataset that landed in temp must be, whatever its encoding wrote:
  * a volume exactly its config's size (a btrfs stream sets the file's size
- * itself), a joyent VM's own dataset with a real root directory. */
+ * itself), the VM's own dataset what its brand runs from
+ * (check_received_zone: a joyent VM's real root directory). */
 static int check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,
 			struct vm_error *err)
 {
-	const char *uuid = jstr(config, "uuid"), *brand = jstr(config, "brand");
+	const char *uuid = jstr(config, "uuid");
+	const struct vm_brand_ops *ops = vm_brand_ops_by_name(jstr(config, "brand"));
 	uint64_t want;
 	struct stat st;
 	int r;
@@ -256,12 +259,12 @@ static int check_landed(struct vm_pool *pool, json_t *config, const char *final,
 					     final, (unsigned long long)st.st_size,
 					     (unsigned long long)want);
 	}
-	if (brand && streq(brand, "joyent") &&
+	if (ops && ops->check_received_zone &&
 	    strlen(final) == strlen(VM_POOL_NAME) + 1 + strlen(uuid)) {
 		_cleanup_free_ char *dir = vm_pool_dataset_path(pool, temp);
 		if (!dir)
 			return vm_error_set(err, ENOMEM, "%s", final);
-		return joyent_check_root(dir, final, err);
+		return ops->check_received_zone(dir, final, err);
 	}
 	return 0;
 }

@@ -11,7 +11,6 @@
 
 #include "brand/brand.h"
 #include "migrate/journal.h"
-#include "migrate/live.h"
 #include "migrate/migrate.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
@@ -349,7 +348,7 @@ static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_
 			migrate_owner_unlock(node, uuid, "live", owner);
 			continue;
 		}
-		r = vm_live_source_cancel(node, uuid, &e);
+		r = migrate_live_source_cancel(node, uuid, &e);
 		if (r < 0)
 			snprintf(line, sizeof(line),
 				 "the live migration of VM %s lost its sender, and undoing it failed: "
