@@ -483,7 +483,8 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 			r = migrate_receive_one(pool, rd, sd, name, temp, want, err);
 		if (r >= 0)
 			r = migrate_check_landed(pool, config, name, temp, err);
-		if (r >= 0 && sd->encoding != STREAM_ENC_BTRFS)
+		/* a native receive made the snapshot itself */
+		if (r >= 0 && !vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
 			r = vm_pool_snapshot(pool, temp, snap, err);
 		if (r < 0) {
 			vm_error_prefix(err, "receive %s", name);
@@ -563,19 +564,21 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		    "%s would take %.1f MiB after this pass, but it holds %.1f MiB "
 		    "and pool %s has %.1f MiB free",
 		    final, need / 1048576.0, held / 1048576.0, pool->name, avail / 1048576.0);
-	switch (sd->encoding) {
-	case STREAM_ENC_BTRFS:
-		if (pool->ops->native_encoding != VM_ENC_BTRFS)
-			return vm_error_setx(err, EPROTONOSUPPORT,
-					     "this node's %s pool cannot take a btrfs stream: send "
-					     "it with --portable",
-					     pool->ops->name);
+	if (vm_pool_speaks(pool, stream_encoding_name(sd->encoding))) {
 		r = migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
 		/* the native receive made the snapshot; the checks below look at
 		 * the head, which it left as the snapshot */
 		if (r < 0)
 			return r;
 		return migrate_check_landed(pool, config, final, temp, err);
+	}
+	switch (sd->encoding) {
+	case STREAM_ENC_BTRFS:
+	case STREAM_ENC_ZFS:
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "this node's %s pool cannot take a %s stream: send it with "
+				     "--portable",
+				     pool->ops->name, stream_encoding_name(sd->encoding));
 	case STREAM_ENC_BLOCKS_DELTA: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		if (vm_pool_kind(pool, temp) != VM_DS_VOLUME)

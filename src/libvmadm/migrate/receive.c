@@ -205,14 +205,15 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	    S_ISDIR(st.st_mode))
 		rmdir(path);
 
+	if (vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
+		return migrate_native_receive(pool, temp, sd->snapshot, NULL, rd, err);
 	switch (sd->encoding) {
 	case STREAM_ENC_BTRFS:
-		if (pool->ops->native_encoding != VM_ENC_BTRFS)
-			return vm_error_setx(err, EPROTONOSUPPORT,
-					     "this node's %s pool cannot take a btrfs stream: send "
-					     "it with --portable",
-					     pool->ops->name);
-		return migrate_native_receive(pool, temp, sd->snapshot, NULL, rd, err);
+	case STREAM_ENC_ZFS:
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "this node's %s pool cannot take a %s stream: send it with "
+				     "--portable",
+				     pool->ops->name, stream_encoding_name(sd->encoding));
 	case STREAM_ENC_BLOCKS: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		r = vm_pool_create_volume(pool, temp, sd->size, err);

@@ -186,10 +186,10 @@ static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *n
 	if (r < 0)
 		return r;
 	sd.has_used = true;
-	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
+	if (!portable && vm_pool_native_encoding(pool)) {
 		uint64_t used = 0, volsize = 0;
 		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
-		sd.encoding = STREAM_ENC_BTRFS;
+		sd.encoding = stream_encoding_by_name(vm_pool_native_encoding(pool));
 		r = vm_pool_used(pool, ds, &used, &volsize, err);
 		if (r < 0)
 			return r;
@@ -568,16 +568,15 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	/* A delta declares too: the receiver checks the dataset will fit
 	 * and holds the data to it. */
 	r = declare_used(pool, ds, snap, from_snap,
-			 kind == VM_DS_VOLUME &&
-			     (portable || pool->ops->native_encoding != VM_ENC_BTRFS),
+			 kind == VM_DS_VOLUME && (portable || !vm_pool_native_encoding(pool)),
 			 &sd.used, err);
 	if (r < 0)
 		return r;
 	sd.has_used = true;
-	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
+	if (!portable && vm_pool_native_encoding(pool)) {
 		uint64_t used = 0, volsize = 0;
 		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
-		sd.encoding = STREAM_ENC_BTRFS;
+		sd.encoding = stream_encoding_by_name(vm_pool_native_encoding(pool));
 		r = vm_pool_used(pool, ds, &used, &volsize, err);
 		if (r < 0)
 			return r;

@@ -1208,5 +1208,5 @@ const struct vm_storage_ops btrfs_storage_ops = {
     .receive = btrfs_receive,
     .receive_cleanup = btrfs_receive_cleanup,
     .dir = &btrfs_ds,
-    .native_encoding = VM_ENC_BTRFS,
+    .native_encoding = "btrfs",
 };

@@ -299,5 +299,5 @@ const struct vm_storage_ops dir_storage_ops = {
     .receive = NULL,
     .receive_cleanup = dir_receive_cleanup,
     .dir = &dir_ds,
-    .native_encoding = 0,
+    .native_encoding = NULL,
 };

@@ -590,6 +590,17 @@ int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_erro
 	return pool->ops->receive_cleanup(pool, ds, err);
 }
 
+const char *vm_pool_native_encoding(const struct vm_pool *pool)
+{
+	return pool->ops->native_encoding;
+}
+
+bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding)
+{
+	return encoding && pool->ops->native_encoding &&
+	       streq(pool->ops->native_encoding, encoding);
+}
+
 int pool_check_new(struct vm_pool *pool, const struct pool_dir_ops *t, const char *what,
 		   const char *ds, const char *path, struct vm_error *err)
 {

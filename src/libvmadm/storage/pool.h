@@ -46,12 +46,6 @@ enum vm_dataset_kind {
 	VM_DS_VOLUME,
 };
 
-/* Encodings a backend can produce and take natively (stream issue). */
-enum vm_send_encoding {
-	VM_ENC_BTRFS = 1, /* `btrfs send` stream */
-	VM_ENC_ZFS = 2,   /* `zfs send` stream */
-};
-
 struct vm_pool {
 	const struct vm_storage_ops *ops;
 	char *name;       /* "zones" */
@@ -161,8 +155,12 @@ struct vm_storage_ops {
 	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
-	/* Encoding of send/receive, 0 when none. */
-	enum vm_send_encoding native_encoding;
+	/* The name of the encoding send() writes and receive() takes, as the
+	 * migration stream and protocol call it ("btrfs"; a ZFS backend's
+	 * "zfs"); NULL when the backend has no native stream (then send and
+	 * receive are NULL too). Migration asks the pool by this name
+	 * (vm_pool_native_encoding, vm_pool_speaks) and never assumes one. */
+	const char *native_encoding;
 
 	/* Backends whose datasets are directories under the mount point: the
 	 * few steps they take their own way (storage/pool-private.h), for the
@@ -221,6 +219,14 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		    const char *from_snap, int fd, struct vm_error *err);
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
+/* The pool's native encoding ("btrfs"), NULL when it has none. */
+const char *vm_pool_native_encoding(const struct vm_pool *pool);
+
+/* Can the pool send and receive the native encoding called encoding
+ * (a stream's or a peer's name for it)? False for NULL and for the
+ * portable encodings, which every pool takes through the stream module. */
+bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding);
 
 extern const struct vm_storage_ops btrfs_storage_ops;
 extern const struct vm_storage_ops dir_storage_ops;

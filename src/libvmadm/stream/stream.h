@@ -146,6 +146,8 @@ struct stream_dataset {
 };
 
 const char *stream_encoding_name(enum stream_encoding enc);
+/* The encoding called name ("btrfs", "tar", ...), 0 when none is. */
+enum stream_encoding stream_encoding_by_name(const char *name);
 const char *stream_kind_name(enum stream_ds_kind kind);
 
 /* What a DS_BEGIN declares the dataset takes: "used" when the stream has
