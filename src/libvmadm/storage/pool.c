@@ -671,6 +671,46 @@ int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 	return 0;
 }
 
+int pool_dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		   struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
+	_cleanup_free_ char *file = NULL;
+	struct vm_error e2;
+	struct stat st;
+	int r;
+
+	r = pool_split_snapshot(snap, &sds, &sname, err);
+	if (r < 0)
+		return r;
+	spath = pool_snappath(pool, sds, sname);
+	path = vm_pool_dataset_path(pool, ds);
+	file = vm_pool_volume_path(pool, ds);
+	if (!spath || !path || !file)
+		return vm_error_set(err, ENOMEM, "clone %s", snap);
+	if (!t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
+				     ds);
+	r = pool_check_new(pool, t, "clone to", ds, path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s", snap);
+	r = t->clone(spath, path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	if (size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < size_or_0) {
+		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
+		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
+			r = vm_error_set(err, errno, "grow %s", file);
+		if (r < 0) {
+			t->remove(path, &e2);
+			return vm_error_prefix(err, "clone %s to %s", snap, ds);
+		}
+	}
+	return 0;
+}
+
 int pool_dir_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err)
 {
 	const struct pool_dir_ops *t = pool->ops->dir;
