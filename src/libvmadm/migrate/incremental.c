@@ -17,8 +17,7 @@
 #include "migrate/journal.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
-#include "storage/pool-private.h"
-#include "storage/sparse.h"
+#include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fault.h"
 #include "util/fs.h"
@@ -315,21 +314,6 @@ static bool has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
 	return false;
 }
 
-/* Child-dataset test for sparse_reset_tree: a directory holding the dir
- * pool's dataset marker, or one of the names in the thread's list. */
-static __thread char **reset_skip;
-
-static bool reset_is_child(int dirfd, const char *name, const struct stat *st)
-{
-	_cleanup_free_ char *m = strdup_printf("%s/" VM_DATASET_MARKER, name);
-
-	(void)st;
-	for (char **s = reset_skip; s && *s; s++)
-		if (streq(*s, name))
-			return true;
-	return m && faccessat(dirfd, m, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /* Put every temp back to its snapshot base (a pass that failed or died
  * half-way), and drop a snapshot called partial that the pass may have
  * taken. */
@@ -349,33 +333,15 @@ static int held_reset(struct vm_pool *pool, json_t *journal, const char *base, c
 	}
 	json_array_foreach(temps, i, x) {
 		const char *t = json_string_value(x);
-		_cleanup_free_ char *snapdir = pool_snappath(pool, t, base);
-		_cleanup_free_ char *head = vm_pool_dataset_path(pool, t);
 		struct vm_error e = {0};
 
 		if (partial && has_snapshot(pool, t, partial))
 			vm_pool_destroy_snapshot(pool, t, partial, &e);
-		if (!snapdir || !head)
-			return vm_error_set(err, ENOMEM, "reset %s", t);
 		if (vm_pool_kind(pool, t) == VM_DS_NONE || !has_snapshot(pool, t, base))
 			return vm_error_setx(err, ENOENT,
 					     "reset %s to @%s: the dataset or its snapshot is gone",
 					     t, base);
-		if (vm_pool_kind(pool, t) == VM_DS_VOLUME) {
-			_cleanup_free_ char *src = strdup_printf("%s/%s", snapdir, VOLUME_FILE);
-			_cleanup_free_ char *dst = vm_pool_volume_path(pool, t);
-			_cleanup_close_ int in = -1, out = -1;
-			in = src ? open(src, O_RDONLY | O_CLOEXEC) : -1;
-			out = dst ? open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC) : -1;
-			if (in < 0 || out < 0)
-				return vm_error_set(err, errno, "reset %s to @%s", t, base);
-			r = sparse_copy_fd(in, out, dst, err);
-		} else {
-			_cleanup_strv_ char **skip = migrate_child_names(temps, t);
-			reset_skip = skip;
-			r = sparse_reset_tree(snapdir, head, reset_is_child, err);
-			reset_skip = NULL;
-		}
+		r = vm_pool_rollback(pool, t, base, err);
 		if (r < 0)
 			return vm_error_prefix(err, "reset %s to @%s", t, base);
 	}

@@ -98,6 +98,9 @@ int pool_dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 			    struct vm_error *err);
 int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 			      struct vm_error *err);
+int pool_dir_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			   struct vm_error *err);
+int pool_dir_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err);
 int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 			struct vm_error *err);
 enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const char *ds);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "storage/pool-private.h"
+#include "storage/sparse.h"
 #include "util/fs.h"
 #include "util/macros.h"
 
@@ -590,6 +591,25 @@ int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_erro
 	return pool->ops->receive_cleanup(pool, ds, err);
 }
 
+int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			  struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (!pool->ops->open_snapshot)
+		return no_op(pool, "open snapshot", err);
+	return pool->ops->open_snapshot(pool, ds, snap, ret_fd, err);
+}
+
+int vm_pool_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (!pool->ops->rollback)
+		return no_op(pool, "rollback", err);
+	return pool->ops->rollback(pool, ds, snap, err);
+}
+
 const char *vm_pool_native_encoding(const struct vm_pool *pool)
 {
 	return pool->ops->native_encoding;
@@ -766,6 +786,62 @@ int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s@%s", ds, name);
 	return 0;
+}
+
+int pool_dir_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			   struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
+	_cleanup_close_ int fd = -1;
+
+	if (!spath)
+		return vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+	if (!t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
+	fd = open(spath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vm_error_set(err, errno, "open %s@%s", ds, snap);
+	if (pool_dir_is_volume(spath)) {
+		int img = openat(fd, VOLUME_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (img < 0)
+			return vm_error_set(err, errno, "open %s@%s: its image", ds, snap);
+		close(fd);
+		fd = img;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int pool_dir_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *src = NULL, *dst = NULL;
+	_cleanup_close_ int in = -1, out = -1;
+
+	if (!spath || !path)
+		return vm_error_set(err, ENOMEM, "roll %s back to @%s", ds, snap);
+	if (!t->exists(path) || !t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT,
+				     "roll %s back to @%s: the dataset or its "
+				     "snapshot does not exist",
+				     ds, snap);
+	if (!pool_dir_is_volume(spath))
+		/* its child datasets stay: they are no part of the snapshot */
+		return sparse_reset_tree(spath, path, t->is_child, err);
+	src = strdup_printf("%s/%s", spath, VOLUME_FILE);
+	dst = vm_pool_volume_path(pool, ds);
+	if (!src || !dst)
+		return vm_error_set(err, ENOMEM, "roll %s back to @%s", ds, snap);
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return vm_error_set(err, errno, "open %s", src);
+	out = open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (out < 0)
+		return vm_error_set(err, errno, "open %s", dst);
+	return sparse_copy_fd(in, out, dst, err);
 }
 
 /* rename(2), once more after clearing the immutable and append-only flags

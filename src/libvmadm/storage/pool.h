@@ -155,6 +155,28 @@ struct vm_storage_ops {
 	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
+	/* Open what snapshot ds@snap holds, for the portable encodings, which
+	 * read a snapshot only through this fd: for a filesystem a directory
+	 * (O_RDONLY | O_DIRECTORY) on the root of its tree, for a volume its
+	 * image read-only (a regular file or a block device). The tree holds
+	 * no child dataset (where one is mounted in the dataset, the tree may
+	 * show an empty directory). The caller closes the fd and does not
+	 * destroy the snapshot meanwhile. -ENOENT when it does not exist.
+	 * A portable delta opens its two ends so, two snapshots of one dataset:
+	 * it reads less where they share inodes and extents (btrfs snapshots,
+	 * reflinked copies), and is right where they do not. */
+	int (*open_snapshot)(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			     struct vm_error *err);
+
+	/* Put dataset ds back to what its snapshot ds@snap holds, in place:
+	 * what a receive changed over a kept snapshot since (an incremental
+	 * pass that failed or was killed half-way) is undone. ds keeps its
+	 * name, its snapshots and its child datasets. Snapshots taken after
+	 * snap are the caller's to destroy first. On failure ds may be half
+	 * put back; calling it again finishes the work. */
+	int (*rollback)(struct vm_pool *pool, const char *ds, const char *snap,
+			struct vm_error *err);
+
 	/* The name of the encoding send() writes and receive() takes, as the
 	 * migration stream and protocol call it ("btrfs"; a ZFS backend's
 	 * "zfs"); NULL when the backend has no native stream (then send and
@@ -219,6 +241,10 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		    const char *from_snap, int fd, struct vm_error *err);
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
+int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			  struct vm_error *err);
+int vm_pool_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err);
 
 /* The pool's native encoding ("btrfs"), NULL when it has none. */
 const char *vm_pool_native_encoding(const struct vm_pool *pool);
