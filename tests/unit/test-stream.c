@@ -188,21 +188,30 @@ static int send_vm(int fd, unsigned flags, struct vm_error *err)
 	struct stream_dataset root = {.name = "", .snapshot = "vmadm-send-1"};
 	struct stream_dataset data = {.name = "/data", .snapshot = "vmadm-send-1"};
 	struct stream_dataset disk = {.name = "-disk0", .snapshot = "vmadm-send-1"};
+	/* what a pool hands out: the trees' roots, the volume's image */
+	int rootfd = open(P("src/root"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int datafd = open(P("src/root/data"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int diskfd = open(P("src/disk.raw"), O_RDONLY | O_CLOEXEC);
 	int r;
 
+	if (rootfd < 0 || datafd < 0 || diskfd < 0)
+		abort();
 	r = stream_writer_open(fd, flags, &w, err);
 	if (r >= 0)
 		r = stream_write_config(w, config, err);
 	if (r >= 0)
-		r = stream_send_tree(w, &root, P("src/root"), skip, err);
+		r = stream_send_tree(w, &root, rootfd, skip, err);
 	if (r >= 0)
-		r = stream_send_tree(w, &data, P("src/root/data"), NULL, err);
+		r = stream_send_tree(w, &data, datafd, NULL, err);
 	if (r >= 0)
-		r = stream_send_volume(w, &disk, P("src/disk.raw"), err);
+		r = stream_send_volume(w, &disk, diskfd, err);
 	if (r >= 0)
 		r = stream_finish(w, err);
 	stream_writer_free(w);
 	json_decref(config);
+	close(rootfd);
+	close(datafd);
+	close(diskfd);
 	return r;
 }
 
