@@ -419,7 +419,6 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		const char *name = stream_reader_dataset_name(rd);
 		ssize_t idx = index_of(finals, name);
 		const char *temp;
-		uint64_t want;
 
 		if (idx < 0) {
 			r = vm_error_setx(err, EINVAL,
@@ -444,11 +443,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		}
 		temp = json_string_value(json_array_get(temps, idx));
 		report(opts, "receive", name, stream_reader_bytes(rd));
-		r = migrate_config_volume_size(config, name, &want, err);
-		if (r >= 0)
-			r = migrate_receive_one(pool, rd, sd, name, temp, want, err);
-		if (r >= 0)
-			r = migrate_check_landed(pool, config, name, temp, err);
+		r = migrate_receive_full(pool, rd, sd, config, name, temp, err);
 		/* a native receive made the snapshot itself */
 		if (r >= 0 && !vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
 			r = vm_pool_snapshot(pool, temp, snap, err);
@@ -491,29 +486,18 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		       const struct stream_dataset *sd, json_t *config, json_t *declared,
 		       json_t *temps, const char *temp, const char *final, struct vm_error *err)
 {
-	uint64_t want, avail, held, need = stream_dataset_declared(sd);
+	uint64_t avail, held, need = stream_dataset_declared(sd);
 	json_t *was = json_object_get(declared, temp);
 	int r;
 
 	if (!has_snapshot(pool, temp, sd->from_snapshot))
 		return vm_error_setx(err, ENOENT, "%s has no snapshot %s to build on", temp,
 				     sd->from_snapshot);
-	r = migrate_config_volume_size(config, final, &want, err);
-	if (r < 0)
-		return r;
-	if ((sd->kind == STREAM_KIND_VOLUME) != (want > 0))
-		return vm_error_setx(
-		    err, EINVAL, "the stream sends %s as a %s, but the VM's config makes it a %s",
-		    final, sd->kind == STREAM_KIND_VOLUME ? "volume" : "filesystem",
-		    want > 0 ? "volume" : "filesystem");
 	/* A delta sizes the volume to what it declares: the config's size,
 	 * or it is another disk. */
-	if (want > 0 && sd->size != want)
-		return vm_error_setx(err, EINVAL,
-				     "the stream's volume is %llu bytes, but the VM's config makes "
-				     "the disk %llu MiB (%llu bytes)",
-				     (unsigned long long)sd->size, (unsigned long long)(want >> 20),
-				     (unsigned long long)want);
+	r = migrate_check_shape(config, sd, final, err);
+	if (r < 0)
+		return r;
 	/* The dataset after this pass takes what DS_BEGIN declares (the
 	 * reader holds the data to it): it may grow from what it was declared
 	 * to take by the pool's free space. */
@@ -530,21 +514,12 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		    "%s would take %.1f MiB after this pass, but it holds %.1f MiB "
 		    "and pool %s has %.1f MiB free",
 		    final, need / 1048576.0, held / 1048576.0, pool->name, avail / 1048576.0);
-	if (vm_pool_speaks(pool, stream_encoding_name(sd->encoding))) {
-		r = migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
-		/* the native receive made the snapshot; the checks below look at
-		 * the head, which it left as the snapshot */
-		if (r < 0)
-			return r;
-		return migrate_check_landed(pool, config, final, temp, err);
-	}
+	r = migrate_receive_native(pool, rd, sd, temp, sd->from_snapshot, err);
+	/* the native receive made the snapshot; the checks below look at the
+	 * head, which it left as the snapshot */
+	if (r <= 0)
+		return r < 0 ? r : migrate_check_landed(pool, config, final, temp, err);
 	switch (sd->encoding) {
-	case STREAM_ENC_BTRFS:
-	case STREAM_ENC_ZFS:
-		return vm_error_setx(err, EPROTONOSUPPORT,
-				     "this node's %s pool cannot take a %s stream: send it with "
-				     "--portable",
-				     pool->ops->name, stream_encoding_name(sd->encoding));
 	case STREAM_ENC_BLOCKS_DELTA: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		if (vm_pool_kind(pool, temp) != VM_DS_VOLUME)
