@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Storage pools through the pool-ops driver, on real btrfs loop pools and on
-# dir pools: datasets, volumes, snapshots, clones, rename, destroy, space
-# checks, name checks; on btrfs also send/receive between two nodes and
+# dir pools: datasets, volumes, snapshots (opened by fd, rolled back to),
+# clones, rename, destroy, space checks, name checks; on btrfs also
+# send/receive between two nodes and
 # reopening a pool after it was unmounted (a reboot).
 . "$(dirname "$0")/../lib/common.sh"
 

@@ -22,7 +22,10 @@
  *
  * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
  * vm_pool_* wrappers below validate names and then call the ops; callers use
- * the wrappers, never the ops directly.
+ * the wrappers, never the ops directly. Where a backend keeps its snapshots
+ * is its own business: migration reads one through an fd (open_snapshot),
+ * puts a dataset back to one (rollback) or sends it in the pool's native
+ * encoding (send, receive, native_encoding).
  */
 #pragma once
 
