@@ -132,7 +132,7 @@ static const struct migrate_mode_ops *begin_checks(json_t *begin)
 		return NULL;
 	if (vm_node_pool(node, &pool, &err) < 0)
 		fuzz_die("the node's pool: %s", err.msg);
-	if (enc && streq(enc, "btrfs") && pool->ops->native_encoding != VM_ENC_BTRFS)
+	if (enc && !streq(enc, "portable") && !vm_pool_speaks(pool, enc))
 		return NULL;
 	return mode;
 }

@@ -9,17 +9,25 @@
  *   pool-ops ROOT destroy [-r] DS | rename FROM TO
  *   pool-ops ROOT kind DS | used DS | path DS | volpath DS
  *   pool-ops ROOT send DS SNAP [FROM] > stream | receive DS SNAP [FROM] < stream
+ *   pool-ops ROOT open-snapshot DS SNAP   what the fd holds: "directory NAME..."
+ *                                         (its top level, sorted) or "image SIZE"
+ *   pool-ops ROOT rollback DS SNAP
  *
  * The pool is opened with vm_pool_open(ROOT, ROOT/vmadm.conf). Errors print
  * as "pool-ops: MSG" and exit 1. SIZE takes a K, M or G suffix.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "storage/pool.h"
+#include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
 
@@ -50,6 +58,42 @@ static int parse_size(const char *s, uint64_t *ret)
 	if (*end)
 		return -EINVAL;
 	*ret = v;
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What open_snapshot's fd holds, read only through the fd. */
+static int print_snapshot_fd(int fd, struct vm_error *err)
+{
+	_cleanup_closedir_ DIR *d = NULL;
+	char *names[256];
+	struct dirent *de;
+	struct stat st;
+	size_t n = 0;
+
+	if (fstat(fd, &st) < 0)
+		return vm_error_set(err, errno, "stat the snapshot's fd");
+	if (!S_ISDIR(st.st_mode)) {
+		printf("image %lld\n", (long long)st.st_size);
+		return 0;
+	}
+	d = fdopendir(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+	if (!d)
+		return vm_error_set(err, errno, "read the snapshot's fd");
+	while ((de = readdir(d)) && n < ARRAY_SIZE(names))
+		if (!streq(de->d_name, ".") && !streq(de->d_name, ".."))
+			names[n++] = strdup(de->d_name);
+	qsort(names, n, sizeof(char *), cmp_names);
+	printf("directory");
+	for (size_t i = 0; i < n; i++) {
+		printf(" %s", names[i]);
+		free(names[i]);
+	}
+	printf("\n");
 	return 0;
 }
 
@@ -151,6 +195,15 @@ int main(int argc, char **argv)
 		NEED(2);
 		fflush(stdout);
 		r = vm_pool_send(pool, argv[0], argv[1], argc > 2 ? argv[2] : NULL, 1, &err);
+	} else if (streq(cmd, "open-snapshot")) {
+		_cleanup_close_ int fd = -1;
+		NEED(2);
+		r = vm_pool_open_snapshot(pool, argv[0], argv[1], &fd, &err);
+		if (r >= 0)
+			r = print_snapshot_fd(fd, &err);
+	} else if (streq(cmd, "rollback")) {
+		NEED(2);
+		r = vm_pool_rollback(pool, argv[0], argv[1], &err);
 	} else if (streq(cmd, "receive")) {
 		NEED(2);
 		r = vm_pool_receive(pool, argv[0], argv[1], argc > 2 ? argv[2] : NULL, 0, &err);

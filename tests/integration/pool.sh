@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Storage pools through the pool-ops driver, on real btrfs loop pools and on
-# dir pools: datasets, volumes, snapshots, clones, rename, destroy, space
-# checks, name checks; on btrfs also send/receive between two nodes and
+# dir pools: datasets, volumes, snapshots (opened by fd, rolled back to),
+# clones, rename, destroy, space checks, name checks; on btrfs also
+# send/receive between two nodes and
 # reopening a pool after it was unmounted (a reboot).
 . "$(dirname "$0")/../lib/common.sh"
 
@@ -89,6 +90,36 @@ common_tests() {
 	check_eq "$t: used reports volume size" 67108864 "${out#* }"
 	check "$t: used counts allocated blocks (>= 4 MiB, < 16 MiB)" \
 		test "${out% *}" -ge 4194304 -a "${out% *}" -lt 16777216
+
+	# What migration reads a snapshot through: an fd, never a path.
+	check_eq "$t: open snapshot of a filesystem" "directory dir file h1 link" \
+		"$(po "$R" open-snapshot zones/a s1 | sed 's/ \.vmadm-dataset//; s/ data//')"
+	check_eq "$t: open snapshot of a volume" "image 67108864" \
+		"$(po "$R" open-snapshot zones/a-disk0 s1)"
+	check_fails "$t: open missing snapshot" "snapshot does not exist" \
+		po "$R" open-snapshot zones/a nope
+
+	# Rollback (to the latest snapshot, as ZFS asks): the dataset as its
+	# snapshot holds it, in place; its child datasets, its name and its
+	# snapshots stay.
+	echo v3 >"$P/file" && echo new >"$P/new" && rm "$P/link" && echo back >"$P/dir/n"
+	dd if=/dev/urandom of="$V" bs=1M count=1 seek=1 conv=notrunc status=none
+	check "$t: rollback filesystem" po "$R" rollback zones/a s2
+	check_eq "$t: rollback restores a file" v2 "$(cat "$P/file" 2>&1)"
+	check "$t: rollback removes what came after" test ! -e "$P/new" -a ! -e "$P/dir/n"
+	check_eq "$t: rollback restores a symlink" file "$(readlink "$P/link" 2>&1)"
+	check_eq "$t: rollback keeps a hard link" "$(stat -c %i "$P/h1")" \
+		"$(stat -c %i "$P/dir/h2" 2>&1)"
+	check_eq "$t: rollback keeps the child dataset" child \
+		"$(cat "$(po "$R" path zones/a/data)/inner" 2>&1)"
+	check_eq "$t: child still a dataset after rollback" filesystem \
+		"$(po "$R" kind zones/a/data)"
+	check "$t: rollback volume" po "$R" rollback zones/a-disk0 s1
+	check_eq "$t: rollback restores the volume" "$S1" "$(sha "$V")"
+	check_eq "$t: rollback keeps the snapshots" "s1 s2" \
+		"$(po "$R" list-snapshots zones/a | tr '\n' ' ' | sed 's/ $//')"
+	check_fails "$t: rollback to a missing snapshot" "does not exist" \
+		po "$R" rollback zones/a nope
 
 	check "$t: destroy snapshot" po "$R" destroy-snapshot zones/a s2
 	check_eq "$t: snapshot gone from list" s1 "$(po "$R" list-snapshots zones/a)"

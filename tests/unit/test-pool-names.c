@@ -111,9 +111,19 @@ static void test_backends(void)
 	CHECK(vm_storage_ops_by_name("dir") == &dir_storage_ops);
 	CHECK(vm_storage_ops_by_name("zfs") == NULL);
 	CHECK(vm_storage_ops_by_name(NULL) == NULL);
-	CHECK(btrfs_storage_ops.native_encoding == VM_ENC_BTRFS);
+	CHECK_STR(btrfs_storage_ops.native_encoding, "btrfs");
+	CHECK(dir_storage_ops.native_encoding == NULL);
 	CHECK(btrfs_storage_ops.send && btrfs_storage_ops.receive);
 	CHECK(!dir_storage_ops.send && !dir_storage_ops.receive);
+	{
+		struct vm_pool b = {.ops = &btrfs_storage_ops}, d = {.ops = &dir_storage_ops};
+		CHECK_STR(vm_pool_native_encoding(&b), "btrfs");
+		CHECK(vm_pool_native_encoding(&d) == NULL);
+		CHECK(vm_pool_speaks(&b, "btrfs"));
+		CHECK(!vm_pool_speaks(&b, "zfs") && !vm_pool_speaks(&b, "tar"));
+		CHECK(!vm_pool_speaks(&b, NULL));
+		CHECK(!vm_pool_speaks(&d, "btrfs") && !vm_pool_speaks(&d, NULL));
+	}
 }
 
 static void test_unknown_type(void)

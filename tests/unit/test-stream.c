@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "stream/stream-private.h"
 #include "stream/stream.h"
 #include "util/error.h"
 #include "util/fs.h"
@@ -188,21 +189,30 @@ static int send_vm(int fd, unsigned flags, struct vm_error *err)
 	struct stream_dataset root = {.name = "", .snapshot = "vmadm-send-1"};
 	struct stream_dataset data = {.name = "/data", .snapshot = "vmadm-send-1"};
 	struct stream_dataset disk = {.name = "-disk0", .snapshot = "vmadm-send-1"};
+	/* what a pool hands out: the trees' roots, the volume's image */
+	int rootfd = open(P("src/root"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int datafd = open(P("src/root/data"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int diskfd = open(P("src/disk.raw"), O_RDONLY | O_CLOEXEC);
 	int r;
 
+	if (rootfd < 0 || datafd < 0 || diskfd < 0)
+		abort();
 	r = stream_writer_open(fd, flags, &w, err);
 	if (r >= 0)
 		r = stream_write_config(w, config, err);
 	if (r >= 0)
-		r = stream_send_tree(w, &root, P("src/root"), skip, err);
+		r = stream_send_tree(w, &root, rootfd, skip, err);
 	if (r >= 0)
-		r = stream_send_tree(w, &data, P("src/root/data"), NULL, err);
+		r = stream_send_tree(w, &data, datafd, NULL, err);
 	if (r >= 0)
-		r = stream_send_volume(w, &disk, P("src/disk.raw"), err);
+		r = stream_send_volume(w, &disk, diskfd, err);
 	if (r >= 0)
 		r = stream_finish(w, err);
 	stream_writer_free(w);
 	json_decref(config);
+	close(rootfd);
+	close(datafd);
+	close(diskfd);
 	return r;
 }
 
@@ -899,6 +909,91 @@ static void data_past_declaration_refused(void)
 	free(data);
 }
 
+/* ---- reading a tree by fd (stream_walk) ---- */
+
+struct walk_log {
+	char buf[512];
+	size_t len;
+};
+
+static int log_cb(const struct stream_walk_entry *e, void *ud)
+{
+	struct walk_log *l = ud;
+
+	l->len += snprintf(l->buf + l->len, sizeof(l->buf) - l->len, "%s%s", l->len ? " " : "",
+			   *e->rel ? e->rel : ".");
+	return streq(e->rel, "skip") ? STREAM_WALK_SKIP : 0;
+}
+
+static void walk_orders(void)
+{
+	struct walk_log pre = {0}, list = {0};
+	struct vm_error err = {0};
+	int fd;
+
+	/* a/ (x, b/ (y)), c, skip/ (z), made in that order: readdir order
+	 * on tmpfs and ext4 is not creation order, so only what each order
+	 * guarantees is checked */
+	CHECK(mkdir(P("walk"), 0755) == 0);
+	CHECK(mkdir(P("walk/a"), 0755) == 0 && mkdir(P("walk/a/b"), 0755) == 0);
+	CHECK(mkdir(P("walk/skip"), 0755) == 0);
+	write_at(P("walk/a/x"), 0, 1, 1);
+	write_at(P("walk/a/b/y"), 0, 1, 1);
+	write_at(P("walk/c"), 0, 1, 1);
+	write_at(P("walk/skip/z"), 0, 1, 1);
+	fd = open(P("walk"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(fd >= 0);
+	CHECK(stream_walk(fd, STREAM_WALK_PREORDER, 0, log_cb, &pre, &err) == 0);
+	CHECK(stream_walk(fd, STREAM_WALK_LISTING, 0, log_cb, &list, &err) == 0);
+	close(fd);
+	/* both: the root first, every entry once, nothing below "skip" */
+	CHECK(strncmp(pre.buf, ". ", 2) == 0 && strncmp(list.buf, ". ", 2) == 0);
+	CHECK(strlen(pre.buf) == strlen(list.buf));
+	CHECK(!strstr(pre.buf, "skip/z") && !strstr(list.buf, "skip/z"));
+	CHECK(strstr(pre.buf, "a/b/y") && strstr(list.buf, "a/b/y"));
+	/* preorder: a directory's entries right after it; listing: the
+	 * root's entries before anything below them */
+	CHECK(strstr(pre.buf, "a/b a/b/y") != NULL);
+	CHECK(strstr(list.buf, "a/x") > strstr(list.buf, " c"));
+	CHECK(strstr(list.buf, "a/b/y") > strstr(list.buf, "a/x"));
+}
+
+/* Deeper than PATH_MAX would let a walk by path go. */
+static void walk_deep(void)
+{
+	enum { DEPTH = 200 };
+	static const char name[] = "a-rather-long-directory-name-to-pass-path-max";
+	struct vm_error err = {0};
+	uint64_t used = 0;
+	int fd, d;
+
+	CHECK(mkdir(P("deep"), 0755) == 0);
+	d = open(P("deep"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (int i = 0; i < DEPTH && d >= 0; i++) {
+		int n;
+		CHECK(mkdirat(d, name, 0755) == 0);
+		n = openat(d, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		close(d);
+		d = n;
+	}
+	CHECK(d >= 0);
+	close(d);
+	fd = open(P("deep"), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	CHECK(stream_declare_tree(fd, -1, &used, &err) == 0);
+	/* the root and DEPTH directories, each declared with its headers */
+	CHECK(used >= (DEPTH + 1) * 2048ull);
+	close(fd);
+	CHECK(fs_rm_rf(P("deep"), &err) == 0);
+}
+
+static void encoding_names(void)
+{
+	for (enum stream_encoding e = STREAM_ENC_BTRFS; e <= STREAM_ENC_TAR_DELTA; e++)
+		CHECK(stream_encoding_by_name(stream_encoding_name(e)) == e);
+	CHECK(stream_encoding_by_name("unknown") == 0);
+	CHECK(stream_encoding_by_name(NULL) == 0);
+}
+
 int main(void)
 {
 	struct vm_error err;
@@ -924,6 +1019,9 @@ int main(void)
 	RUN(tar_reserved_names_and_flags);
 	RUN(blocks_outside_volume_refused);
 	RUN(data_past_declaration_refused);
+	RUN(walk_orders);
+	RUN(walk_deep);
+	RUN(encoding_names);
 	fs_rm_rf(tmp, &err);
 	CHECK_EXIT();
 }

@@ -45,8 +45,8 @@ json_t *migrate_hello(struct vm_node *node)
 	char host[256];
 	json_t *enc = json_array();
 
-	if (vm_node_pool(node, &pool, &e) >= 0 && pool->ops->native_encoding == VM_ENC_BTRFS)
-		json_array_append_new(enc, json_string("btrfs"));
+	if (vm_node_pool(node, &pool, &e) >= 0 && vm_pool_native_encoding(pool))
+		json_array_append_new(enc, json_string(vm_pool_native_encoding(pool)));
 	json_array_append_new(enc, json_string("tar"));
 	json_array_append_new(enc, json_string("blocks"));
 	return json_pack("{s:s, s:i, s:s, s:s, s:o, s:[s]}", "type", "hello", "protocol",
@@ -221,8 +221,9 @@ int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host
 	ctx.target_hello = their;
 	ctx.opts = opts;
 	ctx.total = total;
-	ctx.portable = opts->portable || pool->ops->native_encoding != VM_ENC_BTRFS ||
-		       !list_has(json_object_get(their, "encodings"), "btrfs");
+	ctx.portable =
+	    opts->portable || !vm_pool_native_encoding(pool) ||
+	    !list_has(json_object_get(their, "encodings"), vm_pool_native_encoding(pool));
 	ctx.compress = !opts->no_compress && list_has(json_object_get(their, "compression"), "zstd");
 	migrate_instant_name(host, port, ctx.instant);
 	migrate_meter_init(&ctx.meter, opts->bwlimit);

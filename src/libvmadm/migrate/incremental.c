@@ -15,8 +15,7 @@
 #include "migrate/journal.h"
 #include "migrate/migrate-private.h"
 #include "migrate/pump.h"
-#include "storage/pool-private.h"
-#include "storage/sparse.h"
+#include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fault.h"
 #include "util/format.h"
@@ -276,21 +275,6 @@ static bool has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
 	return false;
 }
 
-/* Child-dataset test for sparse_reset_tree: a directory holding the dir
- * pool's dataset marker, or one of the names in the thread's list. */
-static __thread char **reset_skip;
-
-static bool reset_is_child(int dirfd, const char *name, const struct stat *st)
-{
-	_cleanup_free_ char *m = strdup_printf("%s/" VM_DATASET_MARKER, name);
-
-	(void)st;
-	for (char **s = reset_skip; s && *s; s++)
-		if (streq(*s, name))
-			return true;
-	return m && faccessat(dirfd, m, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
-}
-
 /* Put every temp back to its snapshot base (a pass that failed or died
  * half-way), and drop a snapshot called partial that the pass may have
  * taken. */
@@ -310,33 +294,15 @@ static int held_reset(struct vm_pool *pool, json_t *journal, const char *base, c
 	}
 	json_array_foreach(temps, i, x) {
 		const char *t = json_string_value(x);
-		_cleanup_free_ char *snapdir = pool_snappath(pool, t, base);
-		_cleanup_free_ char *head = vm_pool_dataset_path(pool, t);
 		struct vm_error e = {0};
 
 		if (partial && has_snapshot(pool, t, partial))
 			vm_pool_destroy_snapshot(pool, t, partial, &e);
-		if (!snapdir || !head)
-			return vm_error_set(err, ENOMEM, "reset %s", t);
 		if (vm_pool_kind(pool, t) == VM_DS_NONE || !has_snapshot(pool, t, base))
 			return vm_error_setx(err, ENOENT,
 					     "reset %s to @%s: the dataset or its snapshot is gone",
 					     t, base);
-		if (vm_pool_kind(pool, t) == VM_DS_VOLUME) {
-			_cleanup_free_ char *src = strdup_printf("%s/%s", snapdir, VOLUME_FILE);
-			_cleanup_free_ char *dst = vm_pool_volume_path(pool, t);
-			_cleanup_close_ int in = -1, out = -1;
-			in = src ? open(src, O_RDONLY | O_CLOEXEC) : -1;
-			out = dst ? open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC) : -1;
-			if (in < 0 || out < 0)
-				return vm_error_set(err, errno, "reset %s to @%s", t, base);
-			r = sparse_copy_fd(in, out, dst, err);
-		} else {
-			_cleanup_strv_ char **skip = migrate_child_names(temps, t);
-			reset_skip = skip;
-			r = sparse_reset_tree(snapdir, head, reset_is_child, err);
-			reset_skip = NULL;
-		}
+		r = vm_pool_rollback(pool, t, base, err);
 		if (r < 0)
 			return vm_error_prefix(err, "reset %s to @%s", t, base);
 	}
@@ -414,7 +380,6 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		const char *name = stream_reader_dataset_name(rd);
 		ssize_t idx = index_of(finals, name);
 		const char *temp;
-		uint64_t want;
 
 		if (idx < 0) {
 			r = vm_error_setx(err, EINVAL,
@@ -439,12 +404,9 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		}
 		temp = json_string_value(json_array_get(temps, idx));
 		report(opts, "receive", name, stream_reader_bytes(rd));
-		r = migrate_config_volume_size(config, name, &want, err);
-		if (r >= 0)
-			r = migrate_receive_one(pool, rd, sd, name, temp, want, err);
-		if (r >= 0)
-			r = migrate_check_landed(pool, config, name, temp, err);
-		if (r >= 0 && sd->encoding != STREAM_ENC_BTRFS)
+		r = migrate_receive_full(pool, rd, sd, config, name, temp, err);
+		/* a native receive made the snapshot itself */
+		if (r >= 0 && !vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
 			r = vm_pool_snapshot(pool, temp, snap, err);
 		if (r < 0) {
 			vm_error_prefix(err, "receive %s", name);
@@ -485,29 +447,18 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		       const struct stream_dataset *sd, json_t *config, json_t *declared,
 		       json_t *temps, const char *temp, const char *final, struct vm_error *err)
 {
-	uint64_t want, avail, held, need = stream_dataset_declared(sd);
+	uint64_t avail, held, need = stream_dataset_declared(sd);
 	json_t *was = json_object_get(declared, temp);
 	int r;
 
 	if (!has_snapshot(pool, temp, sd->from_snapshot))
 		return vm_error_setx(err, ENOENT, "%s has no snapshot %s to build on", temp,
 				     sd->from_snapshot);
-	r = migrate_config_volume_size(config, final, &want, err);
-	if (r < 0)
-		return r;
-	if ((sd->kind == STREAM_KIND_VOLUME) != (want > 0))
-		return vm_error_setx(
-		    err, EINVAL, "the stream sends %s as a %s, but the VM's config makes it a %s",
-		    final, sd->kind == STREAM_KIND_VOLUME ? "volume" : "filesystem",
-		    want > 0 ? "volume" : "filesystem");
 	/* A delta sizes the volume to what it declares: the config's size,
 	 * or it is another disk. */
-	if (want > 0 && sd->size != want)
-		return vm_error_setx(err, EINVAL,
-				     "the stream's volume is %llu bytes, but the VM's config makes "
-				     "the disk %llu MiB (%llu bytes)",
-				     (unsigned long long)sd->size, (unsigned long long)(want >> 20),
-				     (unsigned long long)want);
+	r = migrate_check_shape(config, sd, final, err);
+	if (r < 0)
+		return r;
 	/* The dataset after this pass takes what DS_BEGIN declares (the
 	 * reader holds the data to it): it may grow from what it was declared
 	 * to take by the pool's free space. */
@@ -526,19 +477,12 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		    final, format_size(need, (char[FORMAT_SIZE_MAX]){ 0 }),
 		    format_size(held, (char[FORMAT_SIZE_MAX]){ 0 }), pool->name,
 		    format_size(avail, (char[FORMAT_SIZE_MAX]){ 0 }));
+	r = migrate_receive_native(pool, rd, sd, temp, sd->from_snapshot, err);
+	/* the native receive made the snapshot; the checks below look at the
+	 * head, which it left as the snapshot */
+	if (r <= 0)
+		return r < 0 ? r : migrate_check_landed(pool, config, final, temp, err);
 	switch (sd->encoding) {
-	case STREAM_ENC_BTRFS:
-		if (pool->ops->native_encoding != VM_ENC_BTRFS)
-			return vm_error_setx(err, EPROTONOSUPPORT,
-					     "this node's %s pool cannot take a btrfs stream: send "
-					     "it with --portable",
-					     pool->ops->name);
-		r = migrate_native_receive(pool, temp, sd->snapshot, sd->from_snapshot, rd, err);
-		/* the native receive made the snapshot; the checks below look at
-		 * the head, which it left as the snapshot */
-		if (r < 0)
-			return r;
-		return migrate_check_landed(pool, config, final, temp, err);
 	case STREAM_ENC_BLOCKS_DELTA: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		if (vm_pool_kind(pool, temp) != VM_DS_VOLUME)

@@ -24,20 +24,27 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
  * child datasets' mount points. NULL-terminated, malloc'ed. */
 char **migrate_child_names(json_t *names, const char *ds);
 
-/* vm_receive's receive of one full dataset of the stream into temp:
- * want_size is the volume's size by the VM's config
- * (migrate_config_volume_size), which a volume's DS_BEGIN must declare, 0
- * for a filesystem. Refuses a dataset whose declared "used" does not fit in
- * the pool. */
-int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
-			const struct stream_dataset *sd, const char *final, const char *temp,
-			uint64_t want_size, struct vm_error *err);
+/* vm_receive's receive of one full dataset of the stream into temp, as
+ * the VM's config makes dataset final (migrate_check_shape), refusing one
+ * whose declared "used" does not fit in the pool, checked once it landed
+ * (migrate_check_landed). */
+int migrate_receive_full(struct vm_pool *pool, struct stream_reader *rd,
+			 const struct stream_dataset *sd, json_t *config, const char *final,
+			 const char *temp, struct vm_error *err);
 
-/* The size in bytes that config gives dataset name when it is a volume
- * (zones/UUID-diskN: disks[N].size MiB), 0 for a filesystem; -EINVAL when
- * the config has no such disk size. */
-int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
-			       struct vm_error *err);
+/* A dataset in a native encoding into temp (incremental from from_snap
+ * when not NULL): 0 when the pool's own receive took it, -EPROTONOSUPPORT
+ * when it is another backend's encoding, 1 when sd is in a portable
+ * encoding, for the caller to take. */
+int migrate_receive_native(struct vm_pool *pool, struct stream_reader *rd,
+			   const struct stream_dataset *sd, const char *temp, const char *from_snap,
+			   struct vm_error *err);
+
+/* Is sd what config makes dataset final: a filesystem, or a volume of
+ * the size its disk has (zones/UUID-diskN: disks[N].size MiB)? -EINVAL
+ * saying why not, or when the config has no size for that disk. */
+int migrate_check_shape(json_t *config, const struct stream_dataset *sd, const char *final,
+			struct vm_error *err);
 
 /* After a dataset's data landed in temp (a full or an incremental one): a
  * volume is exactly its config's size, the VM's own dataset passes its

@@ -157,23 +157,23 @@ static int config_volume_size(json_t *config, const char *name, uint64_t *ret, s
 	return 0;
 }
 
-/* Receive one dataset of the stream into temp. want_size: the volume's size
- * by the config, 0 for a filesystem. */
-static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
-		       const struct stream_dataset *sd, const char *final, const char *temp,
-		       uint64_t want_size, struct vm_error *err)
+/* Is sd what the VM's config makes dataset final: a filesystem, or a
+ * volume of the config's size? */
+static int check_shape(json_t *config, const struct stream_dataset *sd, const char *final,
+		       struct vm_error *err)
 {
-	_cleanup_free_ char *path = vm_pool_dataset_path(pool, temp);
-	bool is_volume = sd->kind == STREAM_KIND_VOLUME, want_volume = want_size > 0;
-	uint64_t avail, need = stream_dataset_declared(sd);
-	struct stat st;
+	bool is_volume = sd->kind == STREAM_KIND_VOLUME;
+	uint64_t want_size;
 	int r;
 
-	if (is_volume != want_volume)
-		return vm_error_setx(err, EINVAL,
-				     "the stream sends %s as a %s, but the VM's config makes it a %s",
-				     final, is_volume ? "volume" : "filesystem",
-				     want_volume ? "volume" : "filesystem");
+	r = config_volume_size(config, final, &want_size, err);
+	if (r < 0)
+		return r;
+	if (is_volume != (want_size > 0))
+		return vm_error_setx(
+		    err, EINVAL, "the stream sends %s as a %s, but the VM's config makes it a %s",
+		    final, is_volume ? "volume" : "filesystem",
+		    want_size > 0 ? "volume" : "filesystem");
 	/* The config says how big a disk is; a volume of another size would
 	 * be another disk (and could be any size). */
 	if (is_volume && sd->size != want_size)
@@ -183,6 +183,23 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 				     (unsigned long long)sd->size,
 				     (unsigned long long)(want_size >> 20),
 				     (unsigned long long)want_size);
+	return 0;
+}
+
+/* Receive one dataset of the stream into temp, as the VM's config makes
+ * it. */
+static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
+		       const struct stream_dataset *sd, json_t *config, const char *final,
+		       const char *temp, struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, temp);
+	uint64_t avail, need = stream_dataset_declared(sd);
+	struct stat st;
+	int r;
+
+	r = check_shape(config, sd, final, err);
+	if (r < 0)
+		return r;
 	r = vm_pool_available(pool, &avail, err);
 	if (r < 0)
 		return r;
@@ -202,14 +219,10 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	    S_ISDIR(st.st_mode))
 		rmdir(path);
 
+	r = migrate_receive_native(pool, rd, sd, temp, NULL, err);
+	if (r <= 0)
+		return r;
 	switch (sd->encoding) {
-	case STREAM_ENC_BTRFS:
-		if (pool->ops->native_encoding != VM_ENC_BTRFS)
-			return vm_error_setx(err, EPROTONOSUPPORT,
-					     "this node's %s pool cannot take a btrfs stream: send "
-					     "it with --portable",
-					     pool->ops->name);
-		return migrate_native_receive(pool, temp, sd->snapshot, NULL, rd, err);
 	case STREAM_ENC_BLOCKS: {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
 		r = vm_pool_create_volume(pool, temp, sd->size, err);
@@ -322,24 +335,18 @@ int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t 
 	return 0;
 }
 
-int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
-	       const struct vm_recv_opts *opts, json_t **ret_vm, struct vm_error *err)
+/* The journal of this receive, written before any data lands: a new one
+ * (its placeholder record saved when the VM is new here), or the kept
+ * partial of opts->resume, whose complete temps stay. On a failure after
+ * the journal exists, *ret_journal is set: the caller rolls it back. */
+static int recv_start(struct vm_node *node, struct vm_pool *pool, const struct vm_recv_opts *opts,
+		      const char *uuid, json_t *config, json_t **ret_journal, struct vm_error *err)
 {
-	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
-	_cleanup_json_ json_t *config = NULL, *old = NULL, *journal = NULL;
-	_cleanup_free_ bool *got = NULL;
-	_cleanup_close_ int lock = -1;
-	json_t *finals, *temps, *x;
-	const struct stream_dataset *sd;
-	struct vm_pool *pool;
-	char uuid[VM_UUID_LEN + 1];
+	_cleanup_json_ json_t *old = NULL;
+	json_t *journal, *finals, *temps, *x;
 	size_t i;
 	int r;
 
-	r = migrate_recv_begin(node, fd, prefix, prefix_len, opts, &rd, &config, uuid, &lock, &pool,
-			       err);
-	if (r < 0)
-		return r;
 	if (opts->resume) {
 		/* A kept partial of this VM: its placeholder and complete temps
 		 * stay, the stream brings the rest. */
@@ -347,15 +354,15 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 		if (!ju || !streq(ju, uuid))
 			return vm_error_setx(err, EINVAL, "the stream is of VM %s, not of VM %s", uuid,
 					     ju ? ju : "?");
-		journal = json_deep_copy(opts->resume);
+		journal = *ret_journal = json_deep_copy(opts->resume);
 		json_object_set_new(journal, "phase", json_string("receiving"));
 		json_object_del(journal, "expires");
 		json_object_set(journal, "record", config);
-		finals = json_object_get(journal, "finals");
-		temps = json_object_get(journal, "temps");
 		r = recv_journal_write(node, journal, err);
-		if (r < 0)
+		if (r < 0) {
+			json_decref(TAKE_PTR(*ret_journal));
 			return r;
+		}
 	} else {
 		r = check_target(node, uuid, opts->force, &old, err);
 		if (r < 0)
@@ -376,22 +383,42 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 				    "old_datasets", old ? vm_datasets(old) : json_array(), "record",
 				    config, "placeholder", old == NULL, "done");
 		r = recv_journal_write(node, journal, err);
-		if (r < 0)
+		if (r < 0) {
+			json_decref(journal);
 			return r;
+		}
+		*ret_journal = journal;
 		if (!old) {
 			_cleanup_json_ json_t *ph = json_deep_copy(config);
 			json_object_set_new(ph, "transition", json_string("receiving"));
 			r = vm_store_save(node, ph, err);
 			if (r < 0)
-				goto fail;
+				return r;
 		}
 	}
 	if (opts->instant)
 		json_object_set_new(journal, "instant", json_string(opts->instant));
 	if (!json_is_array(json_object_get(journal, "done")))
 		json_object_set_new(journal, "done", json_array());
+	return 0;
+}
 
-	got = calloc(json_array_size(finals) + 1, sizeof(bool));
+/* Every dataset of the stream into its temp, checked as it lands; every
+ * dataset of the VM's config must come, but those the journal has done. */
+static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
+			 const struct vm_recv_opts *opts, json_t *config, json_t *journal,
+			 struct vm_error *err)
+{
+	json_t *finals = json_object_get(journal, "finals"),
+	       *temps = json_object_get(journal, "temps");
+	_cleanup_free_ bool *got = calloc(json_array_size(finals) + 1, sizeof(bool));
+	const struct stream_dataset *sd;
+	json_t *x;
+	size_t i;
+	int r;
+
+	if (!got)
+		return vm_error_set(err, ENOMEM, "receive");
 	json_array_foreach(json_object_get(journal, "done"), i, x) {
 		ssize_t idx = index_of(finals, json_string_value(x));
 		if (idx >= 0)
@@ -402,44 +429,61 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 	while ((r = stream_next_dataset(rd, &sd, err)) == 1) {
 		const char *name = stream_reader_dataset_name(rd), *temp;
 		ssize_t idx = index_of(finals, name);
-		uint64_t want;
 
-		if (idx < 0 || got[idx]) {
-			r = vm_error_setx(err, EINVAL, idx >= 0 ? "the stream sends dataset %s twice" :
-					  "the stream sends dataset %s, which the VM's config does "
-					  "not have",
-					  name);
-			goto fail;
-		}
+		if (idx < 0 || got[idx])
+			return vm_error_setx(
+			    err, EINVAL,
+			    idx >= 0 ? "the stream sends dataset %s twice"
+				     : "the stream sends dataset %s, which the VM's config does "
+				       "not have",
+			    name);
 		report(opts, "receive", name, stream_reader_bytes(rd));
 		temp = json_string_value(json_array_get(temps, idx));
-		r = config_volume_size(config, name, &want, err);
-		if (r >= 0)
-			r = receive_one(pool, rd, sd, name, temp, want, err);
+		r = receive_one(pool, rd, sd, config, name, temp, err);
 		if (r >= 0)
 			r = check_landed(pool, config, name, temp, err);
-		if (r < 0) {
-			vm_error_prefix(err, "receive %s", name);
-			goto fail;
-		}
+		if (r < 0)
+			return vm_error_prefix(err, "receive %s", name);
 		got[idx] = true;
 		if (opts->hold) {
 			/* Complete and verified: kept if the rest fails. */
 			json_array_append_new(json_object_get(journal, "done"), json_string(name));
 			r = recv_journal_write(node, journal, err);
 			if (r < 0)
-				goto fail;
+				return r;
 		}
 		vm_fault_point("receive-after-dataset");
 	}
 	if (r < 0)
-		goto fail;
+		return r;
 	json_array_foreach(finals, i, x)
-		if (!got[i]) {
-			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
-					  json_string_value(x));
-			goto fail;
-		}
+		if (!got[i])
+			return vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
+					     json_string_value(x));
+	return 0;
+}
+
+int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_len,
+	       const struct vm_recv_opts *opts, json_t **ret_vm, struct vm_error *err)
+{
+	_cleanup_stream_reader_ struct stream_reader *rd = NULL;
+	_cleanup_json_ json_t *config = NULL, *journal = NULL;
+	_cleanup_close_ int lock = -1;
+	struct vm_pool *pool;
+	char uuid[VM_UUID_LEN + 1];
+	int r;
+
+	r = migrate_recv_begin(node, fd, prefix, prefix_len, opts, &rd, &config, uuid, &lock, &pool,
+			       err);
+	if (r < 0)
+		return r;
+	r = recv_start(node, pool, opts, uuid, config, &journal, err);
+	if (r < 0 && !journal)
+		return r;
+	if (r >= 0)
+		r = recv_datasets(node, pool, rd, opts, config, journal, err);
+	if (r < 0)
+		goto fail;
 
 	/* Every checksum and the END record are verified. The data goes to
 	 * disk before the VM is called complete: a sender may delete its
@@ -475,7 +519,7 @@ fail:
 		recv_rollback(node, pool, journal, &cerr);
 	}
 	return vm_error_prefix(err, "receive VM %s", uuid);
-}
+	}
 
 int vm_receive_config(struct vm_node *node, json_t *config, bool force, json_t **ret_vm,
 		      struct vm_error *err)
@@ -554,17 +598,33 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 
 /* ---- shared with incremental.c (migrate-private.h) ---- */
 
-int migrate_receive_one(struct vm_pool *pool, struct stream_reader *rd,
-			const struct stream_dataset *sd, const char *final, const char *temp,
-			uint64_t want_size, struct vm_error *err)
+int migrate_receive_full(struct vm_pool *pool, struct stream_reader *rd,
+			 const struct stream_dataset *sd, json_t *config, const char *final,
+			 const char *temp, struct vm_error *err)
 {
-	return receive_one(pool, rd, sd, final, temp, want_size, err);
+	int r = receive_one(pool, rd, sd, config, final, temp, err);
+
+	return r < 0 ? r : check_landed(pool, config, final, temp, err);
 }
 
-int migrate_config_volume_size(json_t *config, const char *name, uint64_t *ret,
-			       struct vm_error *err)
+int migrate_receive_native(struct vm_pool *pool, struct stream_reader *rd,
+			   const struct stream_dataset *sd, const char *temp, const char *from_snap,
+			   struct vm_error *err)
 {
-	return config_volume_size(config, name, ret, err);
+	if (vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
+		return migrate_native_receive(pool, temp, sd->snapshot, from_snap, rd, err);
+	if (sd->encoding == STREAM_ENC_BTRFS || sd->encoding == STREAM_ENC_ZFS)
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "this node's %s pool cannot take a %s stream: send it with "
+				     "--portable",
+				     pool->ops->name, stream_encoding_name(sd->encoding));
+	return 1;
+}
+
+int migrate_check_shape(json_t *config, const struct stream_dataset *sd, const char *final,
+			struct vm_error *err)
+{
+	return check_shape(config, sd, final, err);
 }
 
 int migrate_check_landed(struct vm_pool *pool, json_t *config, const char *final, const char *temp,

@@ -2,7 +2,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,10 +10,10 @@
 
 #include "brand/brand.h"
 #include "migrate/journal.h"
-#include "migrate/migrate.h"
 #include "migrate/migrate-private.h"
+#include "migrate/migrate.h"
 #include "migrate/pump.h"
-#include "storage/pool-private.h"
+#include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fs.h"
 #include "util/macros.h"
@@ -51,164 +50,68 @@ static char **child_names(json_t *names, const char *ds)
 	return v;
 }
 
-/*
- * DS_BEGIN's "used": what the dataset takes, declared before its data. The
- * receiver checks its free space against it, and its reader refuses data
- * past it plus 1/8 and 16 MiB (stream_dataset_data_limit). So it is
- * measured on the snapshot that is sent (not the dataset, which a running
- * VM changes meanwhile), and it bounds what every encoding writes:
- *   - each entry's allocated blocks (file data: no encoding sends more;
- *     block headers and per-write btrfs command bytes stay within 1/8),
- *   - DECLARE_ENTRY_BYTES per file, directory or link: its archive headers
- *     or btrfs commands (an empty file, a symlink or a directory takes no
- *     block but about 1.5 KiB of pax headers), and its metadata on the
- *     receiver,
- *   - for a delta, DECLARE_GONE_BYTES and twice its path per entry of the
- *     snapshot it builds on (deletion lists, unlink commands),
- *   - for a "blocks-delta" volume, every 64 KiB grain that holds data
- *     (a changed grain travels whole) and a zero-range header per grain.
- */
-#define DECLARE_ENTRY_BYTES 2048u
-#define DECLARE_GONE_BYTES  64u
-
-/* nftw has no user argument: the walk's state, per thread */
-static __thread uint64_t declare_sum;
-static __thread size_t declare_rootlen;
-static __thread bool declare_gone;
-
-static int declare_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* The dataset in the pool's native encoding (sd->used declared). */
+static int send_native(struct vm_pool *pool, struct stream_writer *w, struct stream_dataset *sd,
+		       enum vm_dataset_kind kind, const char *ds, struct vm_error *err)
 {
-	(void)flag;
-	(void)ftw;
-	if (declare_gone)
-		declare_sum += DECLARE_GONE_BYTES + 2 * (strlen(path) - declare_rootlen);
-	else
-		declare_sum += (uint64_t)st->st_blocks * 512 + DECLARE_ENTRY_BYTES;
-	return 0;
+	uint64_t used = 0, volsize = 0;
+	int r;
+
+	sd->kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
+	sd->encoding = stream_encoding_by_name(vm_pool_native_encoding(pool));
+	r = vm_pool_used(pool, ds, &used, &volsize, err);
+	if (r < 0)
+		return r;
+	sd->size = kind == VM_DS_VOLUME ? volsize : sd->from_snapshot ? 0 : sd->used;
+	r = stream_begin_dataset(w, sd, err);
+	if (r < 0)
+		return r;
+	r = migrate_native_send(pool, ds, sd->snapshot, sd->from_snapshot, w, err);
+	if (r < 0)
+		return r;
+	return stream_end_dataset(w, err);
 }
 
-/* Bytes of the 64 KiB grains of the file at path that hold data. */
-static int data_grains(const char *path, uint64_t *ret, struct vm_error *err)
+int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
+			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
+			 bool portable, struct vm_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-	uint64_t sum = 0, counted = 0; /* grains below counted are in sum */
-	struct stat st;
-	off_t off = 0;
-
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return vm_error_set(err, errno, "declare %s", path);
-	while (off < st.st_size) {
-		off_t data = lseek(fd, off, SEEK_DATA), hole;
-		uint64_t from, to;
-
-		if (data < 0 && errno == ENXIO)
-			break;
-		if (data < 0) {
-			data = off; /* no SEEK_DATA: all of it */
-			hole = st.st_size;
-		} else {
-			hole = lseek(fd, data, SEEK_HOLE);
-			if (hole < 0)
-				hole = st.st_size;
-		}
-		from = (uint64_t)data / STREAM_ZERO_GRAIN * STREAM_ZERO_GRAIN;
-		to = ((uint64_t)hole + STREAM_ZERO_GRAIN - 1) / STREAM_ZERO_GRAIN *
-		     STREAM_ZERO_GRAIN;
-		if (from < counted)
-			from = counted;
-		if (to > from)
-			sum += to - from;
-		if (to > counted)
-			counted = to;
-		off = hole;
-	}
-	*ret = sum + STREAM_BLOCK_HEADER_SIZE * ((uint64_t)st.st_size / STREAM_ZERO_GRAIN + 1);
-	return 0;
-}
-
-static int declare_used(struct vm_pool *pool, const char *ds, const char *snap,
-			const char *from_snap, bool portable_volume_delta, uint64_t *ret,
-			struct vm_error *err)
-{
-	_cleanup_free_ char *path = pool_snappath(pool, ds, snap);
-	_cleanup_free_ char *from = from_snap ? pool_snappath(pool, ds, from_snap) : NULL;
-	uint64_t sum;
-
-	if (!path || (from_snap && !from))
-		return vm_error_set(err, ENOMEM, "declare %s", ds);
-	declare_sum = 0;
-	declare_gone = false;
-	declare_rootlen = strlen(path);
-	/* FTW_PHYS: symlinks are entries; FTW_MOUNT: the snapshot only */
-	if (nftw(path, declare_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
-		return vm_error_set(err, errno, "declare %s@%s: walk %s", ds, snap, path);
-	sum = declare_sum;
-	if (from) {
-		declare_sum = 0;
-		declare_gone = true;
-		declare_rootlen = strlen(from);
-		if (nftw(from, declare_cb, 32, FTW_PHYS | FTW_MOUNT) < 0)
-			return vm_error_set(err, errno, "declare %s@%s: walk %s", ds, from_snap,
-					    from);
-		sum += declare_sum;
-	}
-	if (portable_volume_delta) {
-		_cleanup_free_ char *img = strdup_printf("%s/%s", path, VOLUME_FILE);
-		uint64_t grains = 0;
-		int r;
-
-		if (!img)
-			return vm_error_set(err, ENOMEM, "declare %s", ds);
-		r = data_grains(img, &grains, err);
-		if (r < 0)
-			return r;
-		sum += grains;
-	}
-	*ret = sum;
-	return 0;
-}
-
-static int send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
-			const char *uuid, const char *ds, const char *snap, bool portable,
-			struct vm_error *err)
-{
-	struct stream_dataset sd = { .snapshot = snap };
+	struct stream_dataset sd = {.snapshot = snap, .from_snapshot = from_snap};
 	enum vm_dataset_kind kind = vm_pool_kind(pool, ds);
-	_cleanup_free_ char *snappath = pool_snappath(pool, ds, snap);
+	const char *native = portable ? NULL : vm_pool_native_encoding(pool);
 	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
+	_cleanup_close_ int fd = -1, old_fd = -1;
+	_cleanup_strv_ char **skip = NULL;
 	int r;
 
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
-	/* What the snapshot really takes (a sparse volume's size is no
-	 * measure of it), which binds the data that follows. */
-	r = declare_used(pool, ds, snap, NULL, false, &sd.used, err);
+	/* The snapshots, as the pool hands them out to be read. */
+	r = vm_pool_open_snapshot(pool, ds, snap, &fd, err);
+	if (r >= 0 && from_snap)
+		r = vm_pool_open_snapshot(pool, ds, from_snap, &old_fd, err);
 	if (r < 0)
 		return r;
+	/* What the snapshot really takes (a sparse volume's size is no
+	 * measure of it), which binds the data that follows; a delta
+	 * declares too: the receiver checks the dataset will fit and holds
+	 * the data to it. */
+	r = kind == VM_DS_VOLUME
+		? stream_declare_volume(fd, old_fd, from_snap && !native, &sd.used, err)
+		: stream_declare_tree(fd, old_fd, &sd.used, err);
+	if (r < 0)
+		return vm_error_prefix(err, "%s@%s", ds, snap);
 	sd.has_used = true;
-	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
-		uint64_t used = 0, volsize = 0;
-		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
-		sd.encoding = STREAM_ENC_BTRFS;
-		r = vm_pool_used(pool, ds, &used, &volsize, err);
-		if (r < 0)
-			return r;
-		sd.size = kind == VM_DS_VOLUME ? volsize : sd.used;
-		r = stream_begin_dataset(w, &sd, err);
-		if (r < 0)
-			return r;
-		r = migrate_native_send(pool, ds, snap, NULL, w, err);
-		if (r < 0)
-			return r;
-		return stream_end_dataset(w, err);
-	}
-	if (kind == VM_DS_VOLUME) {
-		_cleanup_free_ char *img = strdup_printf("%s/%s", snappath, VOLUME_FILE);
-		return stream_send_volume(w, &sd, img, err);
-	}
-	{
-		_cleanup_strv_ char **skip = child_names(names, ds);
-		return stream_send_tree(w, &sd, snappath, (const char *const *)skip, err);
-	}
+	if (native)
+		return send_native(pool, w, &sd, kind, ds, err);
+	if (kind == VM_DS_VOLUME)
+		return from_snap ? stream_send_volume_delta(w, &sd, old_fd, fd, NULL, err)
+				 : stream_send_volume(w, &sd, fd, err);
+	skip = child_names(names, ds);
+	if (!skip)
+		return vm_error_set(err, ENOMEM, "send %s", ds);
+	return from_snap
+		   ? stream_send_tree_delta(w, &sd, old_fd, fd, (const char *const *)skip, err)
+		   : stream_send_tree(w, &sd, fd, (const char *const *)skip, err);
 }
 
 void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
@@ -532,7 +435,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 		if (in_list(opts->skip, ds))
 			continue;
 		report(opts, "send", ds, stream_writer_bytes(w), total);
-		r = send_dataset(pool, w, names, uuid, ds, snap, opts->portable, err);
+		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, NULL, opts->portable, err);
 		if (r < 0)
 			vm_error_prefix(err, "send %s", ds);
 	}
@@ -549,60 +452,6 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 }
 
 /* ---- shared with incremental.c (migrate-private.h) ---- */
-
-int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
-			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
-			 bool portable, struct vm_error *err)
-{
-	struct stream_dataset sd = { .snapshot = snap, .from_snapshot = from_snap };
-	enum vm_dataset_kind kind;
-	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
-	_cleanup_free_ char *newp = NULL, *oldp = NULL;
-	int r;
-
-	if (!from_snap)
-		return send_dataset(pool, w, names, uuid, ds, snap, portable, err);
-	kind = vm_pool_kind(pool, ds);
-	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
-	/* A delta declares too: the receiver checks the dataset will fit
-	 * and holds the data to it. */
-	r = declare_used(pool, ds, snap, from_snap,
-			 kind == VM_DS_VOLUME &&
-			     (portable || pool->ops->native_encoding != VM_ENC_BTRFS),
-			 &sd.used, err);
-	if (r < 0)
-		return r;
-	sd.has_used = true;
-	if (!portable && pool->ops->native_encoding == VM_ENC_BTRFS) {
-		uint64_t used = 0, volsize = 0;
-		sd.kind = kind == VM_DS_VOLUME ? STREAM_KIND_VOLUME : STREAM_KIND_FILESYSTEM;
-		sd.encoding = STREAM_ENC_BTRFS;
-		r = vm_pool_used(pool, ds, &used, &volsize, err);
-		if (r < 0)
-			return r;
-		sd.size = kind == VM_DS_VOLUME ? volsize : 0;
-		r = stream_begin_dataset(w, &sd, err);
-		if (r < 0)
-			return r;
-		r = migrate_native_send(pool, ds, snap, from_snap, w, err);
-		if (r < 0)
-			return r;
-		return stream_end_dataset(w, err);
-	}
-	newp = pool_snappath(pool, ds, snap);
-	oldp = pool_snappath(pool, ds, from_snap);
-	if (!newp || !oldp)
-		return vm_error_set(err, ENOMEM, "send %s", ds);
-	if (kind == VM_DS_VOLUME) {
-		_cleanup_free_ char *ni = strdup_printf("%s/%s", newp, VOLUME_FILE);
-		_cleanup_free_ char *oi = strdup_printf("%s/%s", oldp, VOLUME_FILE);
-		return stream_send_volume_delta(w, &sd, oi, ni, NULL, err);
-	}
-	{
-		_cleanup_strv_ char **skip = child_names(names, ds);
-		return stream_send_tree_delta(w, &sd, oldp, newp, (const char *const *)skip, err);
-	}
-}
 
 char **migrate_child_names(json_t *names, const char *ds)
 {

@@ -206,8 +206,8 @@ static int check_begin(struct vm_node *node, struct net_conn *c, json_t *begin,
 		refuse(c, "this node's pool is not usable: %s", e.msg);
 		return -1;
 	}
-	if (enc && streq(enc, "btrfs") && pool->ops->native_encoding != VM_ENC_BTRFS) {
-		refuse(c, "this node's %s pool cannot take btrfs streams", pool->ops->name);
+	if (enc && !streq(enc, "portable") && !vm_pool_speaks(pool, enc)) {
+		refuse(c, "this node's %s pool cannot take %s streams", pool->ops->name, enc);
 		return -1;
 	}
 	if (vm_pool_available(pool, &avail, &e) < 0) {

@@ -302,14 +302,14 @@ struct parsed {
 	uint64_t have;
 };
 
-int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, size_t len,
-			   struct btrfs_stream_cmd *ret, struct vm_error *err)
+/* The frame: whole, its checksum right, a command the version knows, not
+ * after END. Fills where, the command as messages name it, and *ret_ct. */
+static int check_frame(struct btrfs_stream_check *c, const uint8_t *cmd, size_t len,
+		       const struct cmd_type **ret_ct, char where[96], struct vm_error *err)
 {
 	const struct cmd_type *ct;
-	struct parsed a = {0};
-	char where[96], q[512];
 	unsigned type;
-	size_t size, pos = BTRFS_STREAM_CMD_HEADER_SIZE;
+	size_t size;
 	int r;
 
 	if (len < BTRFS_STREAM_CMD_HEADER_SIZE)
@@ -326,10 +326,10 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 		 ? &cmds[type]
 		 : NULL;
 	if (ct)
-		snprintf(where, sizeof(where), "btrfs stream command %llu (%s) at byte %llu",
+		snprintf(where, 96, "btrfs stream command %llu (%s) at byte %llu",
 			 (unsigned long long)c->ncmds + 1, ct->name, (unsigned long long)c->offset);
 	else
-		snprintf(where, sizeof(where), "btrfs stream command %llu at byte %llu",
+		snprintf(where, 96, "btrfs stream command %llu at byte %llu",
 			 (unsigned long long)c->ncmds + 1, (unsigned long long)c->offset);
 	if (size != len)
 		return vm_error_setx(err, EPROTO, "%s: %zu bytes where its header says %zu", where,
@@ -341,8 +341,19 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 	if (!ct)
 		return vm_error_setx(err, EPROTO, "%s: unknown command %u for a version %u stream",
 				     where, type, c->version);
+	*ret_ct = ct;
+	return 0;
+}
 
-	/* The attributes: known to the version, each once, of its size. */
+/* The attributes: known to the version, each once, of its size, and all
+ * that the command needs. */
+static int parse_attrs(const struct btrfs_stream_check *c, const struct cmd_type *ct,
+		       const uint8_t *cmd, size_t len, struct parsed *a, const char *where,
+		       struct vm_error *err)
+{
+	size_t pos = BTRFS_STREAM_CMD_HEADER_SIZE;
+	char q[512];
+
 	while (pos < len) {
 		unsigned at;
 		size_t alen;
@@ -368,7 +379,7 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 						     "%s: attribute %s runs past the command's end",
 						     where, attrs[at].name);
 		}
-		if (a.have & BIT(at))
+		if (a->have & BIT(at))
 			return vm_error_setx(err, EPROTO, "%s: attribute %s appears twice", where,
 					     attrs[at].name);
 		if (!((ct->need | ct->may) & BIT(at)))
@@ -380,111 +391,165 @@ int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, siz
 		if (attrs[at].string && memchr(cmd + pos, '\0', alen))
 			return vm_error_setx(err, EPROTO, "%s: %s %s has a NUL byte", where,
 					     attrs[at].name, quote(cmd + pos, alen, q, sizeof(q)));
-		a.have |= BIT(at);
-		a.val[at] = cmd + pos;
+		a->have |= BIT(at);
+		a->val[at] = cmd + pos;
 		if (at == BTRFS_SEND_A_DATA)
-			a.data_len = (uint32_t)alen;
+			a->data_len = (uint32_t)alen;
 		else
-			a.len[at] = (uint16_t)alen;
+			a->len[at] = (uint16_t)alen;
 		pos += alen;
 	}
-	if ((a.have & ct->need) != ct->need) {
+	if ((a->have & ct->need) != ct->need) {
 		for (unsigned at = 1; at <= BTRFS_SEND_A_MAX; at++)
-			if ((ct->need & BIT(at)) && !(a.have & BIT(at)))
+			if ((ct->need & BIT(at)) && !(a->have & BIT(at)))
 				return vm_error_setx(err, EPROTO, "%s: attribute %s is missing",
 						     where, attrs[at].name);
 	}
+	return 0;
+}
 
-	/* Order: the subvolume first, once. */
-	if (type == BTRFS_SEND_C_SUBVOL || type == BTRFS_SEND_C_SNAPSHOT) {
-		const char *why = name_problem(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH]);
+/* SUBVOL and SNAPSHOT: the subvolume first, once; a snapshot only of the
+ * receiver's own base. Every other command comes after it. */
+static int check_subvol(struct btrfs_stream_check *c, unsigned type, const struct parsed *a,
+			const char *where, struct vm_error *err)
+{
+	const char *why;
+	char q[512];
 
-		if (c->have_subvol)
-			return vm_error_setx(
-			    err, EPROTO, "%s: a second subvolume (a stream here holds one)", where);
-		if (type == BTRFS_SEND_C_SUBVOL && c->incremental)
-			return vm_error_setx(
-			    err, EPROTO, "%s: a SUBVOL command in an incremental stream", where);
-		if (type == BTRFS_SEND_C_SNAPSHOT && !c->incremental)
-			return vm_error_setx(err, EPROTO, "%s: a SNAPSHOT command in a full stream",
+	if (type != BTRFS_SEND_C_SUBVOL && type != BTRFS_SEND_C_SNAPSHOT) {
+		if (!c->have_subvol)
+			return vm_error_setx(err, EPROTO,
+					     "%s: comes before the subvolume (SUBVOL or SNAPSHOT)",
 					     where);
-		if (why)
-			return vm_error_setx(
-			    err, EPROTO, "%s: subvolume name %s %s", where,
-			    quote(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH], q, sizeof(q)),
-			    why);
-		if (type == BTRFS_SEND_C_SNAPSHOT &&
-		    (memcmp(a.val[BTRFS_SEND_A_CLONE_UUID], c->base.uuid, BTRFS_STREAM_UUID_SIZE) !=
-			 0 ||
-		     le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]) != c->base.ctransid)) {
-			char got[37], want[37];
-			uuid_str(a.val[BTRFS_SEND_A_CLONE_UUID], got);
-			uuid_str(c->base.uuid, want);
-			return vm_error_setx(
-			    err, EPROTO,
-			    "%s: its parent %s (ctransid %llu) is not the base "
-			    "%s (ctransid %llu)",
-			    where, got,
-			    (unsigned long long)le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]), want,
-			    (unsigned long long)c->base.ctransid);
-		}
-		memcpy(c->subvol.uuid, a.val[BTRFS_SEND_A_UUID], BTRFS_STREAM_UUID_SIZE);
-		c->subvol.ctransid = le64(a.val[BTRFS_SEND_A_CTRANSID]);
-		c->have_subvol = true;
-	} else if (!c->have_subvol) {
-		return vm_error_setx(err, EPROTO,
-				     "%s: comes before the subvolume (SUBVOL or SNAPSHOT)", where);
+		return 0;
 	}
+	why = name_problem(a->val[BTRFS_SEND_A_PATH], a->len[BTRFS_SEND_A_PATH]);
+	if (c->have_subvol)
+		return vm_error_setx(err, EPROTO,
+				     "%s: a second subvolume (a stream here holds one)", where);
+	if (type == BTRFS_SEND_C_SUBVOL && c->incremental)
+		return vm_error_setx(err, EPROTO, "%s: a SUBVOL command in an incremental stream",
+				     where);
+	if (type == BTRFS_SEND_C_SNAPSHOT && !c->incremental)
+		return vm_error_setx(err, EPROTO, "%s: a SNAPSHOT command in a full stream", where);
+	if (why)
+		return vm_error_setx(
+		    err, EPROTO, "%s: subvolume name %s %s", where,
+		    quote(a->val[BTRFS_SEND_A_PATH], a->len[BTRFS_SEND_A_PATH], q, sizeof(q)), why);
+	if (type == BTRFS_SEND_C_SNAPSHOT &&
+	    (memcmp(a->val[BTRFS_SEND_A_CLONE_UUID], c->base.uuid, BTRFS_STREAM_UUID_SIZE) != 0 ||
+	     le64(a->val[BTRFS_SEND_A_CLONE_CTRANSID]) != c->base.ctransid)) {
+		char got[37], want[37];
+		uuid_str(a->val[BTRFS_SEND_A_CLONE_UUID], got);
+		uuid_str(c->base.uuid, want);
+		return vm_error_setx(err, EPROTO,
+				     "%s: its parent %s (ctransid %llu) is not the base "
+				     "%s (ctransid %llu)",
+				     where, got,
+				     (unsigned long long)le64(a->val[BTRFS_SEND_A_CLONE_CTRANSID]),
+				     want, (unsigned long long)c->base.ctransid);
+	}
+	memcpy(c->subvol.uuid, a->val[BTRFS_SEND_A_UUID], BTRFS_STREAM_UUID_SIZE);
+	c->subvol.ctransid = le64(a->val[BTRFS_SEND_A_CTRANSID]);
+	c->have_subvol = true;
+	return 0;
+}
 
-	/* Paths: inside the subvolume. */
+/* Paths: inside the subvolume (the subvolume's own name was checked as a
+ * name). */
+static int check_paths(unsigned type, const struct cmd_type *ct, const struct parsed *a,
+		       const char *where, struct vm_error *err)
+{
+	char q[512];
+
 	for (unsigned at = 1; at <= BTRFS_SEND_A_MAX; at++) {
 		const char *why;
 
-		if (!(a.have & BIT(at)) || !names_path(type, at) ||
+		if (!(a->have & BIT(at)) || !names_path(type, at) ||
 		    ((type == BTRFS_SEND_C_SUBVOL || type == BTRFS_SEND_C_SNAPSHOT) &&
 		     at == BTRFS_SEND_A_PATH))
 			continue;
-		why = path_problem(a.val[at], a.len[at], at == BTRFS_SEND_A_PATH && ct->root_ok);
+		why = path_problem(a->val[at], a->len[at], at == BTRFS_SEND_A_PATH && ct->root_ok);
 		if (why)
 			return vm_error_setx(err, EPROTO, "%s: %s %s %s", where, attrs[at].name,
-					     quote(a.val[at], a.len[at], q, sizeof(q)), why);
+					     quote(a->val[at], a->len[at], q, sizeof(q)), why);
 	}
+	return 0;
+}
 
+/* CLONE: only from the subvolume being received or from the base, whose
+ * path the caller checks (ret->base_clone_path). */
+static int check_clone(const struct btrfs_stream_check *c, const struct parsed *a,
+		       struct btrfs_stream_cmd *ret, const char *where, struct vm_error *err)
+{
+	const uint8_t *u = a->val[BTRFS_SEND_A_CLONE_UUID];
+	uint64_t t = le64(a->val[BTRFS_SEND_A_CLONE_CTRANSID]);
+	char got[37];
+
+	if (memcmp(u, c->subvol.uuid, BTRFS_STREAM_UUID_SIZE) == 0 && t == c->subvol.ctransid)
+		return 0; /* from the subvolume being received */
+	if (c->incremental && memcmp(u, c->base.uuid, BTRFS_STREAM_UUID_SIZE) == 0 &&
+	    t == c->base.ctransid) {
+		if (ret) {
+			ret->base_clone_path = (const char *)a->val[BTRFS_SEND_A_CLONE_PATH];
+			ret->base_clone_path_len = a->len[BTRFS_SEND_A_CLONE_PATH];
+		}
+		return 0;
+	}
+	uuid_str(u, got);
+	return vm_error_setx(err, EPROTO,
+			     "%s: clone source %s (ctransid %llu) is neither the "
+			     "received subvolume nor its base",
+			     where, got, (unsigned long long)t);
+}
+
+/* FILEATTR: never immutable or append-only, which would stop the host
+ * from removing what it received. */
+static int check_fileattr(const struct parsed *a, const char *where, struct vm_error *err)
+{
+	char q[512];
+
+	if (!(le64(a->val[BTRFS_SEND_A_FILEATTR]) & (INODE_IMMUTABLE | INODE_APPEND)))
+		return 0;
+	return vm_error_setx(
+	    err, EPROTO,
+	    "%s: path %s would be made immutable or append-only (flags "
+	    "0x%llx)",
+	    where, quote(a->val[BTRFS_SEND_A_PATH], a->len[BTRFS_SEND_A_PATH], q, sizeof(q)),
+	    (unsigned long long)le64(a->val[BTRFS_SEND_A_FILEATTR]));
+}
+
+int btrfs_stream_check_cmd(struct btrfs_stream_check *c, const uint8_t *cmd, size_t len,
+			   struct btrfs_stream_cmd *ret, struct vm_error *err)
+{
+	const struct cmd_type *ct = NULL;
+	struct parsed a = {0};
+	char where[96];
+	unsigned type;
+	int r;
+
+	r = check_frame(c, cmd, len, &ct, where, err);
+	if (r < 0)
+		return r;
+	type = le16(cmd + 4);
+	r = parse_attrs(c, ct, cmd, len, &a, where, err);
+	if (r >= 0)
+		r = check_subvol(c, type, &a, where, err);
+	if (r >= 0)
+		r = check_paths(type, ct, &a, where, err);
+	if (r < 0)
+		return r;
 	if (ret) {
 		ret->cmd = (uint16_t)type;
 		ret->base_clone_path = NULL;
 		ret->base_clone_path_len = 0;
 	}
-	if (type == BTRFS_SEND_C_CLONE) {
-		const uint8_t *u = a.val[BTRFS_SEND_A_CLONE_UUID];
-		uint64_t t = le64(a.val[BTRFS_SEND_A_CLONE_CTRANSID]);
-
-		if (memcmp(u, c->subvol.uuid, BTRFS_STREAM_UUID_SIZE) == 0 &&
-		    t == c->subvol.ctransid) {
-			/* from the subvolume being received */
-		} else if (c->incremental && memcmp(u, c->base.uuid, BTRFS_STREAM_UUID_SIZE) == 0 &&
-			   t == c->base.ctransid) {
-			if (ret) {
-				ret->base_clone_path = (const char *)a.val[BTRFS_SEND_A_CLONE_PATH];
-				ret->base_clone_path_len = a.len[BTRFS_SEND_A_CLONE_PATH];
-			}
-		} else {
-			char got[37];
-			uuid_str(u, got);
-			return vm_error_setx(err, EPROTO,
-					     "%s: clone source %s (ctransid %llu) is neither the "
-					     "received subvolume nor its base",
-					     where, got, (unsigned long long)t);
-		}
-	}
-	if (type == BTRFS_SEND_C_FILEATTR &&
-	    (le64(a.val[BTRFS_SEND_A_FILEATTR]) & (INODE_IMMUTABLE | INODE_APPEND)))
-		return vm_error_setx(
-		    err, EPROTO,
-		    "%s: path %s would be made immutable or append-only (flags "
-		    "0x%llx)",
-		    where, quote(a.val[BTRFS_SEND_A_PATH], a.len[BTRFS_SEND_A_PATH], q, sizeof(q)),
-		    (unsigned long long)le64(a.val[BTRFS_SEND_A_FILEATTR]));
+	if (type == BTRFS_SEND_C_CLONE)
+		r = check_clone(c, &a, ret, where, err);
+	if (r >= 0 && type == BTRFS_SEND_C_FILEATTR)
+		r = check_fileattr(&a, where, err);
+	if (r < 0)
+		return r;
 	if (type == BTRFS_SEND_C_END)
 		c->ended = true;
 	c->offset += len;

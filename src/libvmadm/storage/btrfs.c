@@ -442,12 +442,18 @@ static int snapshot_ro(const char *path, const char *spath, struct vm_error *err
 	return snap_create(path, spath, true, err);
 }
 
+static int snapshot_rw(const char *spath, const char *path, struct vm_error *err)
+{
+	return snap_create(spath, path, false, err);
+}
+
 static const struct pool_dir_ops btrfs_ds = {
     .exists = is_subvol,
     .is_child = btrfs_is_child,
     .make = make_subvol,
     .remove = subvol_destroy,
     .copy = snapshot_ro,
+    .clone = snapshot_rw,
     .snap_exists = is_subvol,
     .snap_key = btrfs_snap_key,
 };
@@ -558,45 +564,6 @@ static int btrfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error 
 	if (fd >= 0)
 		syncfs(fd);
 	return pool_statfs_free(pool->mountpoint, ret, err);
-}
-
-static int btrfs_clone(struct vm_pool *pool, const char *snap, const char *ds,
-		       uint64_t size_or_0, struct vm_error *err)
-{
-	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
-	_cleanup_free_ char *file = NULL;
-	struct vm_error e2;
-	struct stat st;
-	int r;
-
-	r = pool_split_snapshot(snap, &sds, &sname, err);
-	if (r < 0)
-		return r;
-	spath = pool_snappath(pool, sds, sname);
-	path = vm_pool_dataset_path(pool, ds);
-	file = vm_pool_volume_path(pool, ds);
-	if (!spath || !path || !file)
-		return vm_error_set(err, ENOMEM, "clone %s", snap);
-	if (!is_subvol(spath))
-		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
-				     ds);
-	r = check_new(pool, "clone to", ds, path, err);
-	if (r < 0)
-		return vm_error_prefix(err, "clone %s", snap);
-	r = snap_create(spath, path, false, err);
-	if (r < 0)
-		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	if (size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size < size_or_0) {
-		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
-		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
-			r = vm_error_set(err, errno, "grow %s", file);
-		if (r < 0) {
-			subvol_destroy(path, &e2);
-			return vm_error_prefix(err, "clone %s to %s", snap, ds);
-		}
-	}
-	return 0;
 }
 
 /* ---- send / receive ---- */
@@ -1196,12 +1163,14 @@ const struct vm_storage_ops btrfs_storage_ops = {
     .close = NULL,
     .create_filesystem = pool_dir_create_filesystem,
     .create_volume = pool_dir_create_volume,
-    .clone = btrfs_clone,
+    .clone = pool_dir_clone,
     .snapshot = pool_dir_snapshot,
     .list_snapshots = pool_dir_list_snapshots,
     .destroy_snapshot = pool_dir_destroy_snapshot,
     .destroy = btrfs_destroy,
     .rename = pool_rename_dataset,
+    .open_snapshot = pool_dir_open_snapshot,
+    .rollback = pool_dir_rollback,
     .kind = pool_dataset_kind,
     .used = pool_dataset_used,
     .available = btrfs_available,
@@ -1209,5 +1178,5 @@ const struct vm_storage_ops btrfs_storage_ops = {
     .receive = btrfs_receive,
     .receive_cleanup = btrfs_receive_cleanup,
     .dir = &btrfs_ds,
-    .native_encoding = VM_ENC_BTRFS,
+    .native_encoding = "btrfs",
 };

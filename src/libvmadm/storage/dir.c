@@ -127,6 +127,24 @@ static int copy_dataset(const char *path, const char *spath, struct vm_error *er
 	return sparse_copy_tree(path, spath, dir_is_child, err);
 }
 
+/* A clone is a copy of the snapshot (blocks shared where the filesystem
+ * can), with the marker a snapshot of a dataset has already. */
+static int clone_dataset(const char *spath, const char *path, struct vm_error *err)
+{
+	struct vm_error e2;
+	int r;
+
+	r = sparse_copy_tree(spath, path, NULL, err);
+	if (r < 0)
+		return r;
+	if (!dir_ds_exists(path)) {
+		r = write_marker(path, err);
+		if (r < 0)
+			fs_rm_rf(path, &e2);
+	}
+	return r;
+}
+
 static int dir_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2);
 
 static const struct pool_dir_ops dir_ds = {
@@ -135,17 +153,10 @@ static const struct pool_dir_ops dir_ds = {
     .make = make_marked_dir,
     .remove = remove_marked,
     .copy = copy_dataset,
+    .clone = clone_dataset,
     .snap_exists = fs_is_dir,
     .snap_key = dir_snap_key,
 };
-
-/* The parent of ds must exist (the pool itself for "zones/X") and ds must
- * not. */
-static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *path,
-		     struct vm_error *err)
-{
-	return pool_check_new(pool, &dir_ds, what, ds, path, err);
-}
 
 /* Creation order: birth time where the filesystem keeps one, else ctime. */
 static int dir_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2)
@@ -239,59 +250,20 @@ static int dir_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *e
 	return pool_statfs_free(pool->mountpoint, ret, err);
 }
 
-static int dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
-		     struct vm_error *err)
-{
-	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
-	_cleanup_free_ char *file = NULL;
-	struct vm_error e2;
-	struct stat st;
-	int r;
-
-	r = pool_split_snapshot(snap, &sds, &sname, err);
-	if (r < 0)
-		return r;
-	spath = pool_snappath(pool, sds, sname);
-	path = vm_pool_dataset_path(pool, ds);
-	file = vm_pool_volume_path(pool, ds);
-	if (!spath || !path || !file)
-		return vm_error_set(err, ENOMEM, "clone %s", snap);
-	if (!fs_is_dir(spath))
-		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
-				     ds);
-	r = check_new(pool, "clone to", ds, path, err);
-	if (r < 0)
-		return vm_error_prefix(err, "clone %s", snap);
-	r = sparse_copy_tree(spath, path, NULL, err);
-	if (r < 0)
-		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	if (!dir_ds_exists(path))
-		r = write_marker(path, err);
-	if (r >= 0 && size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size < size_or_0) {
-		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
-		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
-			r = vm_error_set(err, errno, "grow %s", file);
-	}
-	if (r < 0) {
-		fs_rm_rf(path, &e2);
-		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	}
-	return 0;
-}
-
 const struct vm_storage_ops dir_storage_ops = {
     .name = "dir",
     .open = dir_open,
     .close = NULL,
     .create_filesystem = pool_dir_create_filesystem,
     .create_volume = pool_dir_create_volume,
-    .clone = dir_clone,
+    .clone = pool_dir_clone,
     .snapshot = pool_dir_snapshot,
     .list_snapshots = pool_dir_list_snapshots,
     .destroy_snapshot = pool_dir_destroy_snapshot,
     .destroy = dir_destroy,
     .rename = pool_rename_dataset,
+    .open_snapshot = pool_dir_open_snapshot,
+    .rollback = pool_dir_rollback,
     .kind = pool_dataset_kind,
     .used = pool_dataset_used,
     .available = dir_available,
@@ -299,5 +271,5 @@ const struct vm_storage_ops dir_storage_ops = {
     .receive = NULL,
     .receive_cleanup = dir_receive_cleanup,
     .dir = &dir_ds,
-    .native_encoding = 0,
+    .native_encoding = NULL,
 };

@@ -72,6 +72,9 @@ struct pool_dir_ops {
 	/* Make snapshot spath (not existing) a read-only copy of the dataset
 	 * at path, without its child datasets; leave nothing on failure. */
 	int (*copy)(const char *path, const char *spath, struct vm_error *err);
+	/* Make path (not existing) a new dataset, a writable copy of the
+	 * snapshot at spath; leave nothing on failure. */
+	int (*clone)(const char *spath, const char *path, struct vm_error *err);
 	/* Is spath a snapshot made by copy? */
 	bool (*snap_exists)(const char *spath);
 	/* The snapshots' creation order (see pool_list_snapdir). */
@@ -88,11 +91,16 @@ int pool_check_new(struct vm_pool *pool, const struct pool_dir_ops *t, const cha
 int pool_dir_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err);
 int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 			   struct vm_error *err);
+int pool_dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		   struct vm_error *err);
 int pool_dir_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err);
 int pool_dir_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 			    struct vm_error *err);
 int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 			      struct vm_error *err);
+int pool_dir_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			   struct vm_error *err);
+int pool_dir_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err);
 int pool_rename_dataset(struct vm_pool *pool, const char *from, const char *to,
 			struct vm_error *err);
 enum vm_dataset_kind pool_dataset_kind(struct vm_pool *pool, const char *ds);

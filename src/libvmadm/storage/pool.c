@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "storage/pool-private.h"
+#include "storage/sparse.h"
 #include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
@@ -573,6 +574,36 @@ int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_erro
 	return pool->ops->receive_cleanup(pool, ds, err);
 }
 
+int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			  struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (!pool->ops->open_snapshot)
+		return no_op(pool, "open snapshot", err);
+	return pool->ops->open_snapshot(pool, ds, snap, ret_fd, err);
+}
+
+int vm_pool_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (!pool->ops->rollback)
+		return no_op(pool, "rollback", err);
+	return pool->ops->rollback(pool, ds, snap, err);
+}
+
+const char *vm_pool_native_encoding(const struct vm_pool *pool)
+{
+	return pool->ops->native_encoding;
+}
+
+bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding)
+{
+	return encoding && pool->ops->native_encoding &&
+	       streq(pool->ops->native_encoding, encoding);
+}
+
 int pool_check_new(struct vm_pool *pool, const struct pool_dir_ops *t, const char *what,
 		   const char *ds, const char *path, struct vm_error *err)
 {
@@ -643,6 +674,46 @@ int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 	return 0;
 }
 
+int pool_dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		   struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
+	_cleanup_free_ char *file = NULL;
+	struct vm_error e2;
+	struct stat st;
+	int r;
+
+	r = pool_split_snapshot(snap, &sds, &sname, err);
+	if (r < 0)
+		return r;
+	spath = pool_snappath(pool, sds, sname);
+	path = vm_pool_dataset_path(pool, ds);
+	file = vm_pool_volume_path(pool, ds);
+	if (!spath || !path || !file)
+		return vm_error_set(err, ENOMEM, "clone %s", snap);
+	if (!t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
+				     ds);
+	r = pool_check_new(pool, t, "clone to", ds, path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s", snap);
+	r = t->clone(spath, path, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	if (size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < size_or_0) {
+		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
+		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
+			r = vm_error_set(err, errno, "grow %s", file);
+		if (r < 0) {
+			t->remove(path, &e2);
+			return vm_error_prefix(err, "clone %s to %s", snap, ds);
+		}
+	}
+	return 0;
+}
+
 int pool_dir_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err)
 {
 	const struct pool_dir_ops *t = pool->ops->dir;
@@ -698,6 +769,62 @@ int pool_dir_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s@%s", ds, name);
 	return 0;
+}
+
+int pool_dir_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			   struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
+	_cleanup_close_ int fd = -1;
+
+	if (!spath)
+		return vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+	if (!t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
+	fd = open(spath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vm_error_set(err, errno, "open %s@%s", ds, snap);
+	if (pool_dir_is_volume(spath)) {
+		int img = openat(fd, VOLUME_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (img < 0)
+			return vm_error_set(err, errno, "open %s@%s: its image", ds, snap);
+		close(fd);
+		fd = img;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+int pool_dir_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err)
+{
+	const struct pool_dir_ops *t = pool->ops->dir;
+	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *src = NULL, *dst = NULL;
+	_cleanup_close_ int in = -1, out = -1;
+
+	if (!spath || !path)
+		return vm_error_set(err, ENOMEM, "roll %s back to @%s", ds, snap);
+	if (!t->exists(path) || !t->snap_exists(spath))
+		return vm_error_setx(err, ENOENT,
+				     "roll %s back to @%s: the dataset or its "
+				     "snapshot does not exist",
+				     ds, snap);
+	if (!pool_dir_is_volume(spath))
+		/* its child datasets stay: they are no part of the snapshot */
+		return sparse_reset_tree(spath, path, t->is_child, err);
+	src = strdup_printf("%s/%s", spath, VOLUME_FILE);
+	dst = vm_pool_volume_path(pool, ds);
+	if (!src || !dst)
+		return vm_error_set(err, ENOMEM, "roll %s back to @%s", ds, snap);
+	in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return vm_error_set(err, errno, "open %s", src);
+	out = open(dst, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (out < 0)
+		return vm_error_set(err, errno, "open %s", dst);
+	return sparse_copy_fd(in, out, dst, err);
 }
 
 /* rename(2), once more after clearing the immutable and append-only flags

@@ -22,7 +22,10 @@
  *
  * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
  * vm_pool_* wrappers below validate names and then call the ops; callers use
- * the wrappers, never the ops directly.
+ * the wrappers, never the ops directly. Where a backend keeps its snapshots
+ * is its own business: migration reads one through an fd (open_snapshot),
+ * puts a dataset back to one (rollback) or sends it in the pool's native
+ * encoding (send, receive, native_encoding).
  */
 #pragma once
 
@@ -45,12 +48,6 @@ enum vm_dataset_kind {
 	VM_DS_NONE = 0, /* does not exist */
 	VM_DS_FILESYSTEM,
 	VM_DS_VOLUME,
-};
-
-/* Encodings a backend can produce and take natively (stream issue). */
-enum vm_send_encoding {
-	VM_ENC_BTRFS = 1, /* `btrfs send` stream */
-	VM_ENC_ZFS = 2,   /* `zfs send` stream */
 };
 
 struct vm_pool {
@@ -162,8 +159,34 @@ struct vm_storage_ops {
 	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
-	/* Encoding of send/receive, 0 when none. */
-	enum vm_send_encoding native_encoding;
+	/* Open what snapshot ds@snap holds, for the portable encodings, which
+	 * read a snapshot only through this fd: for a filesystem a directory
+	 * (O_RDONLY | O_DIRECTORY) on the root of its tree, for a volume its
+	 * image read-only (a regular file or a block device). The tree holds
+	 * no child dataset (where one is mounted in the dataset, the tree may
+	 * show an empty directory). The caller closes the fd and does not
+	 * destroy the snapshot meanwhile. -ENOENT when it does not exist.
+	 * A portable delta opens its two ends so, two snapshots of one dataset:
+	 * it reads less where they share inodes and extents (btrfs snapshots,
+	 * reflinked copies), and is right where they do not. */
+	int (*open_snapshot)(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			     struct vm_error *err);
+
+	/* Put dataset ds back to what its snapshot ds@snap holds, in place:
+	 * what a receive changed over a kept snapshot since (an incremental
+	 * pass that failed or was killed half-way) is undone. ds keeps its
+	 * name, its snapshots and its child datasets. Snapshots taken after
+	 * snap are the caller's to destroy first. On failure ds may be half
+	 * put back; calling it again finishes the work. */
+	int (*rollback)(struct vm_pool *pool, const char *ds, const char *snap,
+			struct vm_error *err);
+
+	/* The name of the encoding send() writes and receive() takes, as the
+	 * migration stream and protocol call it ("btrfs"; a ZFS backend's
+	 * "zfs"); NULL when the backend has no native stream (then send and
+	 * receive are NULL too). Migration asks the pool by this name
+	 * (vm_pool_native_encoding, vm_pool_speaks) and never assumes one. */
+	const char *native_encoding;
 
 	/* Backends whose datasets are directories under the mount point: the
 	 * few steps they take their own way (storage/pool-private.h), for the
@@ -222,6 +245,18 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		    const char *from_snap, int fd, struct vm_error *err);
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
+
+int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			  struct vm_error *err);
+int vm_pool_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err);
+
+/* The pool's native encoding ("btrfs"), NULL when it has none. */
+const char *vm_pool_native_encoding(const struct vm_pool *pool);
+
+/* Can the pool send and receive the native encoding called encoding
+ * (a stream's or a peer's name for it)? False for NULL and for the
+ * portable encodings, which every pool takes through the stream module. */
+bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding);
 
 extern const struct vm_storage_ops btrfs_storage_ops;
 extern const struct vm_storage_ops dir_storage_ops;

@@ -138,6 +138,8 @@ struct link_seen {
 
 struct copy_ctx {
 	bool (*skip)(int dirfd, const char *name, const struct stat *st);
+	char **kept; /* top-level names not copied (sparse_reset_tree) */
+	size_t nkept;
 	struct link_seen *links;
 	size_t nlinks, caplinks;
 };
@@ -147,6 +149,17 @@ static void copy_ctx_done(struct copy_ctx *c)
 	for (size_t i = 0; i < c->nlinks; i++)
 		free(c->links[i].dst);
 	free(c->links);
+	for (size_t i = 0; i < c->nkept; i++)
+		free(c->kept[i]);
+	free(c->kept);
+}
+
+static bool is_kept(const struct copy_ctx *c, const char *name)
+{
+	for (size_t i = 0; i < c->nkept; i++)
+		if (streq(c->kept[i], name))
+			return true;
+	return false;
 }
 
 static int copy_meta(const char *src, const char *dst, const struct stat *st, bool is_link,
@@ -205,6 +218,8 @@ static int copy_dir(struct copy_ctx *c, const char *src, const char *dst, const 
 		if (cst.st_dev != st->st_dev)
 			continue; /* a mount point inside: not ours to copy */
 		if (S_ISDIR(cst.st_mode) && c->skip && c->skip(dirfd(d), de->d_name, &cst))
+			continue;
+		if (top && is_kept(c, de->d_name))
 			continue;
 		s = strdup_printf("%s/%s", src, de->d_name);
 		t = strdup_printf("%s/%s", dst, de->d_name);
@@ -474,11 +489,26 @@ int sparse_changed_ranges(int old_fd, int new_fd, uint64_t size,
 	return 0;
 }
 
+/* Remember a top-level name of the reset's target that is not replaced. */
+static int keep_name(struct copy_ctx *c, const char *name)
+{
+	char **nk = realloc(c->kept, (c->nkept + 1) * sizeof(char *));
+
+	if (!nk)
+		return -ENOMEM;
+	c->kept = nk;
+	c->kept[c->nkept] = strdup(name);
+	if (!c->kept[c->nkept])
+		return -ENOMEM;
+	c->nkept++;
+	return 0;
+}
+
 int sparse_reset_tree(const char *src, const char *dst,
 		      bool (*skip)(int dirfd, const char *name, const struct stat *st),
 		      struct vm_error *err)
 {
-	struct copy_ctx c = { .skip = skip };
+	_cleanup_(copy_ctx_done) struct copy_ctx c = {.skip = skip};
 	_cleanup_closedir_ DIR *d = NULL;
 	struct stat sst, dst_st;
 	struct dirent *de;
@@ -500,8 +530,14 @@ int sparse_reset_tree(const char *src, const char *dst,
 		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 			return vm_error_set(err, errno, "stat %s/%s", dst, de->d_name);
 		if (S_ISDIR(st.st_mode) &&
-		    (st.st_dev != dst_st.st_dev || (skip && skip(dirfd(d), de->d_name, &st))))
+		    (st.st_dev != dst_st.st_dev || (skip && skip(dirfd(d), de->d_name, &st)))) {
+			/* a child dataset stays; src may show an empty
+			 * directory in its place (btrfs), not copied over it */
+			r = keep_name(&c, de->d_name);
+			if (r < 0)
+				return vm_error_set(err, -r, "reset %s", dst);
 			continue;
+		}
 		p = strdup_printf("%s/%s", dst, de->d_name);
 		if (!p)
 			return vm_error_set(err, ENOMEM, "reset %s", dst);
@@ -511,7 +547,5 @@ int sparse_reset_tree(const char *src, const char *dst,
 	}
 	if (errno)
 		return vm_error_set(err, errno, "read %s", dst);
-	r = copy_dir(&c, src, dst, &sst, true, err);
-	copy_ctx_done(&c);
-	return r;
+	return copy_dir(&c, src, dst, &sst, true, err);
 }

@@ -57,7 +57,9 @@ int sparse_changed_ranges(int old_fd, int new_fd, uint64_t size,
 /* Make the existing directory dst hold what the directory src holds:
  * remove its entries (except subdirectories for which skip() is true and
  * mount points of other filesystems, i.e. child datasets), then copy src's
- * entries as sparse_copy_tree does, and src's modes and times onto dst. */
+ * entries as sparse_copy_tree does (but none named as a child dataset of
+ * dst is: src may hold an empty directory in its place), and src's modes
+ * and times onto dst. */
 int sparse_reset_tree(const char *src, const char *dst,
 		      bool (*skip)(int dirfd, const char *name, const struct stat *st),
 		      struct vm_error *err);

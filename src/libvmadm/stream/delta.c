@@ -14,11 +14,8 @@
  */
 #include "stream/stream.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +25,6 @@
 
 #include "storage/sparse.h"
 #include "stream/stream-private.h"
-#include "util/archive.h"
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
@@ -81,7 +77,7 @@ struct vol_delta {
 	struct vm_error *err;
 	int old_fd, new_fd;
 	uint64_t old_size;
-	const char *new_path;
+	const char *name;      /* the dataset, for messages */
 	uint8_t *run, *oldbuf; /* run: pending data, up to STREAM_BLOCK_MAX */
 	uint64_t run_off, run_len;
 	uint64_t zero_off, zero_len;
@@ -141,12 +137,12 @@ static int vol_delta_range(uint64_t start, uint64_t end, void *ud)
 		nb = d->run + d->run_len;
 		r = pread_full(d->new_fd, nb, len, off, UINT64_MAX);
 		if (r < 0)
-			return vm_error_set(d->err, r, "send %s: read at offset %llu", d->new_path,
+			return vm_error_set(d->err, r, "send %s: read at offset %llu", d->name,
 					    (unsigned long long)off);
 		r = pread_full(d->old_fd, d->oldbuf, len, off, d->old_size);
 		if (r < 0)
 			return vm_error_set(d->err, r, "send %s: read the base snapshot at %llu",
-					    d->new_path, (unsigned long long)off);
+					    d->name, (unsigned long long)off);
 		if (memcmp(nb, d->oldbuf, len) == 0) {
 			r = flush_data(d);
 			if (r >= 0)
@@ -173,12 +169,9 @@ static int vol_delta_range(uint64_t start, uint64_t end, void *ud)
 	return 0;
 }
 
-int stream_send_volume_delta(struct stream_writer *w, const struct stream_dataset *ds,
-			     const char *old_path, const char *new_path, uint64_t *ret_shared,
-			     struct vm_error *err)
+int stream_send_volume_delta(struct stream_writer *w, const struct stream_dataset *ds, int old_fd,
+			     int new_fd, uint64_t *ret_shared, struct vm_error *err)
 {
-	_cleanup_close_ int ofd = open(old_path, O_RDONLY | O_CLOEXEC);
-	_cleanup_close_ int nfd = open(new_path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ uint8_t *run = malloc(STREAM_BLOCK_MAX);
 	_cleanup_free_ uint8_t *oldbuf = malloc(SPARSE_DIFF_GRAIN);
 	struct stream_dataset d = *ds;
@@ -189,18 +182,14 @@ int stream_send_volume_delta(struct stream_writer *w, const struct stream_datase
 
 	if (!ds->from_snapshot)
 		return vm_error_setx(err, EINVAL, "send %s: a delta needs a base snapshot",
-				     new_path);
-	if (ofd < 0)
-		return vm_error_set(err, errno, "send volume delta: open %s", old_path);
-	if (nfd < 0)
-		return vm_error_set(err, errno, "send volume delta: open %s", new_path);
+				     ds->snapshot);
 	if (!run || !oldbuf)
-		return vm_error_set(err, ENOMEM, "send volume delta %s", new_path);
-	if (fstat(ofd, &ost) < 0 || fstat(nfd, &nst) < 0)
-		return vm_error_set(err, errno, "send volume delta: stat %s", new_path);
+		return vm_error_set(err, ENOMEM, "send volume delta %s", ds->snapshot);
+	if (fstat(old_fd, &ost) < 0 || fstat(new_fd, &nst) < 0)
+		return vm_error_set(err, errno, "send volume delta: stat %s", ds->snapshot);
 	if (!S_ISREG(ost.st_mode) || !S_ISREG(nst.st_mode))
 		return vm_error_setx(err, EINVAL, "send volume delta: %s or %s is not a file",
-				     old_path, new_path);
+				     ds->from_snapshot, ds->snapshot);
 	d.kind = STREAM_KIND_VOLUME;
 	d.encoding = STREAM_ENC_BLOCKS_DELTA;
 	d.size = nst.st_size;
@@ -209,13 +198,13 @@ int stream_send_volume_delta(struct stream_writer *w, const struct stream_datase
 		return r;
 	vd = (struct vol_delta){.w = w,
 				.err = err,
-				.old_fd = ofd,
-				.new_fd = nfd,
+				.old_fd = old_fd,
+				.new_fd = new_fd,
 				.old_size = ost.st_size,
-				.new_path = new_path,
+				.name = stream_writer_dataset_name(w),
 				.run = run,
 				.oldbuf = oldbuf};
-	r = sparse_changed_ranges(ofd, nfd, nst.st_size, vol_delta_range, &vd, &shared, err);
+	r = sparse_changed_ranges(old_fd, new_fd, nst.st_size, vol_delta_range, &vd, &shared, err);
 	if (r >= 0)
 		r = flush_data(&vd);
 	if (r >= 0)
@@ -342,23 +331,34 @@ int stream_receive_volume_delta(struct stream_reader *r, const char *path, struc
 
 /* ---- tar-delta: send ---- */
 
+#define DELTA_DEPTH_MAX 256
+
 struct walk_entry {
 	char *rel; /* "" for the root */
 	bool send;
 };
 
-/* nftw has no user pointer: the walk's state, one walk per thread. */
-static __thread struct {
+/* A tar-delta in the making: the walk of the new tree (what to send), then
+ * of the old one (what is gone). */
+struct tree_delta {
 	const char *const *skip;
-	const char *other; /* the other tree's root */
-	size_t rootlen;
+	int other; /* the other tree's root: the old one while the new is walked */
 	struct walk_entry *v;
 	size_t n, cap;
-	size_t stack[256]; /* index of the directory at each level */
-	char *forced;	   /* a new/retyped dir: everything below is sent */
+	size_t stack[DELTA_DEPTH_MAX]; /* index of the directory at each level */
+	char *forced;		       /* a new/retyped dir: everything below is sent */
 	size_t forced_len;
-	int error;
-} walk;
+	struct stream_writer *w;
+	struct vm_error *err;
+};
+
+static void tree_delta_done(struct tree_delta *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->v[i].rel);
+	free(d->v);
+	free(d->forced);
+}
 
 static bool top_skipped(const char *rel, const char *const *skip)
 {
@@ -370,9 +370,14 @@ static bool top_skipped(const char *rel, const char *const *skip)
 	return false;
 }
 
-static bool same_entry(const char *opath, const char *npath, const struct stat *o,
-		       const struct stat *n)
+/* Is entry n of the new tree (e) what o was in the old one, at the same
+ * path from the old root? */
+static bool same_entry(const struct tree_delta *d, const struct stream_walk_entry *e,
+		       const struct stat *o)
 {
+	const struct stat *n = e->st;
+	_cleanup_free_ char *opath = NULL, *npath = NULL;
+
 	if ((o->st_mode & S_IFMT) != (n->st_mode & S_IFMT) || o->st_mode != n->st_mode ||
 	    o->st_uid != n->st_uid || o->st_gid != n->st_gid ||
 	    o->st_mtim.tv_sec != n->st_mtim.tv_sec || o->st_mtim.tv_nsec != n->st_mtim.tv_nsec)
@@ -388,88 +393,84 @@ static bool same_entry(const char *opath, const char *npath, const struct stat *
 			return false;
 		if (S_ISLNK(n->st_mode)) {
 			char a[PATH_MAX], b[PATH_MAX];
-			ssize_t la = readlink(opath, a, sizeof(a));
-			ssize_t lb = readlink(npath, b, sizeof(b));
+			ssize_t la = readlinkat(d->other, e->rel, a, sizeof(a));
+			ssize_t lb = readlinkat(e->dirfd, e->name, b, sizeof(b));
 			if (la < 0 || la != lb || memcmp(a, b, la) != 0)
 				return false;
 		}
 	}
+	if (o->st_ino == n->st_ino)
+		return true;
 	/* copies: an attribute change moves only the ctime, which a copy
 	 * does not share, so compare the attributes themselves (last: it
 	 * costs system calls the tests above may spare) */
-	return o->st_ino == n->st_ino || xattr_equal(opath, npath);
+	opath = stream_fd_path(d->other, e->rel);
+	npath = stream_fd_path(e->dirfd, e->name);
+	return opath && npath && xattr_equal(opath, npath);
 }
 
-static int walk_new_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+static int delta_add(struct tree_delta *d, const char *rel, bool send)
 {
-	const char *rel = path + walk.rootlen;
-	_cleanup_free_ char *opath = NULL;
+	if (d->n == d->cap) {
+		size_t nc = d->cap ? d->cap * 2 : 256;
+		struct walk_entry *nv = realloc(d->v, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		d->v = nv;
+		d->cap = nc;
+	}
+	d->v[d->n] = (struct walk_entry){.rel = strdup(rel), .send = send};
+	if (!d->v[d->n].rel)
+		return -ENOMEM;
+	d->n++;
+	return 0;
+}
+
+/* What to send: an entry of the new tree that the old one lacks, has with
+ * another type or otherwise than it is now. */
+static int walk_new_cb(const struct stream_walk_entry *e, void *ud)
+{
+	struct tree_delta *d = ud;
+	const char *rel = e->rel;
 	struct stat ost;
 	bool send;
+	int r;
 
-	(void)flag;
-	while (*rel == '/')
-		rel++;
-	if (ftw->level == 1 && top_skipped(rel, walk.skip))
-		return FTW_SKIP_SUBTREE;
-	if (ftw->level >= (int)ARRAY_SIZE(walk.stack)) {
-		walk.error = -ENAMETOOLONG;
-		return FTW_STOP;
-	}
-	if (S_ISSOCK(st->st_mode))
-		return FTW_CONTINUE;
-	if (walk.forced && strncmp(rel, walk.forced, walk.forced_len) == 0 &&
-	    rel[walk.forced_len] == '/') {
+	if (e->level == 1 && top_skipped(rel, d->skip))
+		return STREAM_WALK_SKIP;
+	if (e->level >= DELTA_DEPTH_MAX)
+		return vm_error_set(d->err, ENAMETOOLONG, "send tree delta: walk %s", rel);
+	if (S_ISSOCK(e->st->st_mode))
+		return 0;
+	if (d->forced && strncmp(rel, d->forced, d->forced_len) == 0 && rel[d->forced_len] == '/') {
 		send = true;
 	} else {
-		free(walk.forced);
-		walk.forced = NULL;
-		opath = strdup_printf("%s/%s", walk.other, rel);
-		if (!opath) {
-			walk.error = -ENOMEM;
-			return FTW_STOP;
-		}
-		if (ftw->level == 0)
+		free(d->forced);
+		d->forced = NULL;
+		if (e->level == 0)
 			send = true; /* the root: always, for its times */
-		else if (lstat(opath, &ost) < 0 ||
-			 (ost.st_mode & S_IFMT) != (st->st_mode & S_IFMT)) {
+		else if (fstatat(d->other, rel, &ost, AT_SYMLINK_NOFOLLOW) < 0 ||
+			 (ost.st_mode & S_IFMT) != (e->st->st_mode & S_IFMT)) {
 			send = true;
-			if (S_ISDIR(st->st_mode)) {
-				walk.forced = strdup(rel);
-				walk.forced_len = strlen(rel);
+			if (S_ISDIR(e->st->st_mode)) {
+				d->forced = strdup(rel);
+				d->forced_len = strlen(rel);
 			}
 		} else
-			send = !same_entry(opath, path, &ost, st);
+			send = !same_entry(d, e, &ost);
 	}
-	if (walk.n == walk.cap) {
-		size_t nc = walk.cap ? walk.cap * 2 : 256;
-		struct walk_entry *nv = realloc(walk.v, nc * sizeof(*nv));
-		if (!nv) {
-			walk.error = -ENOMEM;
-			return FTW_STOP;
-		}
-		walk.v = nv;
-		walk.cap = nc;
-	}
-	walk.v[walk.n] = (struct walk_entry){.rel = strdup(rel), .send = send};
-	if (!walk.v[walk.n].rel) {
-		walk.error = -ENOMEM;
-		return FTW_STOP;
-	}
-	if (S_ISDIR(st->st_mode))
-		walk.stack[ftw->level] = walk.n;
+	r = delta_add(d, rel, send);
+	if (r < 0)
+		return vm_error_set(d->err, r, "send tree delta: walk %s", rel);
+	if (S_ISDIR(e->st->st_mode))
+		d->stack[e->level] = d->n - 1;
 	/* the directories above a sent entry: their times change on the
 	 * receiver when it replaces the entry, so they are sent too */
 	if (send)
-		for (int l = ftw->level - 1; l >= 0 && !walk.v[walk.stack[l]].send; l--)
-			walk.v[walk.stack[l]].send = true;
-	walk.n++;
-	return FTW_CONTINUE;
+		for (int l = e->level - 1; l >= 0 && !d->v[d->stack[l]].send; l--)
+			d->v[d->stack[l]].send = true;
+	return 0;
 }
-
-/* Paths of the old tree gone from (or retyped in) the new one. */
-static __thread struct stream_writer *del_w;
-static __thread struct vm_error *del_err;
 
 static int put_name(struct stream_writer *w, const char *rel, struct vm_error *err)
 {
@@ -483,261 +484,84 @@ static int put_name(struct stream_writer *w, const char *rel, struct vm_error *e
 	return r;
 }
 
-static int walk_old_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* Paths of the old tree gone from (or retyped in) the new one. */
+static int walk_old_cb(const struct stream_walk_entry *e, void *ud)
 {
-	const char *rel = path + walk.rootlen;
-	_cleanup_free_ char *npath = NULL;
+	struct tree_delta *d = ud;
 	struct stat nst;
+	int r;
 
-	(void)flag;
-	while (*rel == '/')
-		rel++;
-	if (ftw->level == 0)
-		return FTW_CONTINUE;
-	if (ftw->level == 1 && top_skipped(rel, walk.skip))
-		return FTW_SKIP_SUBTREE;
-	npath = strdup_printf("%s/%s", walk.other, rel);
-	if (!npath) {
-		walk.error = -ENOMEM;
-		return FTW_STOP;
-	}
-	if (lstat(npath, &nst) == 0 && (nst.st_mode & S_IFMT) == (st->st_mode & S_IFMT))
-		return FTW_CONTINUE;
-	if (strlen(rel) > STREAM_DELTA_NAME_MAX) {
-		walk.error = -ENAMETOOLONG;
-		return FTW_STOP;
-	}
-	if (put_name(del_w, rel, del_err) < 0) {
-		walk.error = -del_err->code;
-		return FTW_STOP;
-	}
-	return S_ISDIR(st->st_mode) ? FTW_SKIP_SUBTREE : FTW_CONTINUE;
+	if (e->level == 0)
+		return 0;
+	if (e->level == 1 && top_skipped(e->rel, d->skip))
+		return STREAM_WALK_SKIP;
+	if (fstatat(d->other, e->rel, &nst, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (nst.st_mode & S_IFMT) == (e->st->st_mode & S_IFMT))
+		return 0;
+	if (strlen(e->rel) > STREAM_DELTA_NAME_MAX)
+		return vm_error_set(d->err, ENAMETOOLONG, "send tree delta: walk %s", e->rel);
+	r = put_name(d->w, e->rel, d->err);
+	if (r < 0)
+		return r;
+	return S_ISDIR(e->st->st_mode) ? STREAM_WALK_SKIP : 0;
 }
 
-static void walk_reset(void)
+/* The archive of what the walk of the new tree marked. */
+static int tree_delta_archive(struct tree_delta *d, int new_dirfd)
 {
-	for (size_t i = 0; i < walk.n; i++)
-		free(walk.v[i].rel);
-	free(walk.v);
-	free(walk.forced);
-	memset(&walk, 0, sizeof(walk));
-}
+	struct stream_tree_out t;
+	int r;
 
-struct tree_out {
-	struct stream_writer *w;
-	struct vm_error *err;
-	bool failed;
-};
+	r = stream_tree_out_open(&t, d->w, d->err);
+	for (size_t i = 0; r >= 0 && i < d->n; i++) {
+		const char *rel = d->v[i].rel;
+		struct stat st;
 
-static la_ssize_t tree_write_cb(struct archive *a, void *ctx, const void *buf, size_t len)
-{
-	struct tree_out *t = ctx;
-
-	if (stream_write_data(t->w, buf, len, t->err) < 0) {
-		t->failed = true;
-		archive_set_error(a, EIO, "stream write failed");
-		return -1;
+		if (!d->v[i].send)
+			continue;
+		if ((*rel ? fstatat(new_dirfd, rel, &st, AT_SYMLINK_NOFOLLOW)
+			  : fstat(new_dirfd, &st)) < 0)
+			r = vm_error_set(d->err, errno, "send %s: stat %s", t.ds, *rel ? rel : ".");
+		else
+			r = stream_tree_out_entry(&t, new_dirfd, *rel ? rel : NULL, rel, &st);
 	}
-	return len;
+	if (r >= 0)
+		r = stream_tree_out_close(&t);
+	stream_tree_out_done(&t);
+	return r;
 }
 
-static int arch_error(struct vm_error *err, struct tree_out *t, struct archive *a, const char *ds,
-		      const char *entry)
+int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset *ds, int old_dirfd,
+			   int new_dirfd, const char *const *skip_names, struct vm_error *err)
 {
-	if (t && t->failed)
-		return -err->code;
-	return vm_error_setx(err, archive_errno(a) > 0 ? archive_errno(a) : EIO, "send %s: %s%s%s",
-			     ds, entry ? entry : "", entry ? ": " : "",
-			     archive_error_string(a) ? archive_error_string(a) : "archive error");
-}
-
-/* The file's bytes, holes fed as zeros (the pax writer drops them by the
- * entry's sparse map). */
-static int write_file_data(struct archive *a, struct tree_out *t, int fd, uint64_t size,
-			   const char *ds, const char *name, struct vm_error *err)
-{
-	static const uint8_t zeros[64 << 10];
-	_cleanup_free_ uint8_t *buf = malloc(1 << 20);
-	uint64_t pos = 0;
-
-	if (!buf)
-		return vm_error_set(err, ENOMEM, "send %s", ds);
-	while (pos < size) {
-		off_t data = lseek(fd, pos, SEEK_DATA), hole;
-		if (data < 0)
-			data = errno == ENXIO ? (off_t)size : (off_t)pos;
-		hole = data < (off_t)size ? lseek(fd, data, SEEK_HOLE) : (off_t)size;
-		if (hole < 0 || hole > (off_t)size)
-			hole = size;
-		for (; pos < (uint64_t)data; pos += MIN(sizeof(zeros), data - pos))
-			if (archive_write_data(a, zeros, MIN(sizeof(zeros), data - pos)) < 0)
-				return arch_error(err, t, a, ds, name);
-		while (pos < (uint64_t)hole) {
-			ssize_t n = pread(fd, buf, MIN((uint64_t)(1 << 20), hole - pos), pos);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
-				return vm_error_set(err, n < 0 ? errno : EIO, "send %s: read %s",
-						    ds, name);
-			if (archive_write_data(a, buf, n) < 0)
-				return arch_error(err, t, a, ds, name);
-			pos += n;
-		}
-	}
-	return 0;
-}
-
-int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset *ds,
-			   const char *old_dir, const char *new_dir, const char *const *skip_names,
-			   struct vm_error *err)
-{
-	_cleanup_(archive_read_freep) struct archive *disk = NULL;
-	_cleanup_(archive_write_freep) struct archive *a = NULL;
-	_cleanup_(archive_entry_linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
-	_cleanup_free_ char *nroot = realpath(new_dir, NULL), *oroot = realpath(old_dir, NULL);
-	struct stream_dataset d = *ds;
-	struct tree_out t = {.w = w, .err = err};
-	char full[128];
+	struct tree_delta d = {.skip = skip_names, .other = old_dirfd, .w = w, .err = err};
+	struct stream_dataset sd = *ds;
 	int r;
 
 	if (!ds->from_snapshot)
 		return vm_error_setx(err, EINVAL, "send %s: a delta needs a base snapshot",
-				     new_dir);
-	if (!nroot || !oroot)
-		return vm_error_set(err, errno, "send tree delta: %s", !nroot ? new_dir : old_dir);
-
+				     ds->snapshot);
 	/* what to send */
-	walk_reset();
-	walk.skip = skip_names;
-	walk.other = oroot;
-	walk.rootlen = strlen(nroot);
-	if (nftw(nroot, walk_new_cb, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0 || walk.error) {
-		r = walk.error ? walk.error : -errno;
-		walk_reset();
-		return vm_error_set(err, r, "send tree delta: walk %s", nroot);
+	r = stream_walk(new_dirfd, STREAM_WALK_PREORDER, 0, walk_new_cb, &d, err);
+	if (r >= 0) {
+		sd.kind = STREAM_KIND_FILESYSTEM;
+		sd.encoding = STREAM_ENC_TAR_DELTA;
+		sd.size = 0;
+		r = stream_begin_dataset(w, &sd, err);
 	}
-
-	d.kind = STREAM_KIND_FILESYSTEM;
-	d.encoding = STREAM_ENC_TAR_DELTA;
-	d.size = 0;
-	r = stream_begin_dataset(w, &d, err);
-	if (r < 0)
-		goto out;
-	snprintf(full, sizeof(full), "%s", stream_writer_dataset_name(w));
-
-	/* the deletions */
-	{
-		struct walk_entry *keep = walk.v;
-		size_t keep_n = walk.n, keep_cap = walk.cap;
-		walk.v = NULL;
-		walk.n = walk.cap = 0;
-		walk.other = nroot;
-		walk.rootlen = strlen(oroot);
-		del_w = w;
-		del_err = err;
-		if (nftw(oroot, walk_old_cb, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0 || walk.error) {
-			r = walk.error ? walk.error : -errno;
-			walk.v = keep;
-			walk.n = keep_n;
-			if (err->code && r == -err->code)
-				goto out;
-			r = vm_error_set(err, r, "send tree delta: walk %s", oroot);
-			goto out;
-		}
-		walk.v = keep;
-		walk.n = keep_n;
-		walk.cap = keep_cap;
+	/* the deletions, then the archive */
+	if (r >= 0) {
+		d.other = new_dirfd;
+		r = stream_walk(old_dirfd, STREAM_WALK_PREORDER, 0, walk_old_cb, &d, err);
+	}
+	if (r >= 0)
 		r = put_name(w, "", err);
-		if (r < 0)
-			goto out;
-	}
-
-	disk = archive_read_disk_new();
-	a = archive_write_new();
-	links = archive_entry_linkresolver_new();
-	if (!disk || !a || !links) {
-		r = vm_error_set(err, ENOMEM, "send tree delta %s", nroot);
-		goto out;
-	}
-	archive_read_disk_set_symlink_physical(disk);
-	if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK) {
-		r = vm_error_setx(err, EIO, "send tree delta: %s", archive_error_string(a));
-		goto out;
-	}
-	archive_entry_linkresolver_set_strategy(links, archive_format(a));
-	if (archive_write_open(a, &t, NULL, tree_write_cb, NULL) != ARCHIVE_OK) {
-		r = arch_error(err, &t, a, full, NULL);
-		goto out;
-	}
-	for (size_t i = 0; i < walk.n; i++) {
-		struct archive_entry *entry = NULL, *spare = NULL;
-		_cleanup_free_ char *path = NULL;
-		_cleanup_close_ int fd = -1;
-		const char *rel = walk.v[i].rel;
-		struct stat st;
-
-		if (!walk.v[i].send)
-			continue;
-		path = *rel ? strdup_printf("%s/%s", nroot, rel) : strdup(nroot);
-		if (!path || lstat(path, &st) < 0) {
-			r = vm_error_set(err, path ? errno : ENOMEM, "send %s: stat %s", full,
-					 path ? path : rel);
-			goto out;
-		}
-		if (S_ISREG(st.st_mode)) {
-			fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-			if (fd < 0) {
-				r = vm_error_set(err, errno, "send %s: open %s", full, path);
-				goto out;
-			}
-		}
-		entry = archive_entry_new();
-		if (!entry) {
-			r = vm_error_set(err, ENOMEM, "send %s", full);
-			goto out;
-		}
-		archive_entry_copy_sourcepath(entry, path);
-		archive_entry_copy_pathname(entry, path);
-		if (archive_read_disk_entry_from_file(disk, entry, fd, &st) != ARCHIVE_OK) {
-			r = arch_error(err, NULL, disk, full, rel);
-			archive_entry_free(entry);
-			goto out;
-		}
-		archive_entry_copy_pathname(entry, *rel ? rel : ".");
-		archive_entry_set_uname(entry, NULL);
-		archive_entry_set_gname(entry, NULL);
-		archive_entry_linkify(links, &entry, &spare);
-		if (spare)
-			archive_entry_free(spare);
-		if (!entry)
-			continue;
-		if (archive_write_header(a, entry) != ARCHIVE_OK) {
-			r = arch_error(err, &t, a, full, rel);
-			archive_entry_free(entry);
-			goto out;
-		}
-		if (S_ISREG(st.st_mode) && st.st_size > 0 && !archive_entry_hardlink(entry)) {
-			r = write_file_data(a, &t, fd, st.st_size, full, rel, err);
-			if (r < 0) {
-				archive_entry_free(entry);
-				goto out;
-			}
-		}
-		archive_entry_free(entry);
-		if (archive_write_finish_entry(a) != ARCHIVE_OK) {
-			r = arch_error(err, &t, a, full, rel);
-			goto out;
-		}
-	}
-	if (archive_write_close(a) != ARCHIVE_OK) {
-		r = arch_error(err, &t, a, full, NULL);
-		goto out;
-	}
-	r = stream_end_dataset(w, err);
-out:
-	walk_reset();
-	return r;
+	if (r >= 0)
+		r = tree_delta_archive(&d, new_dirfd);
+	tree_delta_done(&d);
+	if (r < 0)
+		return r;
+	return stream_end_dataset(w, err);
 }
 
 /* ---- tar-delta: receive ---- */

@@ -85,6 +85,14 @@ const char *stream_encoding_name(enum stream_encoding enc)
 	return "unknown";
 }
 
+enum stream_encoding stream_encoding_by_name(const char *name)
+{
+	for (enum stream_encoding e = STREAM_ENC_BTRFS; e <= STREAM_ENC_TAR_DELTA; e++)
+		if (name && streq(stream_encoding_name(e), name))
+			return e;
+	return 0;
+}
+
 const char *stream_kind_name(enum stream_ds_kind kind)
 {
 	switch (kind) {

@@ -79,3 +79,74 @@ const char *stream_msg_name(const char *name, char buf[STREAM_MSG_NAME_MAX]);
  * dataset and what the name ("deleted path") in the message. */
 int stream_entry_name_check(const char *ds, const char *what, const char *name,
 			    struct vm_error *err);
+
+/* ---- reading a tree by fd (walk.c) ---- */
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+/* One entry of a walk, valid during the callback. */
+struct stream_walk_entry {
+	int dirfd;	       /* the directory holding it; the root's own fd for the root */
+	const char *name;      /* its name in dirfd; "." for the root */
+	const char *rel;       /* its path from the root; "" for the root */
+	const struct stat *st; /* its lstat */
+	int level;	       /* 0 for the root, 1 for the root's entries ... */
+};
+
+enum stream_walk_order {
+	/* a directory, then everything below it, entry by entry: nftw's order */
+	STREAM_WALK_PREORDER,
+	/* a directory's entries, then its subdirectories, the last listed
+	 * first: the order of libarchive's read_disk, which the "tar"
+	 * encoding kept since its first stream */
+	STREAM_WALK_LISTING,
+};
+
+#define STREAM_WALK_SAME_DEV 0x1u /* leave out entries of other filesystems (FTW_MOUNT) */
+#define STREAM_WALK_SKIP     1	  /* from the callback: do not go into this directory */
+
+/* The callback: 0 to go on, STREAM_WALK_SKIP, or < 0 to stop the walk with
+ * that value (setting err). */
+typedef int (*stream_walk_fn)(const struct stream_walk_entry *e, void *ud);
+
+/* Visit the tree at rootfd (borrowed), the root first, in readdir order
+ * within a directory, never through a symlink. 0, the callback's negative
+ * value, or a negative errno with err set. */
+int stream_walk(int rootfd, enum stream_walk_order order, unsigned flags, stream_walk_fn fn,
+		void *ud, struct vm_error *err);
+
+/* "/proc/self/fd/DIRFD/NAME" (of dirfd itself when name is NULL),
+ * malloc'ed: for the calls that have no *at form (lgetxattr, libarchive's
+ * reading of a symlink's or a directory's attributes). */
+char *stream_fd_path(int dirfd, const char *name);
+
+/* ---- the pax archive of "tar" and "tar-delta" (tree.c) ---- */
+
+struct archive;
+struct archive_entry_linkresolver;
+
+/* An archive written into the writer's current dataset (opened by the
+ * caller), entry by entry from a tree read by fd. */
+struct stream_tree_out {
+	struct stream_writer *w;
+	struct vm_error *err;
+	bool failed;	      /* a write to the stream failed: err says why */
+	struct archive *disk; /* reads an entry's metadata from its file */
+	struct archive *a;
+	struct archive_entry_linkresolver *links;
+	char ds[128]; /* the dataset's full name, for messages */
+};
+
+int stream_tree_out_open(struct stream_tree_out *t, struct stream_writer *w, struct vm_error *err);
+
+/* Write the entry at name (a path from dirfd; NULL: dirfd itself, the
+ * root) as rel ("" for the root, written "."), whose lstat is st: its
+ * metadata, attributes, sparse map and data. A hard link to an entry
+ * written before becomes a link. */
+int stream_tree_out_entry(struct stream_tree_out *t, int dirfd, const char *name, const char *rel,
+			  const struct stat *st);
+
+/* End the archive (the dataset stays open); free what it holds. */
+int stream_tree_out_close(struct stream_tree_out *t);
+void stream_tree_out_done(struct stream_tree_out *t);

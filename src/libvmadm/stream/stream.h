@@ -147,6 +147,8 @@ struct stream_dataset {
 };
 
 const char *stream_encoding_name(enum stream_encoding enc);
+/* The encoding called name ("btrfs", "tar", ...), 0 when none is. */
+enum stream_encoding stream_encoding_by_name(const char *name);
 const char *stream_kind_name(enum stream_ds_kind kind);
 
 /* What a DS_BEGIN declares the dataset takes: "used" when the stream has
@@ -287,11 +289,15 @@ int stream_pump_records_to_fd(struct stream_reader *r, int fd, struct vm_error *
 
 /* ---- portable encodings ---- */
 
-/* Send the raw image at path (a file or block device) as a volume dataset in
+/* The portable encodings read what they send through fds that the caller
+ * opened (a pool's snapshot: vm_pool_open_snapshot) and still owns: a
+ * volume's image, or the root directory of a filesystem's tree. */
+
+/* Send the raw image fd (a file or block device) as a volume dataset in
  * the "blocks" encoding: ds->name, ->snapshot and ->from_snapshot come from
  * the caller; kind, size (the image's size) and encoding are set here. Holes
  * and all-zero 64 KiB blocks are left out. Writes DS_BEGIN..DS_END. */
-int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds, const char *path,
+int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds, int fd,
 		       struct vm_error *err);
 
 /* Receive the current dataset ("blocks" encoding, kind volume) into path:
@@ -301,14 +307,28 @@ int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds,
  * destroy along with its dataset. */
 int stream_receive_volume(struct stream_reader *r, const char *path, struct vm_error *err);
 
-/* Send the tree under dir as a filesystem dataset in the "tar" encoding
- * (pax: modes, numeric owners, times, hard links, symlinks, fifos, devices,
- * xattrs, ACLs, sparse files). skip_names (NULL-terminated, may be NULL)
- * names top-level entries left out (child datasets' mount points). ds->name
- * and snapshots come from the caller; kind, encoding and size (bytes of file
- * data, a hint) are set here. Writes DS_BEGIN..DS_END. */
-int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, const char *dir,
+/* Send the tree under the directory dirfd as a filesystem dataset in the
+ * "tar" encoding (pax: modes, numeric owners, times, hard links, symlinks,
+ * fifos, devices, xattrs, ACLs, sparse files). skip_names (NULL-terminated,
+ * may be NULL) names top-level entries left out (child datasets' mount
+ * points). ds->name and snapshots come from the caller; kind, encoding and
+ * size (bytes of file data, a hint) are set here. Writes DS_BEGIN..DS_END. */
+int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, int dirfd,
 		     const char *const *skip_names, struct vm_error *err);
+
+/* What a dataset sent from the tree at dirfd declares it takes (DS_BEGIN
+ * "used", which the receiver checks its free space against and holds the
+ * data to): the tree's allocated blocks and a share per entry for its
+ * headers, and, for a delta from the tree at old_dirfd (-1: none), a share
+ * per entry of that tree for the deletion list. Every encoding of the
+ * snapshot stays within it (stream_dataset_data_limit). */
+int stream_declare_tree(int dirfd, int old_dirfd, uint64_t *ret, struct vm_error *err);
+
+/* The same for a volume's image fd (and old_fd, its base's, or -1); with
+ * blocks_delta, also what the "blocks-delta" encoding may add (every grain
+ * that holds data, whole, and its header). */
+int stream_declare_volume(int fd, int old_fd, bool blocks_delta, uint64_t *ret,
+			  struct vm_error *err);
 
 /* Receive the current dataset ("tar" encoding, kind filesystem) into the
  * existing directory dir (the dataset's root, normally empty): restores
@@ -385,16 +405,15 @@ DEFINE_CLEANUP(struct stream_raw_writer, stream_raw_writer_free)
 
 /* ---- incremental (delta) encodings, docs/stream-format.md section 3 ---- */
 
-/* Send volume image new_path (snapshot ds->snapshot) as a "blocks-delta"
- * against old_path (the same volume at ds->from_snapshot, required): the
+/* Send volume image new_fd (snapshot ds->snapshot) as a "blocks-delta"
+ * against old_fd (the same volume at ds->from_snapshot, required): the
  * blocks that differ, and zero records for ranges that became zero.
  * Unchanged ranges are found without reading them where the filesystem
  * shares extents between the two files (sparse_changed_ranges); the rest is
  * compared 64 KiB at a time. *ret_shared (may be NULL) gets the bytes
  * skipped unread. Writes DS_BEGIN..DS_END. */
-int stream_send_volume_delta(struct stream_writer *w, const struct stream_dataset *ds,
-			     const char *old_path, const char *new_path, uint64_t *ret_shared,
-			     struct vm_error *err);
+int stream_send_volume_delta(struct stream_writer *w, const struct stream_dataset *ds, int old_fd,
+			     int new_fd, uint64_t *ret_shared, struct vm_error *err);
 
 /* Apply the current dataset ("blocks-delta") to the existing image at path,
  * which must hold the volume as of from_snapshot: resize it to ds->size,
@@ -403,15 +422,15 @@ int stream_send_volume_delta(struct stream_writer *w, const struct stream_datase
 int stream_receive_volume_delta(struct stream_reader *r, const char *path,
 				struct vm_error *err);
 
-/* Send the tree new_dir (snapshot ds->snapshot) as a "tar-delta" against
- * old_dir (ds->from_snapshot): the paths that exist in old_dir but not (or
- * with another file type) in new_dir, then a pax archive of the root, of
- * every entry whose type, mode, owner, size, mtime, link count, device or
- * symlink target differ, and of the directories above them (so their
- * times come out right). skip_names as for stream_send_tree. */
-int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset *ds,
-			   const char *old_dir, const char *new_dir,
-			   const char *const *skip_names, struct vm_error *err);
+/* Send the tree at new_dirfd (snapshot ds->snapshot) as a "tar-delta"
+ * against the tree at old_dirfd (ds->from_snapshot): the paths that exist
+ * in the old tree but not (or with another file type) in the new, then a
+ * pax archive of the root, of every entry whose type, mode, owner, size,
+ * mtime, link count, device, symlink target or attributes differ, and of
+ * the directories above them (so their times come out right). skip_names
+ * as for stream_send_tree. */
+int stream_send_tree_delta(struct stream_writer *w, const struct stream_dataset *ds, int old_dirfd,
+			   int new_dirfd, const char *const *skip_names, struct vm_error *err);
 
 /* Apply the current dataset ("tar-delta") to dir, which must hold the tree
  * as of from_snapshot: remove the deleted paths (never through a symlink,

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The "tar" encoding of a filesystem dataset: a pax archive written by
- * libarchive from the dataset's tree (archive_read_disk: metadata, xattrs,
- * ACLs, sparse maps), carried in DS_DATA chunks, and extracted on the other
- * side with archive_write_disk under the dataset's root.
+ * libarchive from the snapshot's tree, which it reads by fd (stream_walk,
+ * and archive_read_disk_entry_from_file for metadata, xattrs, ACLs and
+ * sparse maps), carried in DS_DATA chunks, and extracted on the other side
+ * with archive_write_disk under the dataset's root.
  */
 #include "stream/stream.h"
 
@@ -11,12 +12,13 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/param.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "storage/pool.h"
 #include "stream/stream-private.h"
@@ -27,15 +29,9 @@
 
 /* ---- send ---- */
 
-struct tree_out {
-	struct stream_writer *w;
-	struct vm_error *err;
-	bool failed;
-};
-
 static la_ssize_t tree_write_cb(struct archive *a, void *ctx, const void *buf, size_t len)
 {
-	struct tree_out *t = ctx;
+	struct stream_tree_out *t = ctx;
 
 	if (stream_write_data(t->w, buf, len, t->err) < 0) {
 		t->failed = true;
@@ -45,180 +41,196 @@ static la_ssize_t tree_write_cb(struct archive *a, void *ctx, const void *buf, s
 	return len;
 }
 
-static __thread uint64_t tree_used;
-static __thread const char *const *tree_skip;
-
-static bool skipped(const char *rel, const char *const *skip_names);
-
-static int tree_used_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* The archive or stream error, prefixed with the dataset and the entry. */
+static int tree_error(struct stream_tree_out *t, struct archive *a, const char *entry)
 {
-	if (ftw->level == 1 && skipped(path + ftw->base, tree_skip))
-		return FTW_SKIP_SUBTREE;
-	tree_used += (uint64_t)st->st_blocks * 512;
-	return FTW_CONTINUE;
+	if (t->failed)
+		return -t->err->code;
+	return vm_error_setx(t->err, archive_errno(a) > 0 ? archive_errno(a) : EIO,
+			     "send %s: %s%s%s", t->ds, entry ? entry : "", entry ? ": " : "",
+			     archive_error_string(a) ? archive_error_string(a) : "archive error");
 }
 
-static bool skipped(const char *rel, const char *const *skip_names)
+int stream_tree_out_open(struct stream_tree_out *t, struct stream_writer *w, struct vm_error *err)
 {
-	if (!skip_names || strchr(rel, '/'))
-		return false;
-	for (; *skip_names; skip_names++)
-		if (streq(rel, *skip_names))
+	*t = (struct stream_tree_out){.w = w, .err = err};
+	snprintf(t->ds, sizeof(t->ds), "%s", stream_writer_dataset_name(w));
+	t->disk = archive_read_disk_new();
+	t->a = archive_write_new();
+	t->links = archive_entry_linkresolver_new();
+	if (!t->disk || !t->a || !t->links)
+		return vm_error_set(err, ENOMEM, "send %s", t->ds);
+	/* numeric ids only: no uname/gname lookups; do not follow symlinks */
+	archive_read_disk_set_symlink_physical(t->disk);
+	if (archive_read_disk_set_behavior(t->disk, 0) != ARCHIVE_OK)
+		return tree_error(t, t->disk, NULL);
+	if (archive_write_set_format_pax(t->a) != ARCHIVE_OK ||
+	    archive_write_set_bytes_in_last_block(t->a, 1) != ARCHIVE_OK)
+		return tree_error(t, t->a, NULL);
+	archive_entry_linkresolver_set_strategy(t->links, archive_format(t->a));
+	if (archive_write_open(t->a, t, NULL, tree_write_cb, NULL) != ARCHIVE_OK)
+		return tree_error(t, t->a, NULL);
+	return 0;
+}
+
+int stream_tree_out_close(struct stream_tree_out *t)
+{
+	if (archive_write_close(t->a) != ARCHIVE_OK)
+		return tree_error(t, t->a, NULL);
+	return 0;
+}
+
+void stream_tree_out_done(struct stream_tree_out *t)
+{
+	archive_read_freep(&t->disk);
+	archive_write_freep(&t->a);
+	archive_entry_linkresolver_freep(&t->links);
+}
+
+/* The file's bytes, holes fed as zeros (the pax writer drops them by the
+ * entry's sparse map). */
+static int write_file_data(struct stream_tree_out *t, int fd, uint64_t size, const char *name)
+{
+	static const uint8_t zeros[64 << 10];
+	_cleanup_free_ uint8_t *buf = malloc(1 << 20);
+	uint64_t pos = 0;
+
+	if (!buf)
+		return vm_error_set(t->err, ENOMEM, "send %s", t->ds);
+	while (pos < size) {
+		off_t data = lseek(fd, pos, SEEK_DATA), hole;
+		if (data < 0)
+			data = errno == ENXIO ? (off_t)size : (off_t)pos;
+		hole = data < (off_t)size ? lseek(fd, data, SEEK_HOLE) : (off_t)size;
+		if (hole < 0 || hole > (off_t)size)
+			hole = size;
+		for (; pos < (uint64_t)data; pos += MIN(sizeof(zeros), data - pos))
+			if (archive_write_data(t->a, zeros, MIN(sizeof(zeros), data - pos)) < 0)
+				return tree_error(t, t->a, name);
+		while (pos < (uint64_t)hole) {
+			ssize_t n = pread(fd, buf, MIN((uint64_t)(1 << 20), hole - pos), pos);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return vm_error_set(t->err, n < 0 ? errno : EIO, "send %s: read %s",
+						    t->ds, name);
+			if (archive_write_data(t->a, buf, n) < 0)
+				return tree_error(t, t->a, name);
+			pos += n;
+		}
+	}
+	return 0;
+}
+
+int stream_tree_out_entry(struct stream_tree_out *t, int dirfd, const char *name, const char *rel,
+			  const struct stat *st)
+{
+	_cleanup_(archive_entry_freep) struct archive_entry *entry = archive_entry_new();
+	_cleanup_free_ char *src = stream_fd_path(dirfd, name);
+	struct archive_entry *spare = NULL;
+	_cleanup_close_ int fd = -1;
+	const char *pname = *rel ? rel : ".";
+	int r;
+
+	if (!entry || !src)
+		return vm_error_set(t->err, ENOMEM, "send %s", t->ds);
+	/* A file's data and attributes through an fd of our own; the rest by
+	 * the path of the entry in its directory's fd (libarchive reads a
+	 * symlink's and a directory's attributes by path). Devices and fifos
+	 * are never opened. */
+	if (S_ISREG(st->st_mode)) {
+		fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd < 0)
+			return vm_error_set(t->err, errno, "send %s: open %s", t->ds, pname);
+	}
+	archive_entry_copy_sourcepath(entry, src);
+	archive_entry_copy_pathname(entry, pname);
+	if (archive_read_disk_entry_from_file(t->disk, entry, fd, st) != ARCHIVE_OK)
+		return tree_error(t, t->disk, pname);
+	archive_entry_copy_pathname(entry, pname);
+	archive_entry_set_uname(entry, NULL);
+	archive_entry_set_gname(entry, NULL);
+	archive_entry_linkify(t->links, &entry, &spare);
+	if (spare)
+		archive_entry_free(spare); /* only the cpio strategies defer */
+	if (!entry)
+		return 0;
+	if (archive_write_header(t->a, entry) != ARCHIVE_OK)
+		return tree_error(t, t->a, pname);
+	if (S_ISREG(st->st_mode) && st->st_size > 0 && !archive_entry_hardlink(entry)) {
+		r = write_file_data(t, fd, st->st_size, pname);
+		if (r < 0)
+			return r;
+	}
+	if (archive_write_finish_entry(t->a) != ARCHIVE_OK)
+		return tree_error(t, t->a, pname);
+	return 0;
+}
+
+static bool skipped(const char *name, const char *const *skip_names)
+{
+	for (; skip_names && *skip_names; skip_names++)
+		if (streq(name, *skip_names))
 			return true;
 	return false;
 }
 
-/* The archive or stream error, prefixed with the dataset and the entry. */
-static int tree_error(struct vm_error *err, struct tree_out *t, struct archive *a, const char *ds,
-		      const char *entry)
+struct tree_send {
+	struct stream_tree_out out;
+	const char *const *skip; /* top-level names left out */
+	uint64_t used;
+};
+
+static int tree_used_cb(const struct stream_walk_entry *e, void *ud)
 {
-	if (t && t->failed)
-		return -err->code;
-	return vm_error_setx(err, archive_errno(a) > 0 ? archive_errno(a) : EIO, "send %s: %s%s%s",
-			     ds, entry ? entry : "", entry ? ": " : "",
-			     archive_error_string(a) ? archive_error_string(a) : "archive error");
-}
+	struct tree_send *s = ud;
 
-static int copy_file_data(struct archive *disk, struct archive *a, struct tree_out *t,
-			  const char *ds, const char *name, struct vm_error *err)
-{
-	static const uint8_t zeros[64 << 10];
-	const void *buf;
-	size_t size;
-	la_int64_t offset, progress = 0;
-	int r;
-
-	while ((r = archive_read_data_block(disk, &buf, &size, &offset)) == ARCHIVE_OK) {
-		/* a hole before this block: the pax writer drops hole bytes
-		 * according to the entry's sparse map, but must be fed them */
-		while (offset > progress) {
-			size_t n = offset - progress > (la_int64_t)sizeof(zeros)
-					   ? sizeof(zeros)
-					   : (size_t)(offset - progress);
-
-			if (archive_write_data(a, zeros, n) < 0)
-				return tree_error(err, t, a, ds, name);
-			progress += n;
-		}
-		if (size > 0 && archive_write_data(a, buf, size) < 0)
-			return tree_error(err, t, a, ds, name);
-		progress = offset + size;
-	}
-	if (r != ARCHIVE_EOF)
-		return tree_error(err, NULL, disk, ds, name);
+	if (e->level == 1 && skipped(e->name, s->skip))
+		return STREAM_WALK_SKIP;
+	s->used += (uint64_t)e->st->st_blocks * 512;
 	return 0;
 }
 
-int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, const char *dir,
+static int tree_entry_cb(const struct stream_walk_entry *e, void *ud)
+{
+	struct tree_send *s = ud;
+
+	if (e->level == 1 && skipped(e->name, s->skip))
+		return STREAM_WALK_SKIP; /* not emitted, not descended into */
+	if (S_ISSOCK(e->st->st_mode)) {
+		/* tar cannot hold a socket, and a socket file means nothing
+		 * without its server, which makes a new one (bsdtar skips them
+		 * too) */
+		vm_debug("send %s: skipping socket %s", s->out.ds, e->rel);
+		return 0;
+	}
+	return stream_tree_out_entry(&s->out, e->dirfd, e->level ? e->name : NULL, e->rel, e->st);
+}
+
+int stream_send_tree(struct stream_writer *w, const struct stream_dataset *ds, int dirfd,
 		     const char *const *skip_names, struct vm_error *err)
 {
-	_cleanup_(archive_read_freep) struct archive *disk = NULL;
-	_cleanup_(archive_write_freep) struct archive *a = NULL;
-	_cleanup_(archive_entry_linkresolver_freep) struct archive_entry_linkresolver *links = NULL;
-	_cleanup_free_ char *root = NULL;
+	struct tree_send s = {.skip = skip_names};
 	struct stream_dataset d = *ds;
-	struct tree_out t = {.w = w, .err = err};
-	char full[128];
-	size_t rootlen;
 	int r;
 
-	root = realpath(dir, NULL);
-	if (!root)
-		return vm_error_set(err, errno, "send tree: %s", dir);
-	if (!fs_is_dir(root))
-		return vm_error_setx(err, ENOTDIR, "send tree: %s is not a directory", dir);
-	rootlen = strlen(root);
-
-	tree_used = 0;
-	tree_skip = skip_names;
-	if (nftw(root, tree_used_cb, 32, FTW_PHYS | FTW_ACTIONRETVAL) < 0)
-		return vm_error_set(err, errno, "send tree: walk %s", root);
+	r = stream_walk(dirfd, STREAM_WALK_PREORDER, 0, tree_used_cb, &s, err);
+	if (r < 0)
+		return vm_error_prefix(err, "send tree");
 	d.kind = STREAM_KIND_FILESYSTEM;
 	d.encoding = STREAM_ENC_TAR;
-	d.size = tree_used;
-
-	disk = archive_read_disk_new();
-	a = archive_write_new();
-	links = archive_entry_linkresolver_new();
-	if (!disk || !a || !links)
-		return vm_error_set(err, ENOMEM, "send tree %s", root);
-	/* numeric ids only: no uname/gname lookups; do not follow symlinks */
-	archive_read_disk_set_symlink_physical(disk);
-	if (archive_read_disk_set_behavior(disk, 0) != ARCHIVE_OK ||
-	    archive_read_disk_open(disk, root) != ARCHIVE_OK)
-		return vm_error_setx(err, EIO, "send tree %s: %s", root,
-				     archive_error_string(disk));
-	if (archive_write_set_format_pax(a) != ARCHIVE_OK ||
-	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK)
-		return vm_error_setx(err, EIO, "send tree: %s", archive_error_string(a));
-	archive_entry_linkresolver_set_strategy(links, archive_format(a));
-
+	d.size = s.used;
 	r = stream_begin_dataset(w, &d, err);
 	if (r < 0)
 		return r;
-	snprintf(full, sizeof(full), "%s", stream_writer_dataset_name(w));
-	if (archive_write_open(a, &t, NULL, tree_write_cb, NULL) != ARCHIVE_OK)
-		return tree_error(err, &t, a, full, NULL);
-
-	for (;;) {
-		_cleanup_(archive_entry_freep) struct archive_entry *entry = archive_entry_new();
-		struct archive_entry *spare = NULL;
-		_cleanup_free_ char *name = NULL;
-		const char *path, *rel;
-
-		if (!entry)
-			return vm_error_set(err, ENOMEM, "send tree %s", root);
-		r = archive_read_next_header2(disk, entry);
-		if (r == ARCHIVE_EOF)
-			break;
-		path = archive_entry_pathname(entry);
-		if (r != ARCHIVE_OK)
-			return tree_error(err, NULL, disk, full, path);
-		if (!path || strncmp(path, root, rootlen) != 0 ||
-		    (path[rootlen] != '\0' && path[rootlen] != '/'))
-			return vm_error_setx(err, EIO, "send %s: unexpected path %s under %s", full,
-					     path ? path : "(null)", root);
-		rel = path + rootlen;
-		while (*rel == '/')
-			rel++;
-		if (*rel && skipped(rel, skip_names))
-			continue; /* not emitted, not descended into */
-		if (archive_entry_filetype(entry) == AE_IFSOCK) {
-			/* tar cannot hold a socket, and a socket file means nothing
-			 * without its server, which makes a new one (bsdtar skips them
-			 * too) */
-			vm_debug("send %s: skipping socket %s", full, rel);
-			continue;
-		}
-		if (archive_read_disk_can_descend(disk) &&
-		    archive_read_disk_descend(disk) != ARCHIVE_OK)
-			return tree_error(err, NULL, disk, full, path);
-		name = strdup(*rel ? rel : ".");
-		if (!name)
-			return vm_error_set(err, ENOMEM, "send tree");
-		archive_entry_set_pathname(entry, name);
-		archive_entry_set_uname(entry, NULL);
-		archive_entry_set_gname(entry, NULL);
-
-		archive_entry_linkify(links, &entry, &spare);
-		if (spare)
-			archive_entry_free(spare); /* only the cpio strategies defer */
-		if (!entry)
-			continue;
-		r = archive_write_header(a, entry);
-		if (r != ARCHIVE_OK)
-			return tree_error(err, &t, a, full, name);
-		if (archive_entry_filetype(entry) == AE_IFREG && archive_entry_size(entry) > 0 &&
-		    !archive_entry_hardlink(entry)) {
-			r = copy_file_data(disk, a, &t, full, name, err);
-			if (r < 0)
-				return r;
-		}
-		if (archive_write_finish_entry(a) != ARCHIVE_OK)
-			return tree_error(err, &t, a, full, name);
-	}
-	if (archive_write_close(a) != ARCHIVE_OK)
-		return tree_error(err, &t, a, full, NULL);
+	r = stream_tree_out_open(&s.out, w, err);
+	if (r >= 0)
+		r = stream_walk(dirfd, STREAM_WALK_LISTING, 0, tree_entry_cb, &s, err);
+	if (r >= 0)
+		r = stream_tree_out_close(&s.out);
+	stream_tree_out_done(&s.out);
+	if (r < 0)
+		return r;
 	return stream_end_dataset(w, err);
 }
 

@@ -96,32 +96,30 @@ static int send_region(struct stream_writer *w, int fd, const char *path, uint8_
 	return 0;
 }
 
-int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds, const char *path,
+int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds, int fd,
 		       struct vm_error *err)
 {
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct stream_dataset d = *ds;
+	const char *name;
 	struct stat st;
 	uint64_t size, off = 0;
 	int r;
 
-	if (fd < 0)
-		return vm_error_set(err, errno, "send volume: open %s", path);
 	if (fstat(fd, &st) < 0)
-		return vm_error_set(err, errno, "send volume: stat %s", path);
+		return vm_error_set(err, errno, "send volume: stat %s", ds->snapshot);
 	if (S_ISBLK(st.st_mode)) {
 		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-			return vm_error_set(err, errno, "send volume: size of %s", path);
+			return vm_error_set(err, errno, "send volume: size of %s", ds->snapshot);
 	} else if (S_ISREG(st.st_mode)) {
 		size = st.st_size;
 	} else {
 		return vm_error_setx(err, EINVAL, "send volume: %s is not a file or block device",
-				     path);
+				     ds->snapshot);
 	}
 	buf = malloc(STREAM_BLOCK_MAX);
 	if (!buf)
-		return vm_error_set(err, ENOMEM, "send volume %s", path);
+		return vm_error_set(err, ENOMEM, "send volume %s", ds->snapshot);
 
 	d.kind = STREAM_KIND_VOLUME;
 	d.encoding = STREAM_ENC_BLOCKS;
@@ -129,6 +127,7 @@ int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds,
 	r = stream_begin_dataset(w, &d, err);
 	if (r < 0)
 		return r;
+	name = stream_writer_dataset_name(w);
 
 	while (off < size) {
 		off_t data = lseek(fd, off, SEEK_DATA), hole;
@@ -138,18 +137,18 @@ int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds,
 				break; /* only a hole from off to the end */
 			if (errno != EINVAL)
 				return vm_error_set(err, errno, "send volume: SEEK_DATA in %s",
-						    path);
+						    name);
 			data = off; /* no hole support: read it all */
 			hole = size;
 		} else {
 			hole = lseek(fd, data, SEEK_HOLE);
 			if (hole < 0)
 				return vm_error_set(err, errno, "send volume: SEEK_HOLE in %s",
-						    path);
+						    name);
 		}
 		if ((uint64_t)hole > size)
 			hole = size;
-		r = send_region(w, fd, path, buf, data, hole, err);
+		r = send_region(w, fd, name, buf, data, hole, err);
 		if (r < 0)
 			return r;
 		off = hole;
