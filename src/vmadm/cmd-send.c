@@ -131,8 +131,11 @@ static void end_line(struct shown *s)
 	}
 }
 
+/* bad_mode: a --mode name no mode has (refused once the node is open, as
+ * the send would have). */
 static int send_remote(const char *uuid, const char *host, int port, bool dry_run,
-		       struct migrate_send_opts *opts, struct shown *shown, struct vm_error *err)
+		       const char *bad_mode, struct migrate_send_opts *opts, struct shown *shown,
+		       struct vm_error *err)
 {
 	_cleanup_node_ struct vm_node *node = NULL;
 	_cleanup_json_ json_t *result = NULL;
@@ -169,6 +172,8 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 		}
 		return 0;
 	}
+	if (bad_mode)
+		return vm_error_setx(err, ENOTSUP, "unknown migration mode '%s'", bad_mode);
 	r = migrate_send_remote(node, uuid, host, port, opts, &result, err);
 	end_line(shown);
 	if (shown->json) {
@@ -224,9 +229,9 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	};
 	_cleanup_node_ struct vm_node *node = NULL;
 	struct vm_send_opts opts = { .stop_timeout = 60 };
-	struct migrate_send_opts mopts = { .mode = "cold", .stop_timeout = 60 };
+	struct migrate_send_opts mopts = {.mode = MIGRATE_COLD, .stop_timeout = 60};
 	struct shown shown = { 0 };
-	const char *pos[3] = { NULL };
+	const char *pos[3] = {NULL}, *bad_mode = NULL;
 	_cleanup_free_ char *host = NULL;
 	bool dry_run = false;
 	int npos = 0, port = 0, c, r;
@@ -272,15 +277,21 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			if (r < 0)
 				return r;
 			break;
-		case OPT_MODE:
-			mopts.mode = optarg;
+		case OPT_MODE: {
+			const struct migrate_mode_ops *m = migrate_mode_by_name(optarg);
+			if (m)
+				mopts.mode = m->mode;
+			bad_mode = m ? NULL : optarg;
 			break;
+		}
 		case 'I':
 			shown.passes = true;
-			mopts.mode = "incremental";
+			mopts.mode = MIGRATE_INCREMENTAL;
+			bad_mode = NULL;
 			break;
 		case 'L':
-			mopts.mode = "live";
+			mopts.mode = MIGRATE_LIVE;
+			bad_mode = NULL;
 			break;
 		case OPT_DOWNTIME_LIMIT:
 			mopts.downtime_limit_ms = atoll(optarg);
@@ -346,7 +357,7 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		shown.tty = !shown.json && isatty(2);
 		mopts.event = on_event;
 		mopts.userdata = &shown;
-		if (streq(mopts.mode, "live") && mopts.no_start)
+		if (mopts.mode == MIGRATE_LIVE && !bad_mode && mopts.no_start)
 			return vmadm_usage_error("send", err, "--no-start does not apply to -L: "
 							      "the guest never stops");
 		if (!dry_run) {
@@ -356,7 +367,7 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			sigaction(SIGTERM, &sa, NULL);
 			mopts.cancel = &send_cancel;
 		}
-		return send_remote(pos[0], host, port, dry_run, &mopts, &shown, err);
+		return send_remote(pos[0], host, port, dry_run, bad_mode, &mopts, &shown, err);
 	}
 
 	if (isatty(1))

@@ -440,6 +440,25 @@ static void test_bwlimit(void)
 	CHECK(m.bytes == 4 << 20);
 }
 
+/* The mode table: every mode of the enum is there under its own value, and
+ * BEGIN's names find the same ops (no mode: cold). */
+static void test_modes(void)
+{
+	const enum migrate_mode all[] = {MIGRATE_COLD, MIGRATE_INCREMENTAL, MIGRATE_LIVE};
+
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+		const struct migrate_mode_ops *m = migrate_mode_get(all[i]);
+		CHECK(m && m->mode == all[i] && m->source && m->target);
+		CHECK(m && migrate_mode_by_name(m->name) == m);
+	}
+	CHECK_STR(migrate_mode_get(MIGRATE_COLD)->name, "cold");
+	CHECK_STR(migrate_mode_get(MIGRATE_INCREMENTAL)->name, "incremental");
+	CHECK_STR(migrate_mode_get(MIGRATE_LIVE)->name, "live");
+	CHECK(migrate_mode_by_name(NULL) == migrate_mode_get(MIGRATE_COLD));
+	CHECK(migrate_mode_by_name("warm") == NULL);
+	CHECK(migrate_mode_get((enum migrate_mode)3) == NULL);
+}
+
 int main(void)
 {
 	struct vm_error e = { 0 };
@@ -458,6 +477,7 @@ int main(void)
 	RUN(test_hostport);
 	RUN(test_rate);
 	RUN(test_bwlimit);
+	RUN(test_modes);
 	fs_rm_rf(dir, &e);
 	CHECK_EXIT();
 }

@@ -166,9 +166,9 @@ int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host
 	int timeout = opts->timeout > 0 ? opts->timeout : net_node_timeout(node);
 	int r;
 
-	mode = migrate_mode_by_name(opts->mode);
+	mode = migrate_mode_get(opts->mode);
 	if (!mode)
-		return vm_error_setx(err, ENOTSUP, "unknown migration mode '%s'", opts->mode);
+		return vm_error_setx(err, ENOTSUP, "unknown migration mode %d", (int)opts->mode);
 	r = net_key_load(keypath, key, err);
 	if (r < 0)
 		return r;

@@ -2,8 +2,7 @@
 /*
  * The "cold" mode of a network migration: the VM is stopped, and the
  * vmadm stream (docs/stream-format.md) of `vmadm send` travels as DATA
- * frames into `vm_receive` on the target. Also the pumps other modes reuse,
- * and the table of modes.
+ * frames into `vm_receive` on the target. Also the pumps other modes reuse.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,24 +17,6 @@
 #include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
-
-/* Modes in other files, present when linked (weak: the table needs no edit
- * when they land). */
-extern const struct migrate_mode_ops migrate_incremental_ops __attribute__((weak));
-extern const struct migrate_mode_ops migrate_live_ops __attribute__((weak));
-
-const struct migrate_mode_ops *migrate_mode_by_name(const char *name)
-{
-	const struct migrate_mode_ops *modes[] = { &migrate_cold_ops, &migrate_incremental_ops,
-						   &migrate_live_ops };
-
-	if (!name)
-		name = "cold";
-	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
-		if (modes[i] && modes[i]->name && streq(modes[i]->name, name))
-			return modes[i];
-	return NULL;
-}
 
 #define PUMP_CHUNK (256 * 1024)
 
@@ -355,7 +336,8 @@ static int cold_target(struct migrate_target *ctx, json_t **ret_record, struct v
 }
 
 const struct migrate_mode_ops migrate_cold_ops = {
-	.name = "cold",
-	.source = cold_source,
-	.target = cold_target,
+    .mode = MIGRATE_COLD,
+    .name = "cold",
+    .source = cold_source,
+    .target = cold_target,
 };

@@ -628,6 +628,7 @@ fail:
 }
 
 const struct migrate_mode_ops migrate_incremental_ops = {
+    .mode = MIGRATE_INCREMENTAL,
     .name = "incremental",
     .source = incr_source,
     .target = incr_target,

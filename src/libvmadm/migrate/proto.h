@@ -3,9 +3,9 @@
  * Migration between nodes over the network (docs/migration-protocol.md):
  * `vmadm send UUID HOST PORT` (the source, client.c) and vmadmd's listener
  * (the target, server.c). HELLO, BEGIN and CONFIRM are common to every mode;
- * what happens between ACCEPT and INSTALLED is a mode's (cold: direct.c;
- * incremental.c and live.c add theirs by defining migrate_incremental_ops /
- * migrate_live_ops, which the mode table picks up when they are linked).
+ * what happens between ACCEPT and INSTALLED is a mode's: cold (direct.c),
+ * incremental (incremental-net.c), live (live-net.c), each a struct
+ * migrate_mode_ops in the one table of modes.c.
  */
 #pragma once
 
@@ -19,6 +19,14 @@
 #include "net/net.h"
 #include "node/node.h"
 #include "util/error.h"
+
+/* How a VM moves; BEGIN carries the mode's name ("cold", "incremental",
+ * "live": migrate_mode_ops.name). */
+enum migrate_mode {
+	MIGRATE_COLD,	     /* stopped, then the stream of `vmadm send` (default) */
+	MIGRATE_INCREMENTAL, /* -I: passes while it runs, a last one stopped */
+	MIGRATE_LIVE,	     /* -L: a running kvm guest with QEMU's migration */
+};
 
 /* What the front end is told while a migration runs. */
 struct vm_live_progress;
@@ -41,7 +49,7 @@ struct migrate_event {
 typedef void (*migrate_event_fn)(const struct migrate_event *ev, void *userdata);
 
 struct migrate_send_opts {
-	const char *mode;    /* "cold" (default), later "incremental", "live" */
+	enum migrate_mode mode;
 	int timeout;         /* network deadline in seconds; 0: the node's */
 	int stop_timeout;    /* seconds a running VM gets to shut down */
 	bool no_start;       /* leave the VM stopped on the target */
@@ -130,7 +138,8 @@ struct migrate_target {
 };
 
 struct migrate_mode_ops {
-	const char *name;
+	enum migrate_mode mode;
+	const char *name; /* in BEGIN */
 	/* After ACCEPT: stop the VM (set ctx->was_running), move it, and return
 	 * the target's INSTALLED record. Must leave the source's datasets and
 	 * record intact on failure (the caller then restarts the VM if it was
@@ -147,9 +156,16 @@ struct migrate_mode_ops {
 	int (*check)(json_t *vm, struct vm_error *err);
 };
 
-/* The mode of that name, or NULL if this build has none. */
+/* The table of modes (modes.c). The mode's ops, or NULL for a value out of
+ * the enum. */
+const struct migrate_mode_ops *migrate_mode_get(enum migrate_mode mode);
+/* The mode BEGIN names (NULL: cold, as before modes), or NULL when there is
+ * none of that name. */
 const struct migrate_mode_ops *migrate_mode_by_name(const char *name);
+/* Each mode's file defines its ops; only modes.c names them. */
 extern const struct migrate_mode_ops migrate_cold_ops;
+extern const struct migrate_mode_ops migrate_incremental_ops;
+extern const struct migrate_mode_ops migrate_live_ops;
 
 /* For modes: send everything read from fd (until EOF) as DATA frames, with
  * the bwlimit and progress, sending keepalives while fd is quiet; where

@@ -167,7 +167,7 @@ static int check_begin(struct vm_node *node, struct net_conn *c, json_t *begin,
 			refuse(c, "a receive of VM %s is in progress on this node", uuid);
 			return -1;
 		}
-		if (streq(phase, "held") && streq((*ret_mode)->name, "incremental") &&
+		if (streq(phase, "held") && (*ret_mode)->mode == MIGRATE_INCREMENTAL &&
 		    (!json_object_get(held, "expires") ||
 		     json_integer_value(json_object_get(held, "expires")) > time(NULL))) {
 			/* An incremental send continues from the pass held
