@@ -90,6 +90,11 @@ void migrate_meter_take(struct migrate_meter *m, size_t n);
 /* Fill ev->rate and ev->eta from the meter (ev->bytes, ev->total set). */
 void migrate_meter_fill(struct migrate_meter *m, struct migrate_event *ev);
 double migrate_now(void);
+/* Tell the front end (opts->event, if any) where the source is: phase,
+ * dataset (may be NULL), the bytes sent and the rate and ETA from the
+ * meter. */
+struct migrate_source;
+void migrate_emit(struct migrate_source *ctx, const char *phase, const char *dataset);
 /* "50M", "1G", "1.5m", "800k", "1000" -> bytes per second. */
 int migrate_parse_rate(const char *s, uint64_t *ret, struct vm_error *err);
 
@@ -167,7 +172,7 @@ extern const struct migrate_mode_ops migrate_cold_ops;
 extern const struct migrate_mode_ops migrate_incremental_ops;
 extern const struct migrate_mode_ops migrate_live_ops;
 
-/* For modes: send everything read from fd (until EOF) as DATA frames, with
+/* The pumps of the modes (pump.c). Send everything read from fd (until EOF) as DATA frames, with
  * the bwlimit and progress, sending keepalives while fd is quiet; where
  * (may be NULL) tells the phase and dataset for the progress events. Fails
  * with the target's reason if it answers FAILED meanwhile, and with
@@ -176,10 +181,10 @@ extern const struct migrate_mode_ops migrate_live_ops;
 typedef void (*migrate_where_fn)(void *userdata, char phase[32], char dataset[256]);
 int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn where,
 			 void *userdata, struct vm_error *err);
-/* For modes: write DATA frames into fd until DATA_END (returns 0) or until
+/* Write DATA frames into fd until DATA_END (returns 0) or until
  * the source fails or goes silent. */
 int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *err);
-/* For modes: start fn(arg) in a thread that reads the stream from the read
+/* Start fn(arg) in a thread that reads the stream from the read
  * end of a new 1 MiB pipe (stored in *arg_fd before the thread starts), and
  * feed it the source's DATA frames (migrate_pump_from_conn); the write end is
  * closed afterwards, so the thread sees EOF. Then wait for the thread,
