@@ -20,7 +20,7 @@ struct send_state {
 	char phase[32];
 	char dataset[256];
 	struct migrate_source *ctx;
-	bool stamped; /* migrate_send_state_stamp done */
+	bool stamped; /* migrate_instant_stamp done */
 };
 
 /* ---- source ---- */
@@ -42,7 +42,7 @@ static void on_send_progress(const struct vm_progress *p, void *userdata)
 	/* The first dataset starts: the instant's snapshots exist. */
 	if (!st->stamped && streq(p->phase, "send")) {
 		st->stamped = true;
-		migrate_send_state_stamp(st->ctx);
+		migrate_instant_stamp(st->ctx);
 	}
 	pthread_mutex_lock(&st->lock);
 	snprintf(st->phase, sizeof(st->phase), "%s", p->phase);

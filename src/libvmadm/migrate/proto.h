@@ -123,11 +123,19 @@ struct migrate_source {
 					* added to the result ("passes"...) */
 };
 
+/* The instant of a send (instant.c). Name ctx->instant for the target
+ * (ctx->host, ctx->port) and choose ctx->instant_id: the taking of an
+ * earlier run's snapshots when the VM (ctx->vm) stayed as they caught it,
+ * else a new taking (the old snapshots dropped); record the choice in the
+ * send state. Returns whether the VM ran before the first run stopped it. */
+bool migrate_instant_choose(struct migrate_source *ctx);
 /* The cold mode's sender calls this once its snapshots of the instant
  * exist (the VM stopped, nothing sent yet): the send state then records
  * the VM record's last_modified, and a re-run resumes from those snapshots
  * only while the record is unchanged (no start, stop or update since). */
-void migrate_send_state_stamp(struct migrate_source *ctx);
+void migrate_instant_stamp(struct migrate_source *ctx);
+/* Nothing to resume: drop the instant's snapshots and the send state. */
+void migrate_instant_drop(struct vm_node *node, const char *uuid, const char *instant);
 
 /* The target side of one migration, as a mode's target() gets it. */
 struct migrate_target {
@@ -213,5 +221,6 @@ int migrate_server_start(struct vm_node *node, const char *spec, struct vm_error
 /* This node's HELLO message. */
 json_t *migrate_hello(struct vm_node *node);
 
-/* The send snapshot for a target: "vmadm-send-" + 12 hex of sha256(host:port). */
+/* The send snapshot for a target: "vmadm-send-" + 12 hex of sha256(host:port)
+ * (instant.c). */
 void migrate_instant_name(const char *host, int port, char out[64]);
