@@ -228,12 +228,13 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 		{ NULL },
 	};
 	_cleanup_node_ struct vm_node *node = NULL;
-	struct vm_send_opts opts = { .stop_timeout = 60 };
-	struct migrate_send_opts mopts = {.mode = MIGRATE_COLD, .stop_timeout = 60};
+	struct migrate_send_opts opts = {.send.stop_timeout = 60, .mode = MIGRATE_COLD};
 	struct shown shown = { 0 };
 	const char *pos[3] = {NULL}, *bad_mode = NULL;
 	_cleanup_free_ char *host = NULL;
-	bool dry_run = false;
+	/* -z is for a file, --no-compress for a node (which compresses if
+	 * the target takes it): opts.send.compress is the one that applies. */
+	bool dry_run = false, compress = false, no_compress = false;
 	int npos = 0, port = 0, c, r;
 
 	/* "-": positional arguments come in order, options anywhere. */
@@ -246,17 +247,17 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			pos[npos++] = optarg;
 			break;
 		case OPT_PORTABLE:
-			opts.portable = mopts.portable = true;
+			opts.send.portable = true;
 			break;
 		case 'z':
-			opts.compress = true;
+			compress = true;
 			break;
 		case 't':
-			opts.stop_timeout = mopts.stop_timeout = atoi(optarg);
+			opts.send.stop_timeout = atoi(optarg);
 			break;
 		case OPT_TIMEOUT:
-			mopts.timeout = atoi(optarg);
-			if (mopts.timeout <= 0)
+			opts.timeout = atoi(optarg);
+			if (opts.timeout <= 0)
 				return vmadm_usage_error("send", err, "--timeout: not a number of "
 								      "seconds: %s", optarg);
 			break;
@@ -267,41 +268,41 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			dry_run = true;
 			break;
 		case OPT_NO_START:
-			mopts.no_start = true;
+			opts.no_start = true;
 			break;
 		case OPT_NO_COMPRESS:
-			mopts.no_compress = true;
+			no_compress = true;
 			break;
 		case OPT_BWLIMIT:
-			r = migrate_parse_rate(optarg, &mopts.bwlimit, err);
+			r = migrate_parse_rate(optarg, &opts.bwlimit, err);
 			if (r < 0)
 				return r;
 			break;
 		case OPT_MODE: {
 			const struct migrate_mode_ops *m = migrate_mode_by_name(optarg);
 			if (m)
-				mopts.mode = m->mode;
+				opts.mode = m->mode;
 			bad_mode = m ? NULL : optarg;
 			break;
 		}
 		case 'I':
 			shown.passes = true;
-			mopts.mode = MIGRATE_INCREMENTAL;
+			opts.mode = MIGRATE_INCREMENTAL;
 			bad_mode = NULL;
 			break;
 		case 'L':
-			mopts.mode = MIGRATE_LIVE;
+			opts.mode = MIGRATE_LIVE;
 			bad_mode = NULL;
 			break;
 		case OPT_DOWNTIME_LIMIT:
-			mopts.downtime_limit_ms = atoll(optarg);
-			if (mopts.downtime_limit_ms <= 0)
+			opts.downtime_limit_ms = atoll(optarg);
+			if (opts.downtime_limit_ms <= 0)
 				return vmadm_usage_error("send", err, "--downtime-limit: not a "
 								      "number of ms: %s", optarg);
 			break;
 		case OPT_LIVE_TIMEOUT:
-			mopts.live_timeout = atoi(optarg);
-			if (mopts.live_timeout <= 0)
+			opts.live_timeout = atoi(optarg);
+			if (opts.live_timeout <= 0)
 				return vmadm_usage_error("send", err, "--live-timeout: not a "
 								      "number of seconds: %s", optarg);
 			break;
@@ -312,7 +313,7 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 				return vmadm_usage_error("send", err,
 							 "--downtime-target: not a number of "
 							 "milliseconds: %s", optarg);
-			mopts.downtime_target_ms = (unsigned)v;
+			opts.downtime_target_ms = (unsigned)v;
 			break;
 		}
 		case OPT_MAX_PASSES: {
@@ -322,14 +323,14 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 				return vmadm_usage_error("send", err,
 							 "--max-passes: a number from 1 to 64, "
 							 "not %s", optarg);
-			mopts.max_passes = (unsigned)v;
+			opts.max_passes = (unsigned)v;
 			break;
 		}
 		case OPT_FINAL_STOP:
 			if (streq(optarg, "pause"))
-				mopts.final_pause = true;
+				opts.final_pause = true;
 			else if (streq(optarg, "shutdown"))
-				mopts.final_pause = false;
+				opts.final_pause = false;
 			else
 				return vmadm_usage_error("send", err,
 							 "--final-stop: 'shutdown' or 'pause', "
@@ -355,9 +356,10 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 				return r;
 		}
 		shown.tty = !shown.json && isatty(2);
-		mopts.event = on_event;
-		mopts.userdata = &shown;
-		if (mopts.mode == MIGRATE_LIVE && !bad_mode && mopts.no_start)
+		opts.send.compress = !no_compress;
+		opts.event = on_event;
+		opts.userdata = &shown;
+		if (opts.mode == MIGRATE_LIVE && !bad_mode && opts.no_start)
 			return vmadm_usage_error("send", err, "--no-start does not apply to -L: "
 							      "the guest never stops");
 		if (!dry_run) {
@@ -365,9 +367,9 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			sigemptyset(&sa.sa_mask);
 			sigaction(SIGINT, &sa, NULL);
 			sigaction(SIGTERM, &sa, NULL);
-			mopts.cancel = &send_cancel;
+			opts.cancel = &send_cancel;
 		}
-		return send_remote(pos[0], host, port, dry_run, bad_mode, &mopts, &shown, err);
+		return send_remote(pos[0], host, port, dry_run, bad_mode, &opts, &shown, err);
 	}
 
 	if (isatty(1))
@@ -377,7 +379,8 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	r = vmadm_open_node(&node, err);
 	if (r < 0)
 		return r;
-	r = vm_send(node, pos[0], 1, &opts, NULL, err);
+	opts.send.compress = compress;
+	r = vm_send(node, pos[0], 1, &opts.send, NULL, err);
 	if (r < 0)
 		return r;
 	if (fsync(1) < 0 && errno != EINVAL && errno != EROFS)

@@ -193,10 +193,10 @@ static int send_begin(struct sender *s, struct vm_error *err)
 	struct vm_error e = {0};
 	int r;
 
-	ctx->portable = opts->portable || s->pool->ops->native_encoding != VM_ENC_BTRFS ||
+	ctx->portable = opts->send.portable || s->pool->ops->native_encoding != VM_ENC_BTRFS ||
 			!list_has(json_object_get(s->their, "encodings"), "btrfs");
 	ctx->compress =
-	    !opts->no_compress && list_has(json_object_get(s->their, "compression"), "zstd");
+	    opts->send.compress && list_has(json_object_get(s->their, "compression"), "zstd");
 	migrate_meter_init(&ctx->meter, opts->bwlimit);
 	s->prior_running = migrate_instant_choose(ctx);
 

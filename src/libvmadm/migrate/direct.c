@@ -82,7 +82,7 @@ static int cold_source(struct migrate_source *ctx, json_t **ret_record, struct v
 	cs.opts = (struct vm_send_opts){
 	    .portable = ctx->portable,
 	    .compress = ctx->compress,
-	    .stop_timeout = ctx->opts->stop_timeout > 0 ? ctx->opts->stop_timeout : 60,
+	    .stop_timeout = ctx->opts->send.stop_timeout > 0 ? ctx->opts->send.stop_timeout : 60,
 	    .progress = on_send_progress,
 	    .userdata = &cs.st,
 	    .snapshot = ctx->instant,

@@ -260,7 +260,7 @@ static void *pass_thread(void *arg)
 		return NULL;
 	}
 	if (j->stop_first) {
-		int t = ctx->opts->stop_timeout > 0 ? ctx->opts->stop_timeout : 60;
+		int t = ctx->opts->send.stop_timeout > 0 ? ctx->opts->send.stop_timeout : 60;
 		job_phase(j, "stop", NULL);
 		j->stopped_at = migrate_now();
 		j->r = vm_stop(ctx->node, ctx->uuid, t, false, &j->err);

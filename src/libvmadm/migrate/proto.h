@@ -49,12 +49,14 @@ struct migrate_event {
 typedef void (*migrate_event_fn)(const struct migrate_event *ev, void *userdata);
 
 struct migrate_send_opts {
+	/* What a send to a file takes too: portable (even between btrfs
+	 * pools), stop_timeout, and compress, here zstd if the target takes
+	 * it. The modes set snapshot, skip, progress and userdata for their
+	 * own sends: the caller leaves them unset. */
+	struct vm_send_opts send;
 	enum migrate_mode mode;
 	int timeout;         /* network deadline in seconds; 0: the node's */
-	int stop_timeout;    /* seconds a running VM gets to shut down */
 	bool no_start;       /* leave the VM stopped on the target */
-	bool no_compress;    /* no zstd even if both sides accept it */
-	bool portable;       /* portable encodings even between btrfs pools */
 	uint64_t bwlimit;    /* DATA bytes per second, 0: no limit */
 	migrate_event_fn event;
 	void *userdata;
