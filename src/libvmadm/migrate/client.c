@@ -314,17 +314,19 @@ static double send_downtime(struct sender *s, bool start, json_t *done)
 static void send_done_event(struct sender *s, json_t *done, double downtime)
 {
 	struct migrate_source *ctx = &s->ctx;
-	_cleanup_json_ json_t *d = json_pack(
-	    "{s:o, s:I, s:f, s:f}", "downtime", downtime >= 0 ? json_real(downtime) : json_null(),
-	    "bytes_total", (json_int_t)ctx->meter.bytes, "source_seconds",
-	    migrate_now() - s->t_mode, "target_start_seconds",
-	    json_real_value(json_object_get(done, "start_seconds")));
-	struct migrate_event ev = {.phase = "done",
-				   .bytes = ctx->meter.bytes,
-				   .total = ctx->meter.bytes > ctx->total ? ctx->meter.bytes
-									  : ctx->total,
-				   .eta = -1,
-				   .detail = d};
+	struct migrate_done d = {
+	    .downtime = downtime,
+	    .bytes_total = ctx->meter.bytes,
+	    .source_seconds = migrate_now() - s->t_mode,
+	    .target_start_seconds = json_real_value(json_object_get(done, "start_seconds")),
+	};
+	struct migrate_event ev = {
+	    .phase = "done",
+	    .bytes = ctx->meter.bytes,
+	    .total = ctx->meter.bytes > ctx->total ? ctx->meter.bytes : ctx->total,
+	    .eta = -1,
+	    .done = &d,
+	};
 
 	if (ctx->opts->event)
 		ctx->opts->event(&ev, ctx->opts->userdata);

@@ -123,3 +123,20 @@ void migrate_emit(struct migrate_source *ctx, const char *phase, const char *ds)
 	migrate_meter_fill(&ctx->meter, &ev);
 	ctx->opts->event(&ev, ctx->opts->userdata);
 }
+
+json_t *migrate_pass_json(const struct migrate_pass *p)
+{
+	json_t *j =
+	    json_pack("{s:i, s:I, s:f, s:I, s:b, s:o, s:f, s:o}", "pass", (int)p->n, "pass_bytes",
+		      (json_int_t)p->bytes, "seconds", p->seconds, "pass_rate", (json_int_t)p->rate,
+		      "final", p->final, "from", p->from ? json_string(p->from) : json_null(),
+		      "target_seconds", p->target_seconds, "stop_seconds",
+		      p->stop_seconds >= 0 ? json_real(p->stop_seconds) : json_null());
+
+	if (j && !p->final) {
+		if (p->reason)
+			json_object_set_new(j, "reason", json_string(p->reason));
+		json_object_set_new(j, "stop", json_boolean(p->stop));
+	}
+	return j;
+}

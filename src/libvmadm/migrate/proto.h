@@ -31,17 +31,43 @@ enum migrate_mode {
 /* What the front end is told while a migration runs. */
 struct vm_live_progress;
 
+/* A pass of an incremental migration (-I) that landed on the target. */
+struct migrate_pass {
+	unsigned n;	       /* 1, 2, ... */
+	uint64_t bytes;	       /* its stream bytes */
+	double seconds;	       /* from its announcement to the target's PASS_DONE */
+	uint64_t rate;	       /* bytes / seconds; 0 when too quick to measure */
+	bool final;	       /* the last one (the VM stopped for it, if it ran) */
+	const char *from;      /* the snapshot it is a delta from; NULL: full */
+	double target_seconds; /* the target's receive of it */
+	double stop_seconds;   /* the VM's stop before it; < 0: no stop */
+	/* Not the final pass: the stop rule's verdict after it (stop: the
+	 * next pass is the final one) and why; reason NULL for the final. */
+	bool stop;
+	const char *reason;
+};
+
+/* The end of a migration. */
+struct migrate_done {
+	double downtime;	     /* seconds from the VM's stop here to its start
+				      * there; < 0: none to tell */
+	uint64_t bytes_total;	     /* stream bytes sent */
+	double source_seconds;	     /* the mode's run, here */
+	double target_start_seconds; /* the VM's start there */
+};
+
 struct migrate_event {
-	const char *phase;   /* "connect", "check", "stop", "snapshot", "send", "install",
-			      * "confirm", "done" */
+	const char *phase;   /* "connect", "check", "stop", "snapshot", "send", "pass",
+			      * "install", "confirm", "done" */
 	const char *dataset; /* dataset moving, or NULL */
-	uint64_t bytes;      /* stream bytes sent so far */
-	uint64_t total;      /* estimated stream bytes */
-	double rate;         /* bytes per second, recent */
-	double eta;          /* seconds left, < 0 when unknown */
-	json_t *detail;      /* more fields of this event (an incremental pass:
-			      * "pass", "pass_bytes", "seconds", "pass_rate";
-			      * the end: "downtime"...), or NULL */
+	uint64_t bytes;	     /* stream bytes sent so far */
+	uint64_t total;	     /* estimated stream bytes */
+	double rate;	     /* bytes per second, recent */
+	double eta;	     /* seconds left, < 0 when unknown */
+	/* Phase "pass": the pass that landed, else NULL. */
+	const struct migrate_pass *pass;
+	/* Phase "done": the end's numbers, else NULL. */
+	const struct migrate_done *done;
 	/* Live mode (phases "disk", "ram", "switchover"): QEMU's numbers
 	 * (transferred, remaining, dirty rate), else NULL. */
 	const struct vm_live_progress *live;
@@ -55,9 +81,9 @@ struct migrate_send_opts {
 	 * own sends: the caller leaves them unset. */
 	struct vm_send_opts send;
 	enum migrate_mode mode;
-	int timeout;         /* network deadline in seconds; 0: the node's */
-	bool no_start;       /* leave the VM stopped on the target */
-	uint64_t bwlimit;    /* DATA bytes per second, 0: no limit */
+	int timeout;	  /* network deadline in seconds; 0: the node's */
+	bool no_start;	  /* leave the VM stopped on the target */
+	uint64_t bwlimit; /* DATA bytes per second, 0: no limit */
 	migrate_event_fn event;
 	void *userdata;
 	/* incremental mode: the stop rule (0: VM_INCR_DEFAULT_*) */
@@ -97,32 +123,37 @@ double migrate_now(void);
  * meter. */
 struct migrate_source;
 void migrate_emit(struct migrate_source *ctx, const char *phase, const char *dataset);
+/* A pass as JSON: {"pass", "pass_bytes", "seconds", "pass_rate", "final",
+ * "from", "target_seconds", "stop_seconds" (null: no stop), and but for the
+ * final pass "reason", "stop"}: the result's report lists these, and
+ * `vmadm send --json` shows them in its pass events. */
+json_t *migrate_pass_json(const struct migrate_pass *p);
 /* "50M", "1G", "1.5m", "800k", "1000" -> bytes per second. */
 int migrate_parse_rate(const char *s, uint64_t *ret, struct vm_error *err);
 
 /* The source side of one migration, as a mode's source() gets it. */
 struct migrate_source {
 	struct vm_node *node;
-	struct net_conn *conn;         /* authenticated, HELLO and BEGIN done */
+	struct net_conn *conn; /* authenticated, HELLO and BEGIN done */
 	const char *uuid;
 	const char *host;
 	int port;
-	json_t *vm;                    /* the VM's record at BEGIN */
+	json_t *vm; /* the VM's record at BEGIN */
 	json_t *target_hello;
-	json_t *accept;                /* the target's ACCEPT ("have": datasets held) */
+	json_t *accept; /* the target's ACCEPT ("have": datasets held) */
 	const struct migrate_send_opts *opts;
-	bool portable;                 /* chosen encoding */
-	bool compress;                 /* chosen compression */
-	char instant[64];              /* the send snapshot name */
-	char instant_id[96];           /* names one taking of those snapshots */
-	bool was_running;              /* set by source(): the VM ran before */
-	bool keep_snapshots;           /* set by source(): a re-run can resume */
-	uint64_t total;                /* estimated stream bytes */
+	bool portable;	     /* chosen encoding */
+	bool compress;	     /* chosen compression */
+	char instant[64];    /* the send snapshot name */
+	char instant_id[96]; /* names one taking of those snapshots */
+	bool was_running;    /* set by source(): the VM ran before */
+	bool keep_snapshots; /* set by source(): a re-run can resume */
+	uint64_t total;	     /* estimated stream bytes */
 	struct migrate_meter meter;
-	double stopped_at;             /* set by source(): migrate_now() when the VM
-					* stopped serving; 0: when source() began */
-	json_t *report;                /* set by source() (may stay NULL): fields
-					* added to the result ("passes"...) */
+	double stopped_at; /* set by source(): migrate_now() when the VM
+			    * stopped serving; 0: when source() began */
+	json_t *report;	   /* set by source() (may stay NULL): fields
+			    * added to the result ("passes"...) */
 };
 
 /* The instant of a send (instant.c). Name ctx->instant for the target
@@ -142,14 +173,14 @@ void migrate_instant_drop(struct vm_node *node, const char *uuid, const char *in
 /* The target side of one migration, as a mode's target() gets it. */
 struct migrate_target {
 	struct vm_node *node;
-	struct net_conn *conn;         /* authenticated, ACCEPT sent */
+	struct net_conn *conn; /* authenticated, ACCEPT sent */
 	const char *uuid;
-	json_t *begin;                 /* the source's BEGIN */
-	json_t *have;                  /* datasets held from an earlier run */
-	json_t *held;                  /* their receive journal (resume), or NULL */
-	int64_t hold_secs;             /* keep a failed receive's complete datasets so
-					* long (partial_keep_secs) */
-	uint64_t bytes;                /* stream bytes received */
+	json_t *begin;	   /* the source's BEGIN */
+	json_t *have;	   /* datasets held from an earlier run */
+	json_t *held;	   /* their receive journal (resume), or NULL */
+	int64_t hold_secs; /* keep a failed receive's complete datasets so
+			    * long (partial_keep_secs) */
+	uint64_t bytes;	   /* stream bytes received */
 };
 
 struct migrate_mode_ops {
@@ -189,8 +220,8 @@ extern const struct migrate_mode_ops migrate_live_ops;
  * -ECANCELED once opts->cancel is set (seen within a second). Does not send
  * DATA_END. */
 typedef void (*migrate_where_fn)(void *userdata, char phase[32], char dataset[256]);
-int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn where,
-			 void *userdata, struct vm_error *err);
+int migrate_pump_to_conn(struct migrate_source *ctx, int fd, migrate_where_fn where, void *userdata,
+			 struct vm_error *err);
 /* Write DATA frames into fd until DATA_END (returns 0) or until
  * the source fails or goes silent. */
 int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *err);
@@ -203,8 +234,8 @@ int migrate_pump_from_conn(struct migrate_target *ctx, int fd, struct vm_error *
  * the source's deadline away). Returns a negative errno when the thread
  * could not start (nothing runs); else 0, the thread joined and the pump's
  * result in *ret_pumped. */
-int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void *arg,
-			   int *arg_fd, const char *phase, int *ret_pumped, struct vm_error *err);
+int migrate_pump_to_thread(struct migrate_target *ctx, void *(*fn)(void *), void *arg, int *arg_fd,
+			   const char *phase, int *ret_pumped, struct vm_error *err);
 
 /* The source: `vmadm send UUID HOST PORT`. On success the target has the
  * VM installed (and running unless no_start, if it ran here); this VM is
