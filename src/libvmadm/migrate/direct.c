@@ -14,6 +14,8 @@
 #include "migrate/proto.h"
 #include "util/macros.h"
 
+/* ---- source ---- */
+
 /* What the sending thread is doing, for the progress events. */
 struct send_state {
 	pthread_mutex_t lock;
@@ -22,8 +24,6 @@ struct send_state {
 	struct migrate_source *ctx;
 	bool stamped; /* migrate_instant_stamp done */
 };
-
-/* ---- source ---- */
 
 struct cold_send {
 	struct migrate_source *ctx;
