@@ -16,12 +16,12 @@
  *   odd   the source (vmadm send): hello (the protocol version), accept
  *         ("have"), installed ("record"), done
  *
- * server.c's check_begin needs a live connection (it answers REFUSE
- * itself) and the node's journal, so it cannot be called here; its checks
- * on the message alone are repeated below from its code (uuid, config and
- * its uuid, mode and the mode's check, vm_record_localize on a dir-pool
- * node, the encoding against the pool). docs/fuzzing.md names the refactor
- * that would let the harness call them instead.
+ * server.c's check_begin is static and reads the node's journal (a held
+ * receive may be rolled back), so it is not called here; its checks on the
+ * message alone are repeated below from its code (uuid, config and its
+ * uuid, mode and the mode's check, vm_record_localize on a dir-pool node,
+ * the encoding against the pool). docs/fuzzing.md names the refactor that
+ * would let the harness call them instead.
  */
 #include <fcntl.h>
 #include <openssl/bio.h>

@@ -54,52 +54,51 @@ static void on_event(const struct migrate_event *ev, void *userdata)
 
 	if (s->json) {
 		_cleanup_json_ json_t *j = json_pack(
-			"{s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "event", "progress", "phase", ev->phase,
-			"dataset", ev->dataset ? json_string(ev->dataset) : json_null(), "bytes",
-			(json_int_t)ev->bytes, "total", (json_int_t)ev->total, "rate",
-			(json_int_t)(ev->rate + 0.5), "eta",
-			ev->eta >= 0 ? json_integer((json_int_t)(ev->eta + 0.5)) : json_null());
+		    "{s:s, s:s, s:o, s:I, s:I, s:I, s:o}", "event", "progress", "phase", ev->phase,
+		    "dataset", ev->dataset ? json_string(ev->dataset) : json_null(), "bytes",
+		    (json_int_t)ev->bytes, "total", (json_int_t)ev->total, "rate",
+		    (json_int_t)(ev->rate + 0.5), "eta",
+		    ev->eta >= 0 ? json_integer((json_int_t)(ev->eta + 0.5)) : json_null());
 		if (ev->live) /* -L: QEMU's numbers */
 			json_object_set_new(
-				j, "live",
-				json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "elapsed_ms",
-					  (json_int_t)ev->live->elapsed_ms, "disk_dirty",
-					  (json_int_t)ev->live->disk_dirty, "disk_copied",
-					  (json_int_t)ev->live->disk_copied, "ram_transferred",
-					  (json_int_t)ev->live->ram_transferred, "ram_remaining",
-					  (json_int_t)ev->live->ram_remaining, "dirty_rate",
-					  (json_int_t)ev->live->dirty_rate, "downtime_limit_ms",
-					  (json_int_t)ev->live->downtime_limit_ms));
-		if (ev->detail)
-			json_object_update(j, ev->detail);
+			    j, "live",
+			    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "elapsed_ms",
+				      (json_int_t)ev->live->elapsed_ms, "disk_dirty",
+				      (json_int_t)ev->live->disk_dirty, "disk_copied",
+				      (json_int_t)ev->live->disk_copied, "ram_transferred",
+				      (json_int_t)ev->live->ram_transferred, "ram_remaining",
+				      (json_int_t)ev->live->ram_remaining, "dirty_rate",
+				      (json_int_t)ev->live->dirty_rate, "downtime_limit_ms",
+				      (json_int_t)ev->live->downtime_limit_ms));
+		if (ev->pass)
+			json_object_update_new(j, migrate_pass_json(ev->pass));
+		if (ev->done)
+			json_object_update_new(
+			    j, json_pack("{s:o, s:I, s:f, s:f}", "downtime",
+					 ev->done->downtime >= 0 ? json_real(ev->done->downtime)
+								 : json_null(),
+					 "bytes_total", (json_int_t)ev->done->bytes_total,
+					 "source_seconds", ev->done->source_seconds,
+					 "target_start_seconds", ev->done->target_start_seconds));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		fflush(stdout);
-	} else if (ev->detail && (s->tty || s->passes)) {
+	} else if ((ev->pass || ev->done) && (s->tty || s->passes)) {
 		/* a pass, the end: a line of its own, tty or not */
-		json_t *pass = json_object_get(ev->detail, "pass");
-		json_t *dt = json_object_get(ev->detail, "downtime");
+		const struct migrate_pass *p = ev->pass;
 		char b[32], r[32];
 		if (s->drawn)
 			fputc('\n', stderr);
 		s->drawn = false;
-		if (pass) {
-			format_size(json_integer_value(json_object_get(ev->detail, "pass_bytes")),
-				    b);
-			format_size(json_integer_value(json_object_get(ev->detail, "pass_rate")),
-				    r);
-			fprintf(stderr, "pass %lld%s: %s in %.1f s (%s/s)%s%s\n",
-				json_integer_value(pass),
-				json_is_true(json_object_get(ev->detail, "final")) ? " (final)" : "",
-				b, json_real_value(json_object_get(ev->detail, "seconds")), r,
-				json_string_value(json_object_get(ev->detail, "reason")) ? ": " : "",
-				json_string_value(json_object_get(ev->detail, "reason"))
-					? json_string_value(json_object_get(ev->detail, "reason"))
-					: "");
-		} else if (json_is_real(dt)) {
-			format_size(json_integer_value(json_object_get(ev->detail, "bytes_total")),
-				    b);
-			fprintf(stderr, "downtime %.2f s, %s sent in all\n", json_real_value(dt), b);
+		if (p) {
+			format_size(p->bytes, b);
+			format_size(p->rate, r);
+			fprintf(stderr, "pass %u%s: %s in %.1f s (%s/s)%s%s\n", p->n,
+				p->final ? " (final)" : "", b, p->seconds, r, p->reason ? ": " : "",
+				p->reason ? p->reason : "");
+		} else if (ev->done->downtime >= 0) {
+			format_size(ev->done->bytes_total, b);
+			fprintf(stderr, "downtime %.2f s, %s sent in all\n", ev->done->downtime, b);
 		}
 	} else if (s->tty) {
 		char b[32], t[32], r[32], eta[32] = "--";
@@ -123,8 +122,11 @@ static void end_line(struct shown *s)
 	}
 }
 
+/* bad_mode: a --mode name no mode has (refused once the node is open, as
+ * the send would have). */
 static int send_remote(const char *uuid, const char *host, int port, bool dry_run,
-		       struct migrate_send_opts *opts, struct shown *shown, struct vm_error *err)
+		       const char *bad_mode, struct migrate_send_opts *opts, struct shown *shown,
+		       struct vm_error *err)
 {
 	_cleanup_node_ struct vm_node *node = NULL;
 	_cleanup_json_ json_t *result = NULL;
@@ -142,14 +144,14 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 		if (r < 0)
 			return r;
 		if (shown->json) {
-			_cleanup_json_ json_t *j = json_pack("{s:s, s:O, s:I}", "event", "estimate",
-							     "datasets", est, "total",
-							     (json_int_t)total);
+			_cleanup_json_ json_t *j =
+			    json_pack("{s:s, s:O, s:I}", "event", "estimate", "datasets", est,
+				      "total", (json_int_t)total);
 			json_dumpf(j, stdout, JSON_COMPACT);
 			fputc('\n', stdout);
 			return 0;
 		}
-		json_object_foreach(est, ds, v) {
+		json_object_foreach (est, ds, v) {
 			char h[32];
 			format_size(json_integer_value(v), h);
 			printf("%-60s %12lld  %s\n", ds, json_integer_value(v), h);
@@ -161,6 +163,8 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 		}
 		return 0;
 	}
+	if (bad_mode)
+		return vm_error_setx(err, ENOTSUP, "unknown migration mode '%s'", bad_mode);
 	r = migrate_send_remote(node, uuid, host, port, opts, &result, err);
 	end_line(shown);
 	if (shown->json) {
@@ -195,32 +199,33 @@ static int send_remote(const char *uuid, const char *host, int port, bool dry_ru
 int cmd_send(int argc, char **argv, struct vm_error *err)
 {
 	static const struct option longopts[] = {
-		{ "portable", no_argument, NULL, OPT_PORTABLE },
-		{ "compress", no_argument, NULL, 'z' },
-		{ "stop-timeout", required_argument, NULL, 't' },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "no-start", no_argument, NULL, OPT_NO_START },
-		{ "no-compress", no_argument, NULL, OPT_NO_COMPRESS },
-		{ "bwlimit", required_argument, NULL, OPT_BWLIMIT },
-		{ "mode", required_argument, NULL, OPT_MODE },
-		{ "incremental", no_argument, NULL, 'I' },
-		{ "downtime-target", required_argument, NULL, OPT_DOWNTIME_TARGET },
-		{ "max-passes", required_argument, NULL, OPT_MAX_PASSES },
-		{ "final-stop", required_argument, NULL, OPT_FINAL_STOP },
-		{ "live", no_argument, NULL, 'L' },
-		{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT },
-		{ "live-timeout", required_argument, NULL, OPT_LIVE_TIMEOUT },
-		{ NULL },
+	    {"portable", no_argument, NULL, OPT_PORTABLE},
+	    {"compress", no_argument, NULL, 'z'},
+	    {"stop-timeout", required_argument, NULL, 't'},
+	    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"no-start", no_argument, NULL, OPT_NO_START},
+	    {"no-compress", no_argument, NULL, OPT_NO_COMPRESS},
+	    {"bwlimit", required_argument, NULL, OPT_BWLIMIT},
+	    {"mode", required_argument, NULL, OPT_MODE},
+	    {"incremental", no_argument, NULL, 'I'},
+	    {"downtime-target", required_argument, NULL, OPT_DOWNTIME_TARGET},
+	    {"max-passes", required_argument, NULL, OPT_MAX_PASSES},
+	    {"final-stop", required_argument, NULL, OPT_FINAL_STOP},
+	    {"live", no_argument, NULL, 'L'},
+	    {"downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT},
+	    {"live-timeout", required_argument, NULL, OPT_LIVE_TIMEOUT},
+	    {NULL},
 	};
 	_cleanup_node_ struct vm_node *node = NULL;
-	struct vm_send_opts opts = { .stop_timeout = 60 };
-	struct migrate_send_opts mopts = { .mode = "cold", .stop_timeout = 60 };
-	struct shown shown = { 0 };
-	const char *pos[3] = { NULL };
+	struct migrate_send_opts opts = {.send.stop_timeout = 60, .mode = MIGRATE_COLD};
+	struct shown shown = {0};
+	const char *pos[3] = {NULL}, *bad_mode = NULL;
 	_cleanup_free_ char *host = NULL;
-	bool dry_run = false;
+	/* -z is for a file, --no-compress for a node (which compresses if
+	 * the target takes it): opts.send.compress is the one that applies. */
+	bool dry_run = false, compress = false, no_compress = false;
 	int npos = 0, port = 0, c, r;
 
 	/* "-": positional arguments come in order, options anywhere. */
@@ -233,19 +238,21 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			pos[npos++] = optarg;
 			break;
 		case OPT_PORTABLE:
-			opts.portable = mopts.portable = true;
+			opts.send.portable = true;
 			break;
 		case 'z':
-			opts.compress = true;
+			compress = true;
 			break;
 		case 't':
-			opts.stop_timeout = mopts.stop_timeout = atoi(optarg);
+			opts.send.stop_timeout = atoi(optarg);
 			break;
 		case OPT_TIMEOUT:
-			mopts.timeout = atoi(optarg);
-			if (mopts.timeout <= 0)
-				return vmadm_usage_error("send", err, "--timeout: not a number of "
-								      "seconds: %s", optarg);
+			opts.timeout = atoi(optarg);
+			if (opts.timeout <= 0)
+				return vmadm_usage_error("send", err,
+							 "--timeout: not a number of "
+							 "seconds: %s",
+							 optarg);
 			break;
 		case OPT_JSON:
 			shown.json = true;
@@ -254,37 +261,47 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			dry_run = true;
 			break;
 		case OPT_NO_START:
-			mopts.no_start = true;
+			opts.no_start = true;
 			break;
 		case OPT_NO_COMPRESS:
-			mopts.no_compress = true;
+			no_compress = true;
 			break;
 		case OPT_BWLIMIT:
-			r = migrate_parse_rate(optarg, &mopts.bwlimit, err);
+			r = migrate_parse_rate(optarg, &opts.bwlimit, err);
 			if (r < 0)
 				return r;
 			break;
-		case OPT_MODE:
-			mopts.mode = optarg;
+		case OPT_MODE: {
+			const struct migrate_mode_ops *m = migrate_mode_by_name(optarg);
+			if (m)
+				opts.mode = m->mode;
+			bad_mode = m ? NULL : optarg;
 			break;
+		}
 		case 'I':
 			shown.passes = true;
-			mopts.mode = "incremental";
+			opts.mode = MIGRATE_INCREMENTAL;
+			bad_mode = NULL;
 			break;
 		case 'L':
-			mopts.mode = "live";
+			opts.mode = MIGRATE_LIVE;
+			bad_mode = NULL;
 			break;
 		case OPT_DOWNTIME_LIMIT:
-			mopts.downtime_limit_ms = atoll(optarg);
-			if (mopts.downtime_limit_ms <= 0)
-				return vmadm_usage_error("send", err, "--downtime-limit: not a "
-								      "number of ms: %s", optarg);
+			opts.downtime_limit_ms = atoll(optarg);
+			if (opts.downtime_limit_ms <= 0)
+				return vmadm_usage_error("send", err,
+							 "--downtime-limit: not a "
+							 "number of ms: %s",
+							 optarg);
 			break;
 		case OPT_LIVE_TIMEOUT:
-			mopts.live_timeout = atoi(optarg);
-			if (mopts.live_timeout <= 0)
-				return vmadm_usage_error("send", err, "--live-timeout: not a "
-								      "number of seconds: %s", optarg);
+			opts.live_timeout = atoi(optarg);
+			if (opts.live_timeout <= 0)
+				return vmadm_usage_error("send", err,
+							 "--live-timeout: not a "
+							 "number of seconds: %s",
+							 optarg);
 			break;
 		case OPT_DOWNTIME_TARGET: {
 			char *end;
@@ -292,8 +309,9 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			if (*end || v < 1 || v > 3600000)
 				return vmadm_usage_error("send", err,
 							 "--downtime-target: not a number of "
-							 "milliseconds: %s", optarg);
-			mopts.downtime_target_ms = (unsigned)v;
+							 "milliseconds: %s",
+							 optarg);
+			opts.downtime_target_ms = (unsigned)v;
 			break;
 		}
 		case OPT_MAX_PASSES: {
@@ -302,19 +320,21 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 			if (*end || v < 1 || v > 64)
 				return vmadm_usage_error("send", err,
 							 "--max-passes: a number from 1 to 64, "
-							 "not %s", optarg);
-			mopts.max_passes = (unsigned)v;
+							 "not %s",
+							 optarg);
+			opts.max_passes = (unsigned)v;
 			break;
 		}
 		case OPT_FINAL_STOP:
 			if (streq(optarg, "pause"))
-				mopts.final_pause = true;
+				opts.final_pause = true;
 			else if (streq(optarg, "shutdown"))
-				mopts.final_pause = false;
+				opts.final_pause = false;
 			else
 				return vmadm_usage_error("send", err,
 							 "--final-stop: 'shutdown' or 'pause', "
-							 "not %s", optarg);
+							 "not %s",
+							 optarg);
 			break;
 		default:
 			return vmadm_usage_error("send", err, "unknown option");
@@ -336,19 +356,21 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 				return r;
 		}
 		shown.tty = !shown.json && isatty(2);
-		mopts.event = on_event;
-		mopts.userdata = &shown;
-		if (streq(mopts.mode, "live") && mopts.no_start)
-			return vmadm_usage_error("send", err, "--no-start does not apply to -L: "
-							      "the guest never stops");
+		opts.send.compress = !no_compress;
+		opts.event = on_event;
+		opts.userdata = &shown;
+		if (opts.mode == MIGRATE_LIVE && !bad_mode && opts.no_start)
+			return vmadm_usage_error("send", err,
+						 "--no-start does not apply to -L: "
+						 "the guest never stops");
 		if (!dry_run) {
 			struct sigaction sa = {.sa_handler = on_cancel_signal};
 			sigemptyset(&sa.sa_mask);
 			sigaction(SIGINT, &sa, NULL);
 			sigaction(SIGTERM, &sa, NULL);
-			mopts.cancel = &send_cancel;
+			opts.cancel = &send_cancel;
 		}
-		return send_remote(pos[0], host, port, dry_run, &mopts, &shown, err);
+		return send_remote(pos[0], host, port, dry_run, bad_mode, &opts, &shown, err);
 	}
 
 	if (isatty(1))
@@ -358,7 +380,8 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	r = vmadm_open_node(&node, err);
 	if (r < 0)
 		return r;
-	r = vm_send(node, pos[0], 1, &opts, NULL, err);
+	opts.send.compress = compress;
+	r = vm_send(node, pos[0], 1, &opts.send, NULL, err);
 	if (r < 0)
 		return r;
 	if (fsync(1) < 0 && errno != EINVAL && errno != EROFS)

@@ -440,6 +440,60 @@ static void test_bwlimit(void)
 	CHECK(m.bytes == 4 << 20);
 }
 
+/* The mode table: every mode of the enum is there under its own value, and
+ * BEGIN's names find the same ops (no mode: cold). */
+static void test_modes(void)
+{
+	const enum migrate_mode all[] = {MIGRATE_COLD, MIGRATE_INCREMENTAL, MIGRATE_LIVE};
+
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+		const struct migrate_mode_ops *m = migrate_mode_get(all[i]);
+		CHECK(m && m->mode == all[i] && m->source && m->target);
+		CHECK(m && migrate_mode_by_name(m->name) == m);
+	}
+	CHECK_STR(migrate_mode_get(MIGRATE_COLD)->name, "cold");
+	CHECK_STR(migrate_mode_get(MIGRATE_INCREMENTAL)->name, "incremental");
+	CHECK_STR(migrate_mode_get(MIGRATE_LIVE)->name, "live");
+	CHECK(migrate_mode_by_name(NULL) == migrate_mode_get(MIGRATE_COLD));
+	CHECK(migrate_mode_by_name("warm") == NULL);
+	CHECK(migrate_mode_get((enum migrate_mode)3) == NULL);
+}
+
+/* A pass's JSON, as the report lists it and `vmadm send --json` shows it:
+ * its keys in this order (tests/integration/incremental.sh reads them). */
+static void test_pass_json(void)
+{
+	struct migrate_pass p = {.n = 2,
+				 .bytes = 1048576,
+				 .seconds = 0.5,
+				 .rate = 2097152,
+				 .from = "vmadm-send-Iabc-1",
+				 .target_seconds = 0.25,
+				 .stop_seconds = -1,
+				 .stop = true,
+				 .reason = "the delta is small"};
+	_cleanup_json_ json_t *j = migrate_pass_json(&p);
+	_cleanup_free_ char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	CHECK_STR(s, "{\"pass\":2,\"pass_bytes\":1048576,\"seconds\":0.5,\"pass_rate\":2097152,"
+		     "\"final\":false,\"from\":\"vmadm-send-Iabc-1\",\"target_seconds\":0.25,"
+		     "\"stop_seconds\":null,\"reason\":\"the delta is small\",\"stop\":true}");
+	/* The final pass: stopped first, from nothing; no verdict. */
+	p = (struct migrate_pass){.n = 1,
+				  .bytes = 10,
+				  .seconds = 1,
+				  .final = true,
+				  .target_seconds = 1,
+				  .stop_seconds = 0.75,
+				  .reason = NULL};
+	json_decref(j);
+	free(s);
+	j = migrate_pass_json(&p);
+	s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	CHECK_STR(s, "{\"pass\":1,\"pass_bytes\":10,\"seconds\":1.0,\"pass_rate\":0,"
+		     "\"final\":true,\"from\":null,\"target_seconds\":1.0,\"stop_seconds\":0.75}");
+}
+
 int main(void)
 {
 	struct vm_error e = { 0 };
@@ -458,6 +512,8 @@ int main(void)
 	RUN(test_hostport);
 	RUN(test_rate);
 	RUN(test_bwlimit);
+	RUN(test_modes);
+	RUN(test_pass_json);
 	fs_rm_rf(dir, &e);
 	CHECK_EXIT();
 }

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The source of a network migration: `vmadm send UUID HOST PORT`. */
 #include <errno.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,22 +8,10 @@
 #include "brand/brand.h"
 #include "migrate/proto.h"
 #include "storage/pool.h"
-#include "util/fs.h"
 #include "util/log.h"
 #include "util/macros.h"
 #include "vm/store.h"
 #include "vm/vm.h"
-
-void migrate_instant_name(const char *host, int port, char out[64])
-{
-	unsigned char md[SHA256_DIGEST_LENGTH];
-	char buf[300];
-
-	snprintf(buf, sizeof(buf), "%s:%d", host, port);
-	SHA256((const unsigned char *)buf, strlen(buf), md);
-	snprintf(out, 64, "vmadm-send-%02x%02x%02x%02x%02x%02x", md[0], md[1], md[2], md[3], md[4],
-		 md[5]);
-}
 
 static const char *node_name(struct vm_node *node, char buf[256])
 {
@@ -59,7 +46,7 @@ static bool list_has(json_t *list, const char *s)
 	json_t *x;
 	size_t i;
 
-	json_array_foreach(list, i, x)
+	json_array_foreach (list, i, x)
 		if (json_is_string(x) && streq(json_string_value(x), s))
 			return true;
 	return false;
@@ -68,7 +55,7 @@ static bool list_has(json_t *list, const char *s)
 static void emit(const struct migrate_send_opts *o, const char *phase, uint64_t bytes,
 		 uint64_t total)
 {
-	struct migrate_event ev = { .phase = phase, .bytes = bytes, .total = total, .eta = -1 };
+	struct migrate_event ev = {.phase = phase, .bytes = bytes, .total = total, .eta = -1};
 
 	/* The estimate was short (stream headers): the end is the total. */
 	if (bytes > total)
@@ -101,282 +88,306 @@ static int mark_migrated(struct vm_node *node, const char *uuid, const char *hos
 	return vm_store_save(node, vm, err);
 }
 
-/* ROOT/run/send-UUID.json remembers, across runs of one send, which taking
- * of the snapshots the target holds datasets of, and whether the VM ran
- * before the first run stopped it. */
-static json_t *send_state_load(struct vm_node *node, const char *uuid)
-{
-	_cleanup_free_ char *path = vm_node_path(node, "run/send-%s.json", uuid), *text = NULL;
-	struct vm_error e = { 0 };
+/* One run of migrate_send_remote: what it holds (sender_done frees it) and
+ * the source context the mode sees, filled step by step. */
+struct sender {
+	struct migrate_source ctx;
+	const struct migrate_mode_ops *mode;
+	json_t *vm, *estimate, *their, *accept;
+	struct net_conn *conn;
+	struct vm_pool *pool;
+	bool running;	    /* the VM ran when this run began */
+	bool prior_running; /* it ran before the first run of this send stopped it */
+	double t_mode;	    /* when the mode began */
+};
 
-	if (fs_read_file(path, 65536, &text, NULL, &e) < 0)
-		return NULL;
-	return json_loads(text, 0, NULL);
+static void sender_done(struct sender *s)
+{
+	json_decref(s->vm);
+	json_decref(s->estimate);
+	json_decref(s->their);
+	json_decref(s->accept);
+	json_decref(s->ctx.report);
+	net_conn_free(s->conn);
 }
 
-static void send_state_save(struct vm_node *node, const char *uuid, json_t *st)
+/* May the VM move, in this mode? Loads its record (ctx->vm) and estimates
+ * the stream (ctx->total). */
+static int send_check(struct sender *s, struct vm_error *err)
 {
-	_cleanup_free_ char *path = vm_node_path(node, "run/send-%s.json", uuid);
-	_cleanup_free_ char *text = json_dumps(st, JSON_COMPACT);
-	struct vm_error e = { 0 };
+	struct migrate_source *ctx = &s->ctx;
+	const char *state;
+	json_t *to;
+	int r;
 
-	if (text)
-		fs_write_atomic(path, text, strlen(text), 0600, &e);
+	r = vm_get(ctx->node, ctx->uuid, &s->vm, err);
+	if (r < 0)
+		return r;
+	ctx->vm = s->vm;
+	state = json_string_value(json_object_get(s->vm, "state"));
+	if (state && !streq(state, "stopped") && !streq(state, "running"))
+		return vm_error_setx(err, EBUSY, "VM %s is %s and cannot be sent", ctx->uuid,
+				     state);
+	s->running = state && streq(state, "running");
+	to = json_object_get(s->vm, "migrated_to");
+	if (to && !json_is_null(to))
+		return vm_error_setx(err, EALREADY,
+				     "VM %s was already migrated to %s:%lld: delete it here, or "
+				     "clear migrated_to first",
+				     ctx->uuid, json_string_value(json_object_get(to, "host")),
+				     json_integer_value(json_object_get(to, "port")));
+	if (s->mode->check) {
+		r = s->mode->check(s->vm, err);
+		if (r < 0)
+			return r;
+	}
+	r = vm_send_estimate(ctx->node, ctx->uuid, &s->estimate, &ctx->total, err);
+	if (r < 0)
+		return r;
+	return vm_node_pool(ctx->node, &s->pool, err);
 }
 
-static void send_state_remove(struct vm_node *node, const char *uuid)
+/* Connect to the target's vmadmd: TLS with the node key. */
+static int send_connect(struct sender *s, const uint8_t key[NET_KEY_LEN], struct vm_error *err)
 {
-	_cleanup_free_ char *path = vm_node_path(node, "run/send-%s.json", uuid);
-	unlink(path);
+	struct migrate_source *ctx = &s->ctx;
+	int timeout = ctx->opts->timeout > 0 ? ctx->opts->timeout : net_node_timeout(ctx->node);
+	int r;
+
+	emit(ctx->opts, "connect", 0, ctx->total);
+	r = net_connect(ctx->host, ctx->port, key, timeout, &s->conn, err);
+	if (r < 0)
+		return r;
+	ctx->conn = s->conn;
+	return 0;
 }
 
-static const char *record_modified(json_t *vm)
+/* HELLO both ways: the target must speak this protocol. */
+static int send_hello(struct sender *s, struct vm_error *err)
 {
-	return json_string_value(json_object_get(vm, "last_modified"));
+	struct migrate_source *ctx = &s->ctx;
+	_cleanup_json_ json_t *hello = migrate_hello(ctx->node);
+	json_int_t theirs;
+	int r;
+
+	r = net_request(s->conn, hello, "hello", &s->their, err);
+	if (r < 0)
+		return r;
+	ctx->target_hello = s->their;
+	theirs = json_integer_value(json_object_get(s->their, "protocol"));
+	if (theirs != NET_PROTOCOL_VERSION)
+		return vm_error_setx(err, EPROTONOSUPPORT,
+				     "%s speaks migration protocol %lld, this vmadm %d", ctx->host,
+				     theirs, NET_PROTOCOL_VERSION);
+	return 0;
 }
 
-void migrate_send_state_stamp(struct migrate_source *ctx)
+/* Choose the encoding, the compression and the instant, and send BEGIN:
+ * the target answers ACCEPT (ctx->accept: the datasets it holds already),
+ * or refuses. */
+static int send_begin(struct sender *s, struct vm_error *err)
 {
-	_cleanup_json_ json_t *st = send_state_load(ctx->node, ctx->uuid);
-	_cleanup_json_ json_t *vm = NULL;
+	struct migrate_source *ctx = &s->ctx;
+	const struct migrate_send_opts *opts = ctx->opts;
+	_cleanup_json_ json_t *config = NULL, *begin = NULL;
 	struct vm_error e = {0};
+	int r;
 
-	if (!st || vm_store_load(ctx->node, ctx->uuid, &vm, &e) < 0 || !record_modified(vm))
-		return;
-	json_object_set_new(st, "record_modified", json_string(record_modified(vm)));
-	send_state_save(ctx->node, ctx->uuid, st);
+	ctx->portable = opts->send.portable || !vm_pool_native_encoding(s->pool) ||
+			!list_has(json_object_get(s->their, "encodings"),
+				  vm_pool_native_encoding(s->pool));
+	ctx->compress =
+	    opts->send.compress && list_has(json_object_get(s->their, "compression"), "zstd");
+	migrate_meter_init(&ctx->meter, opts->bwlimit);
+	s->prior_running = migrate_instant_choose(ctx);
+
+	if (vm_store_load(ctx->node, ctx->uuid, &config, &e) < 0)
+		config = json_deep_copy(s->vm);
+	/* Runtime fields are this node's, not the VM's config. */
+	json_object_del(config, "pid");
+	json_object_del(config, "transition");
+	json_object_del(config, "boot_timestamp");
+	begin = json_pack("{s:s, s:s, s:s, s:O, s:O, s:I, s:s, s:s, s:s}", "type", "begin", "mode",
+			  s->mode->name, "uuid", ctx->uuid, "config", config, "estimate",
+			  s->estimate, "total", (json_int_t)ctx->total, "encoding",
+			  ctx->portable ? "portable" : vm_pool_native_encoding(s->pool), "compression",
+			  ctx->compress ? "zstd" : "none", "instant", ctx->instant_id);
+	emit(opts, "check", 0, ctx->total);
+	r = net_request(s->conn, begin, "accept", &s->accept, err);
+	if (r < 0) {
+		/* Nothing was stopped: nothing to resume. */
+		if (!s->prior_running || s->running)
+			migrate_instant_drop(ctx->node, ctx->uuid, ctx->instant);
+		return vm_error_prefix(err, "%s:%d refused VM %s", ctx->host, ctx->port, ctx->uuid);
+	}
+	ctx->accept = s->accept;
+	return 0;
+}
+
+/* The mode moves the VM and returns the target's INSTALLED record. On
+ * failure the VM is put back as it was: restarted if the mode stopped it
+ * (its snapshots then go: a VM that ran again is no longer as they caught
+ * it), else they stay for a resume. */
+static int send_run(struct sender *s, json_t **ret_record, struct vm_error *err)
+{
+	struct migrate_source *ctx = &s->ctx;
+	struct vm_error e = {0};
+	int r;
+
+	s->t_mode = migrate_now();
+	r = s->mode->source(ctx, ret_record, err);
+	if (r >= 0)
+		return 0;
+	if (ctx->was_running)
+		migrate_instant_drop(ctx->node, ctx->uuid, ctx->instant);
+	vm_info("send VM %s to %s:%d failed: %s", ctx->uuid, ctx->host, ctx->port, err->msg);
+	if (ctx->was_running && vm_start(ctx->node, ctx->uuid, &e) < 0) {
+		char first[sizeof(err->msg)];
+		snprintf(first, sizeof(first), "%s", err->msg);
+		return vm_error_setx(err, err->code,
+				     "send VM %s to %s:%d: %s; restarting it here failed too: %s",
+				     ctx->uuid, ctx->host, ctx->port, first, e.msg);
+	}
+	return vm_error_prefix(err, "send VM %s to %s:%d", ctx->uuid, ctx->host, ctx->port);
+}
+
+/* The target has the whole VM, verified and installed: mark it migrated
+ * here, CONFIRM (start it there if it ran here: *ret_start) and take DONE. */
+static int send_confirm(struct sender *s, bool *ret_start, json_t **ret_done, struct vm_error *err)
+{
+	struct migrate_source *ctx = &s->ctx;
+	_cleanup_json_ json_t *confirm = NULL, *done = NULL;
+	const char *state, *why;
+	bool start;
+	int r;
+
+	emit(ctx->opts, "confirm", ctx->meter.bytes, ctx->total);
+	migrate_instant_drop(ctx->node, ctx->uuid, ctx->instant);
+	r = mark_migrated(ctx->node, ctx->uuid, ctx->host, ctx->port, err);
+	if (r < 0) {
+		/* Without the mark, starting the VM there would make two. */
+		net_send_error(s->conn, "the source could not mark its VM as migrated");
+		return vm_error_prefix(err,
+				       "VM %s is installed on %s:%d but stays stopped there, and "
+				       "here",
+				       ctx->uuid, ctx->host, ctx->port);
+	}
+	start = (ctx->was_running || s->prior_running) && !ctx->opts->no_start;
+	confirm = json_pack("{s:s, s:b}", "type", "confirm", "start", start);
+	r = net_send_msg(s->conn, confirm, err);
+	if (r >= 0)
+		r = net_expect_msg(s->conn, "done", &done, err);
+	if (r < 0)
+		return vm_error_prefix(err,
+				       "VM %s is installed on %s:%d, but its start was not "
+				       "confirmed: check it there",
+				       ctx->uuid, ctx->host, ctx->port);
+	state = json_string_value(json_object_get(done, "state"));
+	why = json_string_value(json_object_get(done, "error"));
+	if (start && (!state || !streq(state, "running")))
+		return vm_error_setx(err, EIO, "VM %s is installed on %s:%d but did not start: %s",
+				     ctx->uuid, ctx->host, ctx->port, why ? why : "unknown reason");
+	*ret_start = start;
+	*ret_done = TAKE_PTR(done);
+	return 0;
+}
+
+/* Downtime in seconds, < 0 when there is none to tell: from the source VM's
+ * stop (the start of a mode that did not say, e.g. cold, which stops
+ * first) to the target VM running. Both clocks are CLOCK_MONOTONIC:
+ * meaningful when both nodes share a kernel; the durations each side
+ * measured are reported too. */
+static double send_downtime(struct sender *s, bool start, json_t *done)
+{
+	double started_at = json_real_value(json_object_get(done, "started_at"));
+	double stop_t, downtime;
+
+	if (!s->ctx.was_running || !start || started_at <= 0)
+		return -1;
+	stop_t = s->ctx.stopped_at > 0 ? s->ctx.stopped_at : s->t_mode;
+	downtime = started_at - stop_t;
+	if (downtime < 0 || downtime > 86400)
+		downtime = migrate_now() - stop_t; /* other clocks: an upper bound */
+	return downtime;
+}
+
+/* The last event: "done", with the downtime and the durations. */
+static void send_done_event(struct sender *s, json_t *done, double downtime)
+{
+	struct migrate_source *ctx = &s->ctx;
+	struct migrate_done d = {
+	    .downtime = downtime,
+	    .bytes_total = ctx->meter.bytes,
+	    .source_seconds = migrate_now() - s->t_mode,
+	    .target_start_seconds = json_real_value(json_object_get(done, "start_seconds")),
+	};
+	struct migrate_event ev = {
+	    .phase = "done",
+	    .bytes = ctx->meter.bytes,
+	    .total = ctx->meter.bytes > ctx->total ? ctx->meter.bytes : ctx->total,
+	    .eta = -1,
+	    .done = &d,
+	};
+
+	if (ctx->opts->event)
+		ctx->opts->event(&ev, ctx->opts->userdata);
+}
+
+/* What migrate_send_remote returns. */
+static json_t *send_result(struct sender *s, json_t *done, double downtime)
+{
+	struct migrate_source *ctx = &s->ctx;
+	const char *state = json_string_value(json_object_get(done, "state"));
+	json_t *have = json_object_get(s->accept, "have"), *res;
+
+	res = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I, s:O}", "uuid", ctx->uuid, "host", ctx->host,
+			"port", ctx->port, "state", state ? state : "?", "bytes",
+			(json_int_t)ctx->meter.bytes, "total", (json_int_t)ctx->total, "skipped",
+			have ? have : json_null());
+	if (!res)
+		return NULL;
+	json_object_set_new(res, "downtime", downtime >= 0 ? json_real(downtime) : json_null());
+	json_object_set_new(res, "mode", json_string(s->mode->name));
+	if (ctx->report)
+		json_object_set(res, "report", ctx->report);
+	return res;
 }
 
 int migrate_send_remote(struct vm_node *node, const char *uuid, const char *host, int port,
 			const struct migrate_send_opts *opts, json_t **ret_result,
 			struct vm_error *err)
 {
-	_cleanup_json_ json_t *vm = NULL, *estimate = NULL, *hello = NULL, *their = NULL;
-	_cleanup_json_ json_t *begin = NULL, *accept = NULL, *record = NULL, *done = NULL;
-	_cleanup_conn_ struct net_conn *conn = NULL;
-	struct migrate_source ctx = { 0 };
-	const struct migrate_mode_ops *mode;
-	uint8_t key[NET_KEY_LEN];
+	_cleanup_(sender_done) struct sender s = {
+	    .ctx = {.node = node, .uuid = uuid, .host = host, .port = port, .opts = opts}};
+	_cleanup_json_ json_t *record = NULL, *done = NULL;
 	_cleanup_free_ char *keypath = net_key_path(node);
-	struct vm_pool *pool;
-	uint64_t total = 0;
-	const char *state;
-	bool start, prior_running = false;
-	double t_mode = 0, downtime = -1;
-	int timeout = opts->timeout > 0 ? opts->timeout : net_node_timeout(node);
+	uint8_t key[NET_KEY_LEN];
+	bool start = false;
+	double downtime;
 	int r;
 
-	mode = migrate_mode_by_name(opts->mode);
-	if (!mode)
-		return vm_error_setx(err, ENOTSUP, "unknown migration mode '%s'", opts->mode);
+	s.mode = migrate_mode_get(opts->mode);
+	if (!s.mode)
+		return vm_error_setx(err, ENOTSUP, "unknown migration mode %d", (int)opts->mode);
 	r = net_key_load(keypath, key, err);
-	if (r < 0)
-		return r;
-	r = vm_get(node, uuid, &vm, err);
-	if (r < 0)
-		return r;
-	state = json_string_value(json_object_get(vm, "state"));
-	if (state && !streq(state, "stopped") && !streq(state, "running"))
-		return vm_error_setx(err, EBUSY, "VM %s is %s and cannot be sent", uuid, state);
-	if (json_object_get(vm, "migrated_to") && !json_is_null(json_object_get(vm, "migrated_to")))
-		return vm_error_setx(err, EALREADY,
-				     "VM %s was already migrated to %s:%lld: delete it here, or "
-				     "clear migrated_to first",
-				     uuid,
-				     json_string_value(json_object_get(json_object_get(vm, "migrated_to"), "host")),
-				     json_integer_value(json_object_get(json_object_get(vm, "migrated_to"), "port")));
-	if (mode->check) {
-		r = mode->check(vm, err);
-		if (r < 0)
-			return r;
-	}
-	r = vm_send_estimate(node, uuid, &estimate, &total, err);
-	if (r < 0)
-		return r;
-	r = vm_node_pool(node, &pool, err);
-	if (r < 0)
-		return r;
-
-	emit(opts, "connect", 0, total);
-	r = net_connect(host, port, key, timeout, &conn, err);
-	memset(key, 0, sizeof(key));
-	if (r < 0)
-		return r;
-	hello = migrate_hello(node);
-	r = net_request(conn, hello, "hello", &their, err);
-	if (r < 0)
-		return r;
-	if (json_integer_value(json_object_get(their, "protocol")) != NET_PROTOCOL_VERSION)
-		return vm_error_setx(err, EPROTONOSUPPORT,
-				     "%s speaks migration protocol %lld, this vmadm %d", host,
-				     json_integer_value(json_object_get(their, "protocol")),
-				     NET_PROTOCOL_VERSION);
-
-	ctx.node = node;
-	ctx.conn = conn;
-	ctx.uuid = uuid;
-	ctx.host = host;
-	ctx.port = port;
-	ctx.vm = vm;
-	ctx.target_hello = their;
-	ctx.opts = opts;
-	ctx.total = total;
-	ctx.portable =
-	    opts->portable || !vm_pool_native_encoding(pool) ||
-	    !list_has(json_object_get(their, "encodings"), vm_pool_native_encoding(pool));
-	ctx.compress = !opts->no_compress && list_has(json_object_get(their, "compression"), "zstd");
-	migrate_instant_name(host, port, ctx.instant);
-	migrate_meter_init(&ctx.meter, opts->bwlimit);
-	{
-		/* Resume from the snapshots of an earlier run to the same
-		 * target only if the VM stayed as they caught it: stopped,
-		 * its record unchanged since they were taken (a start and a
-		 * stop by hand in between would change its data); else a new
-		 * taking (the target then drops what it holds). */
-		_cleanup_json_ json_t *prev = send_state_load(node, uuid);
-		const char *pinst = json_string_value(json_object_get(prev, "instant"));
-		const char *pid = json_string_value(json_object_get(prev, "instant_id"));
-		const char *pmod = json_string_value(json_object_get(prev, "record_modified"));
-		bool running = state && streq(state, "running");
-		if (prev && !running && pinst && pid && streq(pinst, ctx.instant) && pmod &&
-		    record_modified(vm) && streq(pmod, record_modified(vm))) {
-			snprintf(ctx.instant_id, sizeof(ctx.instant_id), "%s", pid);
-			prior_running = json_is_true(json_object_get(prev, "was_running"));
-		} else {
-			struct vm_error e = { 0 };
-			char ts[32];
-			vm_send_drop_snapshots(node, uuid, ctx.instant, &e);
-			vm_timestamp_now(ts);
-			snprintf(ctx.instant_id, sizeof(ctx.instant_id), "%s@%s", ctx.instant, ts);
-			prior_running = running;
-		}
-		_cleanup_json_ json_t *st = json_pack("{s:s, s:s, s:b}", "instant", ctx.instant,
-						      "instant_id", ctx.instant_id, "was_running",
-						      prior_running);
-		send_state_save(node, uuid, st);
-	}
-
-	{
-		_cleanup_json_ json_t *config = NULL;
-		struct vm_error e = { 0 };
-		if (vm_store_load(node, uuid, &config, &e) < 0)
-			config = json_deep_copy(vm);
-		/* Runtime fields are this node's, not the VM's config. */
-		json_object_del(config, "pid");
-		json_object_del(config, "transition");
-		json_object_del(config, "boot_timestamp");
-		begin = json_pack("{s:s, s:s, s:s, s:O, s:O, s:I, s:s, s:s, s:s}", "type", "begin",
-				  "mode", mode->name, "uuid", uuid, "config", config, "estimate",
-				  estimate, "total", (json_int_t)total, "encoding",
-				  ctx.portable ? "portable" : "btrfs", "compression",
-				  ctx.compress ? "zstd" : "none", "instant", ctx.instant_id);
-	}
-	emit(opts, "check", 0, total);
-	r = net_request(conn, begin, "accept", &accept, err);
-	if (r < 0) {
-		if (!prior_running || (state && streq(state, "running"))) {
-			/* Nothing was stopped: nothing to resume. */
-			struct vm_error e = { 0 };
-			vm_send_drop_snapshots(node, uuid, ctx.instant, &e);
-			send_state_remove(node, uuid);
-		}
-		return vm_error_prefix(err, "%s:%d refused VM %s", host, port, uuid);
-	}
-	ctx.accept = accept;
-
-	t_mode = migrate_now();
-	r = mode->source(&ctx, &record, err);
-	if (r < 0) {
-		struct vm_error e = { 0 };
-		bool restart = ctx.was_running;
-		/* Keep the instant for a resume only while the VM stays as it
-		 * was snapshotted (stopped). */
-		if (restart) {
-			vm_send_drop_snapshots(node, uuid, ctx.instant, &e);
-			send_state_remove(node, uuid);
-		}
-		vm_info("send VM %s to %s:%d failed: %s", uuid, host, port, err->msg);
-		if (restart && vm_start(node, uuid, &e) < 0) {
-			char first[sizeof(err->msg)];
-			snprintf(first, sizeof(first), "%s", err->msg);
-			return vm_error_setx(err, err->code,
-					     "send VM %s to %s:%d: %s; restarting it here failed too: %s",
-					     uuid, host, port, first, e.msg);
-		}
-		return vm_error_prefix(err, "send VM %s to %s:%d", uuid, host, port);
-	}
-
-	/* The target has the whole VM, verified and installed. */
-	emit(opts, "confirm", ctx.meter.bytes, total);
-	{
-		struct vm_error e = { 0 };
-		vm_send_drop_snapshots(node, uuid, ctx.instant, &e);
-		send_state_remove(node, uuid);
-	}
-	r = mark_migrated(node, uuid, host, port, err);
-	if (r < 0) {
-		/* Without the mark, starting the VM there would make two. */
-		net_send_error(conn, "the source could not mark its VM as migrated");
-		return vm_error_prefix(err,
-				       "VM %s is installed on %s:%d but stays stopped there, and "
-				       "here",
-				       uuid, host, port);
-	}
-	start = (ctx.was_running || prior_running) && !opts->no_start;
-	{
-		_cleanup_json_ json_t *c = json_pack("{s:s, s:b}", "type", "confirm", "start", start);
-		r = net_send_msg(conn, c, err);
-	}
 	if (r >= 0)
-		r = net_expect_msg(conn, "done", &done, err);
+		r = send_check(&s, err);
+	if (r >= 0)
+		r = send_connect(&s, key, err);
+	explicit_bzero(key, sizeof(key));
+	if (r >= 0)
+		r = send_hello(&s, err);
+	if (r >= 0)
+		r = send_begin(&s, err);
+	if (r >= 0)
+		r = send_run(&s, &record, err);
+	if (r >= 0)
+		r = send_confirm(&s, &start, &done, err);
 	if (r < 0)
-		return vm_error_prefix(err,
-				       "VM %s is installed on %s:%d, but its start was not "
-				       "confirmed: check it there",
-				       uuid, host, port);
-	state = json_string_value(json_object_get(done, "state"));
-	if (start && (!state || !streq(state, "running")))
-		return vm_error_setx(err, EIO, "VM %s is installed on %s:%d but did not start: %s",
-				     uuid, host, port,
-				     json_string_value(json_object_get(done, "error"))
-					     ? json_string_value(json_object_get(done, "error"))
-					     : "unknown reason");
-	/* Downtime: from the source VM's stop (the start of a mode that did not
-	 * say, e.g. cold, which stops first) to the target VM running. Both
-	 * clocks are CLOCK_MONOTONIC: meaningful when both nodes share a
-	 * kernel; the durations each side measured are reported too. */
-	if (ctx.was_running && start && json_real_value(json_object_get(done, "started_at")) > 0) {
-		double stop_t = ctx.stopped_at > 0 ? ctx.stopped_at : t_mode;
-		downtime = json_real_value(json_object_get(done, "started_at")) - stop_t;
-		if (downtime < 0 || downtime > 86400)
-			downtime = migrate_now() - stop_t; /* other clocks: an upper bound */
-	}
-	{
-		_cleanup_json_ json_t *d = json_pack(
-			"{s:o, s:I, s:f, s:f}", "downtime",
-			downtime >= 0 ? json_real(downtime) : json_null(), "bytes_total",
-			(json_int_t)ctx.meter.bytes, "source_seconds", migrate_now() - t_mode,
-			"target_start_seconds",
-			json_real_value(json_object_get(done, "start_seconds")));
-		struct migrate_event ev = { .phase = "done", .bytes = ctx.meter.bytes,
-					    .total = ctx.meter.bytes > total ? ctx.meter.bytes : total,
-					    .eta = -1, .detail = d };
-		if (opts->event)
-			opts->event(&ev, opts->userdata);
-	}
+		return r;
+	downtime = send_downtime(&s, start, done);
+	send_done_event(&s, done, downtime);
 	if (ret_result)
-		*ret_result = json_pack("{s:s, s:s, s:i, s:s, s:I, s:I, s:O}", "uuid", uuid, "host",
-					host, "port", port, "state", state ? state : "?", "bytes",
-					(json_int_t)ctx.meter.bytes, "total", (json_int_t)total,
-					"skipped", json_object_get(accept, "have") ?
-					json_object_get(accept, "have") : json_null());
-	if (ret_result && *ret_result) {
-		json_object_set_new(*ret_result, "downtime",
-				    downtime >= 0 ? json_real(downtime) : json_null());
-		json_object_set_new(*ret_result, "mode", json_string(mode->name));
-	}
-	if (ret_result && ctx.report)
-		json_object_set(*ret_result, "report", ctx.report);
-	json_decref(ctx.report);
+		*ret_result = send_result(&s, done, downtime);
 	return 0;
 }

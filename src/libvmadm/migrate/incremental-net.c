@@ -264,7 +264,7 @@ static void *pass_thread(void *arg)
 		return NULL;
 	}
 	if (j->stop_first) {
-		int t = ctx->opts->stop_timeout > 0 ? ctx->opts->stop_timeout : 60;
+		int t = ctx->opts->send.stop_timeout > 0 ? ctx->opts->send.stop_timeout : 60;
 		job_phase(j, "stop", NULL);
 		j->stopped_at = migrate_now();
 		j->r = vm_stop(ctx->node, ctx->uuid, t, false, &j->err);
@@ -287,13 +287,14 @@ static void *pass_thread(void *arg)
 	return NULL;
 }
 
-static void emit_pass(struct migrate_source *ctx, const char *phase, json_t *detail)
+static void emit_pass(struct migrate_source *ctx, const char *phase,
+		      const struct migrate_pass *pass)
 {
 	struct migrate_event ev = {.phase = phase,
 				   .bytes = ctx->meter.bytes,
 				   .total = ctx->total,
 				   .eta = -1,
-				   .detail = detail};
+				   .pass = pass};
 
 	if (ev.bytes > ev.total)
 		ev.total = ev.bytes;
@@ -395,7 +396,9 @@ static int incr_source(struct migrate_source *ctx, json_t **ret_record, struct v
 	resumed = base[0] != '\0';
 	for (;;) {
 		struct pass_job j = {0};
-		_cleanup_json_ json_t *done = NULL, *detail = NULL;
+		struct migrate_pass pass;
+		_cleanup_json_ json_t *done = NULL;
+		char from[256];
 		double t0, secs;
 		uint64_t b0, bytes;
 		bool stop;
@@ -428,13 +431,17 @@ static int incr_source(struct migrate_source *ctx, json_t **ret_record, struct v
 		if (n == 1)
 			pass1 = bytes;
 		meas[n - 1] = (struct vm_incr_pass){.bytes = bytes, .seconds = secs};
-		json_t *stop_s = j.stopped ? json_real(j.stop_seconds) : json_null();
-		detail = json_pack(
-		    "{s:i, s:I, s:f, s:I, s:b, s:o, s:f, s:o}", "pass", (int)n, "pass_bytes",
-		    (json_int_t)bytes, "seconds", secs, "pass_rate",
-		    (json_int_t)(secs > 0 ? bytes / secs : 0), "final", final, "from",
-		    j.from ? json_string(j.from) : json_null(), "target_seconds",
-		    json_real_value(json_object_get(done, "seconds")), "stop_seconds", stop_s);
+		snprintf(from, sizeof(from), "%s", base); /* base changes below */
+		pass = (struct migrate_pass){
+		    .n = n,
+		    .bytes = bytes,
+		    .seconds = secs,
+		    .rate = (uint64_t)(secs > 0 ? bytes / secs : 0),
+		    .final = final,
+		    .from = j.from ? from : NULL,
+		    .target_seconds = json_real_value(json_object_get(done, "seconds")),
+		    .stop_seconds = j.stopped ? j.stop_seconds : -1,
+		};
 		/* The target holds snap now and dropped base: ours goes too. */
 		if (base[0]) {
 			struct vm_error e = {0};
@@ -443,15 +450,15 @@ static int incr_source(struct migrate_source *ctx, json_t **ret_record, struct v
 		snprintf(base, sizeof(base), "%s", snap);
 		state_save(ctx->node, ctx->uuid, prefix, base);
 		if (final) {
-			json_array_append(passes, detail);
-			emit_pass(ctx, "pass", detail);
+			json_array_append_new(passes, migrate_pass_json(&pass));
+			emit_pass(ctx, "pass", &pass);
 			break;
 		}
 		stop = vm_incr_should_stop(meas, n, &rule, &why);
-		json_object_set_new(detail, "reason", json_string(why));
-		json_object_set_new(detail, "stop", json_boolean(stop));
-		json_array_append(passes, detail);
-		emit_pass(ctx, "pass", detail);
+		pass.stop = stop;
+		pass.reason = why;
+		json_array_append_new(passes, migrate_pass_json(&pass));
+		emit_pass(ctx, "pass", &pass);
 		if (stop) {
 			_cleanup_json_ json_t *vm = NULL;
 			struct vm_error e = {0};
@@ -632,6 +639,7 @@ fail:
 }
 
 const struct migrate_mode_ops migrate_incremental_ops = {
+    .mode = MIGRATE_INCREMENTAL,
     .name = "incremental",
     .source = incr_source,
     .target = incr_target,

@@ -618,6 +618,7 @@ fail:
 }
 
 const struct migrate_mode_ops migrate_live_ops = {
+    .mode = MIGRATE_LIVE,
     .name = "live",
     .source = live_source,
     .target = live_target,

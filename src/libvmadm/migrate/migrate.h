@@ -32,6 +32,8 @@ struct vm_progress {
 };
 typedef void (*vm_progress_fn)(const struct vm_progress *p, void *userdata);
 
+/* The options of a send, to a file (vm_send) or, inside struct
+ * migrate_send_opts, to a node. */
 struct vm_send_opts {
 	bool portable;       /* portable encodings even where the pool has a native one */
 	bool compress;       /* zstd inside the records */

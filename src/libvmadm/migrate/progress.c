@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Rate, ETA and the bandwidth limit of a transfer. */
+/* Rate, ETA and the bandwidth limit of a transfer, and the events that
+ * show them. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,8 +38,9 @@ void migrate_meter_take(struct migrate_meter *m, size_t n)
 		m->tokens -= n;
 		if (m->tokens < 0) {
 			double wait = -m->tokens / m->bwlimit;
-			struct timespec ts = { .tv_sec = (time_t)wait,
-					       .tv_nsec = (long)((wait - (double)(time_t)wait) * 1e9) };
+			struct timespec ts = {.tv_sec = (time_t)wait,
+					      .tv_nsec =
+						  (long)((wait - (double)(time_t)wait) * 1e9)};
 			nanosleep(&ts, NULL);
 			now = migrate_now();
 			m->tokens += (now - m->tok_t) * m->bwlimit;
@@ -81,10 +83,23 @@ int migrate_parse_rate(const char *s, uint64_t *ret, struct vm_error *err)
 	if (errno || end == s || v <= 0)
 		return vm_error_setx(err, EINVAL, "bad rate '%s' (examples: 50M, 1G, 800k)", s);
 	switch (*end) {
-	case 'k': case 'K': v *= 1024; end++; break;
-	case 'm': case 'M': v *= 1024 * 1024; end++; break;
-	case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-	case '\0': break;
+	case 'k':
+	case 'K':
+		v *= 1024;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v *= 1024 * 1024;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v *= 1024.0 * 1024 * 1024;
+		end++;
+		break;
+	case '\0':
+		break;
 	default:
 		return vm_error_setx(err, EINVAL, "bad rate '%s' (examples: 50M, 1G, 800k)", s);
 	}
@@ -94,4 +109,34 @@ int migrate_parse_rate(const char *s, uint64_t *ret, struct vm_error *err)
 		return vm_error_setx(err, EINVAL, "bad rate '%s' (examples: 50M, 1G, 800k)", s);
 	*ret = (uint64_t)v;
 	return 0;
+}
+
+void migrate_emit(struct migrate_source *ctx, const char *phase, const char *ds)
+{
+	struct migrate_event ev = {
+	    .phase = phase, .dataset = ds, .bytes = ctx->meter.bytes, .total = ctx->total};
+
+	if (!ctx->opts->event)
+		return;
+	if (ev.bytes > ev.total)
+		ev.total = ev.bytes; /* the estimate leaves out the stream's headers */
+	migrate_meter_fill(&ctx->meter, &ev);
+	ctx->opts->event(&ev, ctx->opts->userdata);
+}
+
+json_t *migrate_pass_json(const struct migrate_pass *p)
+{
+	json_t *j =
+	    json_pack("{s:i, s:I, s:f, s:I, s:b, s:o, s:f, s:o}", "pass", (int)p->n, "pass_bytes",
+		      (json_int_t)p->bytes, "seconds", p->seconds, "pass_rate", (json_int_t)p->rate,
+		      "final", p->final, "from", p->from ? json_string(p->from) : json_null(),
+		      "target_seconds", p->target_seconds, "stop_seconds",
+		      p->stop_seconds >= 0 ? json_real(p->stop_seconds) : json_null());
+
+	if (j && !p->final) {
+		if (p->reason)
+			json_object_set_new(j, "reason", json_string(p->reason));
+		json_object_set_new(j, "stop", json_boolean(p->stop));
+	}
+	return j;
 }
