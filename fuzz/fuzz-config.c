@@ -21,7 +21,7 @@
 
 #include "fuzz.h"
 #include "migrate/migrate.h"
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/macros.h"

@@ -32,7 +32,7 @@
 
 #include "fuzz.h"
 #include "migrate/migrate.h"
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "net/net-private.h"
 #include "util/json.h"
 #include "util/macros.h"
@@ -98,7 +98,7 @@ static void drain(struct net_conn *c)
 	ERR_clear_error();
 }
 
-/* check_begin's checks on the message (migrate/server.c), in its order,
+/* check_begin's checks on the message (migrate/transport/session.c), in its order,
  * without the journal (the node has no receive in progress) and the
  * answer. Returns the mode, or NULL when refused. */
 static const struct migrate_mode_ops *begin_checks(json_t *begin)

@@ -9,7 +9,7 @@
 
 #include "brand/live.h"
 #include "migrate/migrate.h"
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "net/net.h"
 #include "util/format.h"
 #include "util/fs.h"

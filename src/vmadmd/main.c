@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "node/node.h"
 #include "util/fs.h"
 #include "util/log.h"

@@ -58,11 +58,15 @@ without() {
 }
 # first DIR PATTERN: the first file of DIR (relative to $SRC) that matches.
 first() {
-	(cd "$SRC" && find "$1" -maxdepth 1 -name "$2" | LC_ALL=C sort | head -n 1)
+	(cd "$SRC" && find "$1" -name "$2" | LC_ALL=C sort | head -n 1)
 }
 
 for part in "$SRC"/src/libvmadm/*/; do
 	without "$(first "src/libvmadm/$(basename "$part")" '*.c')"
+done
+# migrate/'s layers are folders of their own
+for layer in "$SRC"/src/libvmadm/migrate/*/; do
+	without "$(first "src/libvmadm/migrate/$(basename "$layer")" '*.c')"
 done
 without "$(first src/vmadm 'cmd-*.c')"
 without src/vmadm/main.c

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * incr-ops: drive the incremental-migration building blocks
- * (migrate/incremental.h) without the network, for
+ * (migrate/local/incremental.h) without the network, for
  * tests/integration/incremental-local.sh. The node is $VMADM_ROOT.
  *
  *   incr-ops snapshot UUID NAME        vm_incr_snapshot_all
@@ -37,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "migrate/incremental.h"
+#include "migrate/local/incremental.h"
 #include "storage/sparse.h"
 #include "stream/stream.h"
 #include "util/log.h"

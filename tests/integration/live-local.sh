@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Live migration, the QEMU side (migrate/live.c) without vmadmd: two node
+# Live migration, the QEMU side (brand/kvm-live*.c) without vmadmd: two node
 # roots on this machine, the QEMUs in two network namespaces joined by a
 # veth pair, a kvm VM (TCG) with two disks running the workload (a record
 # every 100 ms on disk0). The disk snapshots are "sent" by copying them

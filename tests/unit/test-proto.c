@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "net/net-private.h"
 #include "net/net.h"
 #include "util/fs.h"

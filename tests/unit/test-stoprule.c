@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The stop rule of `vmadm send -I` (vm_incr_should_stop). */
 #include "check.h"
-#include "migrate/incremental.h"
+#include "migrate/local/incremental.h"
 
 #define MiB (1024ull * 1024)
 

@@ -2,7 +2,7 @@
 /*
  * Live migration, the hypervisor's side: the sub-table a brand fills when
  * its VMs can move while they run (struct vm_brand_ops.live; only kvm,
- * brand/kvm-live*.c). The transport (migrate/live-net.c) calls the slots in
+ * brand/kvm-live*.c). The transport (migrate/modes/live.c) calls the slots in
  * this order:
  *
  *   source                                    target

@@ -72,7 +72,7 @@ int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint6
 
 struct vm_recv_opts {
 	bool force; /* replace an existing stopped VM of the same UUID */
-	/* Network receives (migrate/server.c): on failure, keep the datasets
+	/* Network receives (migrate/transport/session.c): on failure, keep the datasets
 	 * already complete for a resume (journal phase "kept", expiring
 	 * hold_secs later, tagged with instant) instead of undoing them. */
 	bool hold;

@@ -6,11 +6,11 @@
  *   ROOT/vmadm.conf      node settings (JSON object)
  *   ROOT/vms/UUID.json   VM records
  *   ROOT/locks/UUID.lock per-VM locks (UUID.incr.lock, UUID.live.lock: a
- *                        migration's owner, migrate/journal.h)
+ *                        migration's owner, migrate/local/journal.h)
  *   ROOT/run/            sockets, pidfiles (QMP, console, vmadmd)
  *   ROOT/log/            logs
  *   ROOT/images/UUID.json installed image manifests (see image/image.h)
- *   ROOT/recv/UUID.json  journals of receives in progress (migrate/journal.h)
+ *   ROOT/recv/UUID.json  journals of receives in progress (migrate/local/journal.h)
  *   ROOT/zones/          the pool's mount point: dataset zones/X is ROOT/zones/X
  *   ROOT/pool.img        the btrfs loop file, when the root is not on btrfs
  */

@@ -470,6 +470,19 @@ int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 	return pool->ops->list_snapshots(pool, ds, ret, err);
 }
 
+bool vm_pool_has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
+{
+	_cleanup_strv_ char **snaps = NULL;
+	struct vm_error e = { 0 };
+
+	if (vm_pool_list_snapshots(pool, ds, &snaps, &e) < 0)
+		return false;
+	for (char **s = snaps; s && *s; s++)
+		if (streq(*s, snap))
+			return true;
+	return false;
+}
+
 int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 			     struct vm_error *err)
 {

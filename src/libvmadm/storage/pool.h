@@ -226,6 +226,8 @@ int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 		     struct vm_error *err);
 int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 			   struct vm_error *err);
+/* Does ds exist and have snapshot snap? (false when it cannot be listed) */
+bool vm_pool_has_snapshot(struct vm_pool *pool, const char *ds, const char *snap);
 int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 			     struct vm_error *err);
 int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,

@@ -33,7 +33,7 @@ int sparse_copy_tree(const char *src, const char *dst,
 		     bool (*skip)(int dirfd, const char *name, const struct stat *st),
 		     struct vm_error *err);
 
-/* ---- incremental sends (migrate/incremental.c) ---- */
+/* ---- incremental sends (migrate/local/incremental.c) ---- */
 
 #include <stdint.h>
 

@@ -131,3 +131,10 @@ int vm_validate_nic_tags(json_t *nic_tags, json_t *nics, const char *path, struc
 /* The same with the node's setting (vm_node_nic_tags); nics NULL is fine. */
 int vm_validate_node_nics(struct vm_node *node, json_t *nics, const char *path,
 			  struct vm_error *err);
+
+/* The dataset names a VM owns, in the order they must be created (the VM's
+ * zones/UUID first, then children and volumes), as a JSON array of strings. */
+json_t *vm_datasets(json_t *vm);
+
+/* The current time as SmartOS prints timestamps: 2026-11-27T05:39:01.000Z */
+void vm_timestamp_now(char buf[32]);

@@ -11,7 +11,7 @@
 #include "util/lock.h"
 #include "util/macros.h"
 #include "util/uuid.h"
-#include "vm/vm.h"
+#include "vm/props.h"
 
 #define RECORD_MAX (4 * 1024 * 1024)
 
@@ -194,7 +194,7 @@ int vm_store_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		struct vm_error lerr = { 0 };
 		char line[256];
 
-		/* Receives are undone from their journal (migrate/journal.h). */
+		/* Receives are undone from their journal (migrate/local/journal.h). */
 		if (!tr || streq(tr, "receiving"))
 			continue;
 		lock = vm_store_lock(node, uuid, 0, &lerr);

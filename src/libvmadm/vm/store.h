@@ -32,6 +32,9 @@ int vm_store_list(struct vm_node *node, json_t **ret, struct vm_error *err);
 
 bool vm_store_exists(struct vm_node *node, const char *uuid);
 
+/* How long a command waits for another command's lock on the same VM. */
+#define VM_LOCK_WAIT_SECS 30
+
 /* Take the VM's lock, waiting up to wait_secs. Returns the lock fd. */
 int vm_store_lock(struct vm_node *node, const char *uuid, int wait_secs, struct vm_error *err);
 

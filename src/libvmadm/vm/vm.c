@@ -22,34 +22,6 @@
 
 #define MIB (1024ULL * 1024ULL)
 
-void vm_timestamp_now(char buf[32])
-{
-	struct timespec ts;
-	struct tm tm;
-	char tmp[24];
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, 32, "%s.%03ldZ", tmp, ts.tv_nsec / 1000000);
-}
-
-json_t *vm_datasets(json_t *vm)
-{
-	json_t *names = json_array(), *v, *disk;
-	size_t i;
-
-	if (jstr(vm, "zfs_filesystem"))
-		json_array_append_new(names, json_string(jstr(vm, "zfs_filesystem")));
-	json_array_foreach(json_object_get(vm, "datasets"), i, v)
-		if (json_is_string(v))
-			json_array_append(names, v);
-	json_array_foreach(json_object_get(vm, "disks"), i, disk)
-		if (jstr(disk, "zfs_filesystem"))
-			json_array_append_new(names, json_string(jstr(disk, "zfs_filesystem")));
-	return names;
-}
-
 static void random_mac(char out[18])
 {
 	unsigned char b[3] = { 0 };

@@ -10,9 +10,7 @@
 
 #include "node/node.h"
 #include "util/error.h"
-
-/* How long a command waits for another command's lock on the same VM. */
-#define VM_LOCK_WAIT_SECS 30
+#include "vm/props.h"
 
 /* Create a VM from a create payload (validated here). Makes the record and
  * every dataset (cloning images where the payload names one) and returns the
@@ -41,9 +39,6 @@ int vm_stop(struct vm_node *node, const char *uuid, int timeout_secs, bool force
 	    struct vm_error *err);
 int vm_reboot(struct vm_node *node, const char *uuid, struct vm_error *err);
 
-/* The dataset names a VM owns, in the order they must be created (the VM's
- * zones/UUID first, then children and volumes), as a JSON array of strings. */
-json_t *vm_datasets(json_t *vm);
 
 /* Fill the live state of a record from its brand. */
 void vm_fill_runtime(struct vm_node *node, json_t *vm);
@@ -51,5 +46,3 @@ void vm_fill_runtime(struct vm_node *node, json_t *vm);
 /* Record a VM as stopped: state, zone_state, no pid or boot time. */
 void vm_record_set_stopped(json_t *vm);
 
-/* The current time as SmartOS prints timestamps: 2026-11-27T05:39:01.000Z */
-void vm_timestamp_now(char buf[32]);

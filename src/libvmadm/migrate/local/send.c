@@ -9,10 +9,11 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "migrate/journal.h"
-#include "migrate/migrate-private.h"
+#include "brand/live.h"
+#include "migrate/local/journal.h"
+#include "migrate/local/local.h"
 #include "migrate/migrate.h"
-#include "migrate/pump.h"
+#include "migrate/local/native.h"
 #include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fs.h"
@@ -130,17 +131,9 @@ static bool has_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
 	json_t *x;
 	size_t i;
 
-	json_array_foreach(names, i, x) {
-		_cleanup_strv_ char **snaps = NULL;
-		struct vm_error e = { 0 };
-		bool found = false;
-		if (vm_pool_list_snapshots(pool, json_string_value(x), &snaps, &e) < 0)
+	json_array_foreach(names, i, x)
+		if (!vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			return false;
-		for (char **s = snaps; s && *s; s++)
-			found = found || streq(*s, snap);
-		if (!found)
-			return false;
-	}
 	return true;
 }
 
@@ -217,6 +210,28 @@ static void note(json_t **notes, const char *line)
 	json_array_append_new(*notes, json_string(line));
 }
 
+/* Put the source of a live migration of VM uuid back on its own disks, as
+ * its brand's live source_cancel does, when the migrating process died. */
+static int live_source_cancel(struct vm_node *node, const char *uuid, struct vm_error *err)
+{
+	_cleanup_json_ json_t *vm = NULL;
+	const struct vm_brand_ops *ops;
+	const char *brand;
+	int r;
+
+	r = vm_store_load(node, uuid, &vm, err);
+	if (r < 0)
+		return r;
+	brand = json_string_value(json_object_get(vm, "brand"));
+	ops = vm_brand_ops_by_name(brand);
+	if (!ops || !ops->live)
+		return vm_error_setx(err, EOPNOTSUPP,
+				     "live migration is for kvm VMs only (this VM is brand %s); "
+				     "containers migrate with -I",
+				     brand ? brand : "(none)");
+	return ops->live->source_cancel(node, vm, err);
+}
+
 /* `vmadm send -L` processes that died (SIGKILL) with their VM on overlays
  * (ROOT/locks/UUID.live.lock left unlocked): the VM back on its own disks,
  * as after a failed migration. */
@@ -251,7 +266,7 @@ static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_
 			migrate_owner_unlock(node, uuid, "live", owner);
 			continue;
 		}
-		r = migrate_live_source_cancel(node, uuid, &e);
+		r = live_source_cancel(node, uuid, &e);
 		if (r < 0)
 			snprintf(line, sizeof(line),
 				 "the live migration of VM %s lost its sender, and undoing it failed: "
@@ -451,7 +466,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	return 0;
 }
 
-/* ---- shared with incremental.c (migrate-private.h) ---- */
+/* ---- shared with incremental.c (local.h) ---- */
 
 char **migrate_child_names(json_t *names, const char *ds)
 {

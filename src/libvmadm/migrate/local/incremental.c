@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Incremental migration: passes, the held receive, the stop rule
- * (migrate/incremental.h). */
-#include "migrate/incremental.h"
+ * (migrate/local/incremental.h). */
+#include "migrate/local/incremental.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,9 +12,9 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "migrate/journal.h"
-#include "migrate/migrate-private.h"
-#include "migrate/pump.h"
+#include "migrate/local/journal.h"
+#include "migrate/local/local.h"
+#include "migrate/local/native.h"
 #include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fault.h"
@@ -262,53 +262,6 @@ static int held_load(struct vm_node *node, const char *uuid, json_t **ret, struc
 	return 0;
 }
 
-static bool has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
-{
-	_cleanup_strv_ char **snaps = NULL;
-	struct vm_error e = {0};
-
-	if (vm_pool_list_snapshots(pool, ds, &snaps, &e) < 0)
-		return false;
-	for (char **s = snaps; s && *s; s++)
-		if (streq(*s, snap))
-			return true;
-	return false;
-}
-
-/* Put every temp back to its snapshot base (a pass that failed or died
- * half-way), and drop a snapshot called partial that the pass may have
- * taken. */
-static int held_reset(struct vm_pool *pool, json_t *journal, const char *base, const char *partial,
-		      struct vm_error *err)
-{
-	json_t *temps = json_object_get(journal, "temps");
-	json_t *x;
-	size_t i;
-	int r;
-
-	/* What a native receive of the pass left in staging, if it died. */
-	json_array_foreach (temps, i, x) {
-		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
-		if (r < 0)
-			return r;
-	}
-	json_array_foreach(temps, i, x) {
-		const char *t = json_string_value(x);
-		struct vm_error e = {0};
-
-		if (partial && has_snapshot(pool, t, partial))
-			vm_pool_destroy_snapshot(pool, t, partial, &e);
-		if (vm_pool_kind(pool, t) == VM_DS_NONE || !has_snapshot(pool, t, base))
-			return vm_error_setx(err, ENOENT,
-					     "reset %s to @%s: the dataset or its snapshot is gone",
-					     t, base);
-		r = vm_pool_rollback(pool, t, base, err);
-		if (r < 0)
-			return vm_error_prefix(err, "reset %s to @%s", t, base);
-	}
-	return 0;
-}
-
 static void report(const struct vm_recv_opts *o, const char *phase, const char *ds, uint64_t bytes)
 {
 	struct vm_progress p = {.phase = phase, .dataset = ds, .bytes = bytes};
@@ -451,7 +404,7 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 	json_t *was = json_object_get(declared, temp);
 	int r;
 
-	if (!has_snapshot(pool, temp, sd->from_snapshot))
+	if (!vm_pool_has_snapshot(pool, temp, sd->from_snapshot))
 		return vm_error_setx(err, ENOENT, "%s has no snapshot %s to build on", temp,
 				     sd->from_snapshot);
 	/* A delta sizes the volume to what it declares: the config's size,
@@ -601,7 +554,7 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 fail : {
 	/* Back to the base, so that a re-run continues from it. */
 	struct vm_error cerr = {0};
-	if (held_reset(pool, journal, base, snap, &cerr) >= 0) {
+	if (recv_journal_reset(pool, journal, base, snap, &cerr) >= 0) {
 		json_object_del(journal, "applying");
 		recv_journal_write(node, journal, &cerr);
 	}
@@ -653,7 +606,7 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 			    uuid, sd->from_snapshot);
 		if (json_object_get(held, "applying")) {
 			/* a pass that died half-way: back to its base first */
-			r = held_reset(pool, held, jstr(held, "snapshot"), jstr(held, "applying"),
+			r = recv_journal_reset(pool, held, jstr(held, "snapshot"), jstr(held, "applying"),
 				       err);
 			if (r < 0)
 				return r;
@@ -666,30 +619,6 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 	out.bytes = stream_reader_bytes(rd);
 	if (ret)
 		*ret = out;
-	return 0;
-}
-
-int vm_incr_recover_held(struct vm_pool *pool, json_t *journal, struct vm_error *err)
-{
-	const char *applying = jstr(journal, "applying");
-	json_t *x;
-	size_t i;
-	int r;
-
-	if (applying) {
-		r = held_reset(pool, journal,
-			       jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "", applying,
-			       err);
-		if (r < 0)
-			return r;
-		json_object_del(journal, "applying");
-		return 0;
-	}
-	json_array_foreach (json_object_get(journal, "temps"), i, x) {
-		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
-		if (r < 0)
-			return r;
-	}
 	return 0;
 }
 
@@ -754,7 +683,7 @@ int vm_incr_finish(struct vm_node *node, const char *uuid, json_t **ret_vm, stru
 	/* recv_commit drops "vmadm-send-*" snapshots; ours too, but say it */
 	json_array_foreach(json_object_get(held, "finals"), i, x) {
 		struct vm_error e = {0};
-		if (snap && has_snapshot(pool, json_string_value(x), snap))
+		if (snap && vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
 	}
 	if (ret_vm)

@@ -3,8 +3,8 @@
  * Migration between nodes over the network (docs/migration-protocol.md):
  * `vmadm send UUID HOST PORT` (the source, client.c) and vmadmd's listener
  * (the target, server.c). HELLO, BEGIN and CONFIRM are common to every mode;
- * what happens between ACCEPT and INSTALLED is a mode's: cold (direct.c),
- * incremental (incremental-net.c), live (live-net.c), each a struct
+ * what happens between ACCEPT and INSTALLED is a mode's: cold (modes/cold.c),
+ * incremental (modes/incremental.c), live (modes/live.c), each a struct
  * migrate_mode_ops in the one table of modes.c.
  */
 #pragma once

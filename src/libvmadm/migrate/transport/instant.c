@@ -9,14 +9,14 @@
  * snapshots exist.
  *
  * The transport (client.c) names and chooses the instant and forgets it;
- * the cold mode (direct.c) stamps it. Neither calls the other for it.
+ * the cold mode (modes/cold.c) stamps it. Neither calls the other for it.
  */
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "util/fs.h"
 #include "util/macros.h"
 #include "vm/store.h"

@@ -4,7 +4,7 @@
  * mode here, by the enum or by the name BEGIN carries, and calls it only
  * through its ops. A new mode is a file with its ops and a line below.
  */
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "util/macros.h"
 
 static const struct migrate_mode_ops *const modes[] = {

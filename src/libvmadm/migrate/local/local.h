@@ -72,8 +72,3 @@ int migrate_recv_begin(struct vm_node *node, int fd, const void *prefix, size_t 
 
 /* Destroy snapshot snap of each dataset in names (missing ones are fine). */
 void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *snap);
-
-/* Put the source of a live migration of VM uuid back on its own disks, as
- * its brand's live source_cancel does (live-net.c; for vm_send_recover,
- * when the migrating process died). */
-int migrate_live_source_cancel(struct vm_node *node, const char *uuid, struct vm_error *err);

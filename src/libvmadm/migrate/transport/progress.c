@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 
 double migrate_now(void)
 {

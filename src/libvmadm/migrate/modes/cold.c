@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "util/macros.h"
 
 /* ---- source ---- */

@@ -48,10 +48,10 @@
 
 #include "brand/brand.h"
 #include "brand/live.h"
-#include "migrate/incremental.h"
-#include "migrate/journal.h"
-#include "migrate/migrate-private.h"
-#include "migrate/proto.h"
+#include "migrate/local/incremental.h"
+#include "migrate/local/journal.h"
+#include "migrate/local/local.h"
+#include "migrate/transport/proto.h"
 #include "net/net-private.h"
 #include "storage/pool.h"
 #include "util/fs.h"
@@ -259,26 +259,6 @@ static void record_stopped(struct vm_node *node, const char *uuid)
 	vm_record_set_stopped(vm);
 	if (vm_store_save(node, vm, &e) < 0)
 		vm_warn("VM %s: mark stopped after the live migration: %s", uuid, e.msg);
-}
-
-int migrate_live_source_cancel(struct vm_node *node, const char *uuid, struct vm_error *err)
-{
-	_cleanup_json_ json_t *vm = NULL;
-	const struct vm_brand_live_ops *live;
-	const char *brand;
-	int r;
-
-	r = vm_store_load(node, uuid, &vm, err);
-	if (r < 0)
-		return r;
-	live = live_ops(vm);
-	brand = json_string_value(json_object_get(vm, "brand"));
-	if (!live)
-		return vm_error_setx(err, EOPNOTSUPP,
-				     "live migration is for kvm VMs only (this VM is brand %s); "
-				     "containers migrate with -I",
-				     brand ? brand : "(none)");
-	return live->source_cancel(node, vm, err);
 }
 
 static int live_source_run(struct migrate_source *ctx, json_t **ret_record,

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "migrate/proto.h"
+#include "migrate/transport/proto.h"
 #include "storage/pool.h"
 #include "util/log.h"
 #include "util/macros.h"

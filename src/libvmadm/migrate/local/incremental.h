@@ -131,13 +131,6 @@ int vm_incr_held_snapshot(struct vm_node *node, const char *uuid, char **ret, st
  * the record. */
 int vm_incr_finish(struct vm_node *node, const char *uuid, json_t **ret_vm, struct vm_error *err);
 
-/* Recovery of a held receive whose owner died (the caller holds the VM's
- * lock): a pass that died half-way ("applying") is undone, its temps back
- * to the held snapshot and the staging a native receive left removed; the
- * journal object loses "applying" (the caller writes it). */
-struct vm_pool;
-int vm_incr_recover_held(struct vm_pool *pool, json_t *journal, struct vm_error *err);
-
 /* Drop a held receive of uuid: its temps and placeholder record go. 0 when
  * there was none. */
 int vm_incr_abort(struct vm_node *node, const char *uuid, struct vm_error *err);

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "migrate/journal.h"
-#include "migrate/migrate-private.h"
+#include "migrate/local/journal.h"
+#include "migrate/local/local.h"
 #include "migrate/migrate.h"
-#include "migrate/pump.h"
+#include "migrate/local/native.h"
 #include "stream/stream.h"
 #include "util/fault.h"
 #include "util/format.h"
@@ -596,7 +596,7 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 	return vm_store_save(node, vm, err);
 }
 
-/* ---- shared with incremental.c (migrate-private.h) ---- */
+/* ---- shared with incremental.c (local.h) ---- */
 
 int migrate_receive_full(struct vm_pool *pool, struct stream_reader *rd,
 			 const struct stream_dataset *sd, json_t *config, const char *final,

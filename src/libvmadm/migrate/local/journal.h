@@ -59,3 +59,16 @@ int migrate_owner_dead(struct vm_node *node, const char *uuid, const char *kind)
  * it can be resumed after a crash at any point. */
 int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 		struct vm_error *err);
+
+/* Put every temp of a held receive's journal back to its snapshot base (a
+ * pass that failed or died half-way), first removing the staging a native
+ * receive of the pass left, and drop a snapshot called partial that the
+ * pass may have taken (partial may be NULL). */
+int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base,
+		       const char *partial, struct vm_error *err);
+
+/* Recovery of a held receive whose owner died (the caller holds the VM's
+ * lock): a pass that died half-way ("applying") is undone, its temps back
+ * to the held snapshot and the staging a native receive left removed; the
+ * journal object loses "applying" (the caller writes it). */
+int recv_journal_undo_pass(struct vm_pool *pool, json_t *journal, struct vm_error *err);

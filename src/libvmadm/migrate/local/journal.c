@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "journal.h"
+#include "migrate/local/journal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "migrate/incremental.h"
 #include "migrate/migrate.h"
 #include "util/fault.h"
 #include "util/fs.h"
@@ -235,7 +234,7 @@ int migrate_owner_dead(struct vm_node *node, const char *uuid, const char *kind)
 }
 
 /* A network incremental receive whose vmadmd died between or during passes:
- * kept as a failed one is (migrate/incremental-net.c, hold_for_resume): its
+ * kept as a failed one is (migrate/modes/incremental.c, hold_for_resume): its
  * last landed pass, until partial_keep_secs from now, the interrupted
  * pass undone. */
 static int keep_dead_held(struct vm_node *node, json_t *j, int owner, json_t **notes,
@@ -250,7 +249,7 @@ static int keep_dead_held(struct vm_node *node, json_t *j, int owner, json_t **n
 	r = vm_node_pool(node, &pool, err);
 	if (r < 0)
 		return r;
-	r = vm_incr_recover_held(pool, j, err);
+	r = recv_journal_undo_pass(pool, j, err);
 	if (r < 0) {
 		/* No use for a resume: gone, so that it blocks nothing. */
 		snprintf(line, sizeof(line),
@@ -338,15 +337,15 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			}
 		}
 		/* An incremental receive between passes waits on purpose
-		 * (migrate/incremental.h): only vm_incr_finish/abort end it,
+		 * (migrate/local/incremental.h): only vm_incr_finish/abort end it,
 		 * or, once a failed send left it for a re-run with an expiry
-		 * (migrate/incremental-net.c), that expiry. */
+		 * (migrate/modes/incremental.c), that expiry. */
 		if (!orphan && phase && streq(phase, "held") &&
 		    (!json_object_get(j, "expires") ||
 		     json_integer_value(json_object_get(j, "expires")) > time(NULL)))
 			continue;
 		/* A failed network receive's complete datasets, kept for a
-		 * resume of the same send (migrate/server.c) until they expire. */
+		 * resume of the same send (migrate/transport/session.c) until they expire. */
 		if (!orphan && phase && streq(phase, "kept") &&
 		    json_integer_value(json_object_get(j, "expires")) > time(NULL))
 			continue;
@@ -371,6 +370,61 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		if (!*notes)
 			*notes = json_array();
 		json_array_append_new(*notes, json_string(line));
+	}
+	return 0;
+}
+
+int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base, const char *partial,
+		      struct vm_error *err)
+{
+	json_t *temps = json_object_get(journal, "temps");
+	json_t *x;
+	size_t i;
+	int r;
+
+	/* What a native receive of the pass left in staging, if it died. */
+	json_array_foreach (temps, i, x) {
+		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
+		if (r < 0)
+			return r;
+	}
+	json_array_foreach(temps, i, x) {
+		const char *t = json_string_value(x);
+		struct vm_error e = {0};
+
+		if (partial && vm_pool_has_snapshot(pool, t, partial))
+			vm_pool_destroy_snapshot(pool, t, partial, &e);
+		if (vm_pool_kind(pool, t) == VM_DS_NONE || !vm_pool_has_snapshot(pool, t, base))
+			return vm_error_setx(err, ENOENT,
+					     "reset %s to @%s: the dataset or its snapshot is gone",
+					     t, base);
+		r = vm_pool_rollback(pool, t, base, err);
+		if (r < 0)
+			return vm_error_prefix(err, "reset %s to @%s", t, base);
+	}
+	return 0;
+}
+
+int recv_journal_undo_pass(struct vm_pool *pool, json_t *journal, struct vm_error *err)
+{
+	const char *applying = jstr(journal, "applying");
+	json_t *x;
+	size_t i;
+	int r;
+
+	if (applying) {
+		r = recv_journal_reset(pool, journal,
+			       jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "", applying,
+			       err);
+		if (r < 0)
+			return r;
+		json_object_del(journal, "applying");
+		return 0;
+	}
+	json_array_foreach (json_object_get(journal, "temps"), i, x) {
+		r = vm_pool_receive_cleanup(pool, json_string_value(x), err);
+		if (r < 0)
+			return r;
 	}
 	return 0;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The "incremental" mode of a network migration (`vmadm send -I`), over the
- * passes of migrate/incremental.h. The exchange (docs/migration-protocol.md,
+ * passes of migrate/local/incremental.h. The exchange (docs/migration-protocol.md,
  * "Incremental mode"), after ACCEPT:
  *
  *   target: {"type":"incr-held","snapshot": S or null}   what it holds
@@ -28,9 +28,9 @@
 #include <unistd.h>
 
 #include "brand/brand.h"
-#include "migrate/incremental.h"
-#include "migrate/journal.h"
-#include "migrate/proto.h"
+#include "migrate/local/incremental.h"
+#include "migrate/local/journal.h"
+#include "migrate/transport/proto.h"
 #include "storage/pool.h"
 #include "util/fault.h"
 #include "util/fs.h"
@@ -75,17 +75,9 @@ static bool has_snapshot_all(struct vm_node *node, const char *uuid, const char 
 	if (vm_store_load(node, uuid, &vm, &e) < 0 || vm_node_pool(node, &pool, &e) < 0)
 		return false;
 	names = vm_datasets(vm);
-	json_array_foreach (names, i, x) {
-		_cleanup_strv_ char **snaps = NULL;
-		bool found = false;
-		if (vm_pool_list_snapshots(pool, json_string_value(x), &snaps, &e) < 0)
+	json_array_foreach (names, i, x)
+		if (!vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			return false;
-		for (char **s = snaps; s && *s; s++)
-			if (streq(*s, snap))
-				found = true;
-		if (!found)
-			return false;
-	}
 	return json_array_size(names) > 0;
 }
 
@@ -558,7 +550,7 @@ static int incr_target_run(struct migrate_target *ctx, json_t **ret_record, stru
 
 /* While this migration runs its held receive is ours (between passes the
  * VM's lock is free); if vmadmd dies, the next command finds the owner lock
- * free and keeps the receive as after a failure (migrate/journal.c). */
+ * free and keeps the receive as after a failure (migrate/local/journal.c). */
 static int incr_target(struct migrate_target *ctx, json_t **ret_record, struct vm_error *err)
 {
 	int owner = migrate_owner_lock(ctx->node, ctx->uuid, "incr", err);
@@ -577,7 +569,7 @@ static int incr_target_run(struct migrate_target *ctx, json_t **ret_record, stru
 	struct vm_error e = {0};
 	int r;
 
-	/* What an earlier run left here (migrate/server.c let a held receive
+	/* What an earlier run left here (migrate/transport/session.c let a held receive
 	 * of this VM through): the source continues from it if it can. */
 	if (vm_incr_held_snapshot(ctx->node, ctx->uuid, &held, &e) < 0)
 		held = NULL;
