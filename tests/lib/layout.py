@@ -40,13 +40,15 @@ def cycles(root):
     def walk(n, path):
         for m in sorted(edges.get(n, ())):
             if m in path:
-                found.add(tuple(path[path.index(m):]))
+                c = path[path.index(m):]
+                i = c.index(min(c))  # one way to write a cycle
+                found.add(tuple(c[i:] + c[:i]))
             elif len(path) < 32:
                 walk(m, path + [m])
     for n in sorted(edges):
         walk(n, [n])
     seen = set()
-    for c in sorted(found, key=len):
+    for c in sorted(found, key=lambda c: (len(c), c)):
         key = frozenset(c)
         if key not in seen:
             seen.add(key)
