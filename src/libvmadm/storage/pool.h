@@ -20,7 +20,7 @@
  * names beginning with '.' are reserved for such bookkeeping, so no dataset
  * component and no snapshot name may begin with '.'.
  *
- * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
+ * Backends (btrfs.c, dir.c, zfs.c) fill struct vm_storage_ops. The
  * vm_pool_* wrappers below validate names and then call the ops; callers use
  * the wrappers, never the ops directly. Where a backend keeps its snapshots
  * is its own business: migration reads one through an fd (open_snapshot),
@@ -262,3 +262,4 @@ bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding);
 
 extern const struct vm_storage_ops btrfs_storage_ops;
 extern const struct vm_storage_ops dir_storage_ops;
+extern const struct vm_storage_ops zfs_storage_ops;
