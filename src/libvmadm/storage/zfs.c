@@ -138,13 +138,105 @@ static bool zexists(const char *zds)
 	return t != NULL;
 }
 
-/* zfs destroy [-r] ZDS; errors in err. */
+/* Run a zfs command that unmounts a dataset (destroy, rename), again while
+ * it fails with "busy" for up to 5 seconds: zfs-fuse learns only a moment
+ * after a close (FUSE's release is asynchronous) that a file is no longer
+ * open. */
+static int run_unbusy(const char *const *argv, struct vm_error *err)
+{
+	int r = 0;
+
+	for (int i = 0; i < 20; i++) {
+		r = run(argv, NULL, err);
+		if (r >= 0 || !strstr(err->msg, "busy"))
+			break;
+		usleep(250 * 1000);
+	}
+	return r;
+}
+
+/* The filesystems of zds and its children, parents first (a
+ * NULL-terminated vector, NULL when zds does not exist). */
+static char **ztree(const char *zds)
+{
+	/* zfs list -H -o name -r ZDS */
+	const char *argv[] = {"zfs", "list", "-H", "-o", "name", "-r", zds, NULL};
+	_cleanup_free_ char *out = NULL;
+	_cleanup_strv_ char **v = NULL;
+	struct vm_error e2;
+	char *line, *save = NULL;
+	size_t n = 0;
+
+	if (run(argv, &out, &e2) < 0)
+		return NULL;
+	v = calloc(1, sizeof(char *));
+	for (line = strtok_r(out, "\n", &save); v && line; line = strtok_r(NULL, "\n", &save)) {
+		char **nv = realloc(v, (n + 2) * sizeof(char *));
+		if (!nv)
+			return NULL;
+		v = nv;
+		v[n + 1] = NULL;
+		v[n] = strdup(line);
+		if (!v[n++])
+			return NULL;
+	}
+	return TAKE_PTR(v);
+}
+
+/* Unmount zds and its children, deepest first, with `zfs umount`: zfs-fuse
+ * reports "dataset is busy" when destroy or rename unmount a mounted
+ * dataset themselves, but not when it was unmounted before. Errors are left
+ * to the command that follows (a dataset in use stays mounted, and that
+ * command says so). */
+static void zunmount_tree(const char *zds)
+{
+	_cleanup_strv_ char **v = ztree(zds);
+	size_t n = 0;
+
+	while (v && v[n])
+		n++;
+	while (n-- > 0) {
+		/* zfs umount NAME */
+		const char *argv[] = {"zfs", "umount", v[n], NULL};
+		_cleanup_free_ char *m = zget(v[n], "mounted");
+		struct vm_error e2;
+
+		if (m && streq(m, "yes"))
+			(void)run_unbusy(argv, &e2);
+	}
+}
+
+/* Mount zds and its children, parents first (after a rename). */
+static int zmount_tree(const char *zds, struct vm_error *err)
+{
+	_cleanup_strv_ char **v = ztree(zds);
+
+	for (size_t i = 0; v && v[i]; i++) {
+		/* zfs mount NAME */
+		const char *argv[] = {"zfs", "mount", v[i], NULL};
+		_cleanup_free_ char *m = zget(v[i], "mounted");
+		int r;
+
+		if (m && streq(m, "yes"))
+			continue;
+		r = run(argv, NULL, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Destroy zds (a snapshot, or a dataset: unmounted first), with -r its
+ * snapshots and children; errors in err. */
 static int zdestroy(const char *zds, bool recursive, struct vm_error *err)
 {
 	/* zfs destroy [-r] ZDS */
 	const char *argv[] = {"zfs", "destroy", recursive ? "-r" : zds, recursive ? zds : NULL,
 			      NULL};
-	return run(argv, NULL, err);
+
+	if (!strchr(zds, '@'))
+		zunmount_tree(zds);
+	return run_unbusy(argv, err);
 }
 
 /* ---- temporary clones for open_snapshot ---- */
@@ -590,13 +682,20 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
 	r = check_new(pool, "rename to", to, zto, err);
 	if (r < 0)
 		return vm_error_prefix(err, "rename %s", from);
+	zunmount_tree(zfrom);
 	{
 		/* zfs rename ZFROM ZTO */
 		const char *argv[] = {"zfs", "rename", zfrom, zto, NULL};
-		r = run(argv, NULL, err);
+		r = run_unbusy(argv, err);
 	}
-	if (r < 0)
+	if (r < 0) {
+		struct vm_error e2;
+		(void)zmount_tree(zfrom, &e2);
 		return vm_error_prefix(err, "rename %s to %s", from, to);
+	}
+	r = zmount_tree(zto, err);
+	if (r < 0)
+		return vm_error_prefix(err, "rename %s to %s: mount it", from, to);
 	return 0;
 }
 
