@@ -2,7 +2,9 @@
 # zfs pools on real ZFS code (zfs-fuse, its daemon started if none runs):
 # the pool-ops driver's cases (datasets, volumes, snapshots opened by fd and
 # rolled back to, clones, rename, destroy, space, names), kvm and joyent VMs
-# created and deleted on a zfs node leaving no dataset, and `vmadm send |
+# created and deleted on a zfs node leaving no dataset, kvm and joyent VMs
+# cloned from images started (their workloads write records), stopped and
+# deleted leaving only the images, and `vmadm send |
 # vmadm receive` zfs -> btrfs and btrfs -> zfs (portable), data identical.
 # Each node has its own zpool (vmt-PID-NAME), destroyed at the end; no other
 # zpool is touched.
@@ -213,4 +215,48 @@ for u in $KVM $OS; do
 	check "delete received $u" on "$Z" "$VMADM" delete "$u"
 done
 check_eq "zfs node: no dataset left after delete" "" "$(zds "$Z")"
+
+# ---- VMs from images, started and stopped on a zfs node ----
+IMAGES=$BUILD/images
+KVM_IMAGE=7020aa70-c7a8-5bdc-8ae3-24bb98294d0d
+OS_IMAGE=c98299bc-510a-5eea-b958-3452684885a0
+if ! "$TOP/images/build" >"$T/images.log" 2>&1; then
+	fail "images/build: $(tail -n 3 "$T/images.log" | tr '\n' ' ')"
+	t_done
+	exit
+fi
+I=$(node_make z3 zfs 2147483648)
+ZI=$(zfs_pool_of "$I")
+vm=(on "$I" "$VMADM")
+check "zfs node: imgadm install kvm-test" on "$I" "$IMGADM" install \
+	-m "$IMAGES/kvm-test.json" -f "$IMAGES/kvm-test.img"
+check "zfs node: imgadm install joyent-test" on "$I" "$IMGADM" install \
+	-m "$IMAGES/joyent-test.json" -f "$IMAGES/joyent-test.tar.gz"
+echo "{\"brand\": \"kvm\", \"uuid\": \"$KVM\", \"alias\": \"k\", \"ram\": 256, \"autoboot\": false,
+  \"disks\": [{\"image_uuid\": \"$KVM_IMAGE\", \"boot\": true}, {\"size\": 32}]}" >"$T/kvm.json"
+echo "{\"brand\": \"joyent\", \"uuid\": \"$OS\", \"alias\": \"o\", \"image_uuid\": \"$OS_IMAGE\",
+  \"delegate_dataset\": true, \"autoboot\": false}" >"$T/os.json"
+check "zfs node: create kvm VM from its image" "${vm[@]}" create -f "$T/kvm.json"
+check "zfs node: create joyent VM from its image" "${vm[@]}" create -f "$T/os.json"
+check_eq "zfs node: disk0 is a zfs clone of the image's snapshot" "$ZI/$KVM_IMAGE@final" \
+	"$(zfs get -H -o value origin "$ZI/$KVM-disk0")"
+check_eq "zfs node: the joyent root is a zfs clone of its image" "$ZI/$OS_IMAGE@final" \
+	"$(zfs get -H -o value origin "$ZI/$OS")"
+check "zfs node: start kvm" "${vm[@]}" start "$KVM"
+check "zfs node: start joyent" "${vm[@]}" start "$OS"
+check_eq "zfs node: both running" "running running" \
+	"$("${vm[@]}" list -H -o state -s uuid | xargs)"
+check "zfs node: kvm guest boots and writes records" \
+	wl_wait_records 3 90 --offset 33554432 "$I/zones/$KVM-disk0/disk.raw"
+check "zfs node: joyent workload writes records" \
+	wl_wait_records 3 30 "$I/zones/$OS/data/workload.rec"
+check "zfs node: stop kvm" "${vm[@]}" stop "$KVM" -t 30
+check "zfs node: stop joyent" "${vm[@]}" stop "$OS" -t 30
+check_eq "zfs node: both stopped" "stopped stopped" \
+	"$("${vm[@]}" list -H -o state -s uuid | xargs)"
+check "zfs node: delete kvm" "${vm[@]}" delete "$KVM"
+check "zfs node: delete joyent" "${vm[@]}" delete "$OS"
+check_eq "zfs node: only the images' datasets are left" \
+	"$ZI/$KVM_IMAGE $ZI/$KVM_IMAGE@final $ZI/$OS_IMAGE $ZI/$OS_IMAGE@final" \
+	"$(zds "$I" | tr ' ' '\n' | sort | xargs)"
 t_done
