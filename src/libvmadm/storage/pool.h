@@ -16,7 +16,8 @@
  * at the top (so the kind travels with send/receive and snapshots); any
  * other dataset is a filesystem.
  *
- * Snapshots of dataset zones/X are kept at MOUNTPOINT/.snapshots/X/@SNAP;
+ * In the btrfs and dir pools, snapshots of dataset zones/X are kept at
+ * MOUNTPOINT/.snapshots/X/@SNAP (the zfs pool's are ZFS snapshots);
  * names beginning with '.' are reserved for such bookkeeping, so no dataset
  * component and no snapshot name may begin with '.'.
  *
