@@ -108,6 +108,18 @@ check_eq "zfs: open snapshot of a volume" "image 67108864" \
 	"$(po "$R" open-snapshot zones/a-disk0 s1)"
 check_fails "zfs: open missing snapshot" "snapshot does not exist" \
 	po "$R" open-snapshot zones/a nope
+check_eq "zfs: the temporary clones went with the fds" "" \
+	"$(zfs list -H -o name -r "$ZP" | grep -F .vmadm-open-)"
+# A process killed while it held one leaves its clone: the next open of the
+# pool, in another process, destroys it (and leaves a live process's alone).
+DEAD=$(sh -c 'echo $$')
+zfs clone -o mountpoint="$R/.zfs-open/$DEAD-0" "$ZP/a@s1" "$ZP/.vmadm-open-$DEAD-0"
+zfs clone -o mountpoint="$R/.zfs-open/$$-0" "$ZP/a@s1" "$ZP/.vmadm-open-$$-0"
+check "zfs: open of the pool" po "$R" open
+check_eq "zfs: a dead process's temporary clone is destroyed, a live one's kept" \
+	"$ZP/.vmadm-open-$$-0" "$(zfs list -H -o name -r "$ZP" | grep -F .vmadm-open-)"
+check "zfs: ... with its mount point" test ! -e "$R/.zfs-open/$DEAD-0"
+zfs umount "$ZP/.vmadm-open-$$-0" && zfs destroy "$ZP/.vmadm-open-$$-0"
 
 # Rollback to the latest snapshot.
 echo v3 >"$P/file" && echo new >"$P/new" && rm "$P/link"

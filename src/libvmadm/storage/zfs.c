@@ -53,7 +53,8 @@
 struct zfs_priv {
 	char *zpool;   /* the zpool's name */
 	char *opendir; /* ROOT/.zfs-open */
-	unsigned opened;
+	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
+	size_t n_clones;
 };
 
 static struct zfs_priv *priv(struct vm_pool *pool)
@@ -241,10 +242,44 @@ static int zdestroy(const char *zds, bool recursive, struct vm_error *err)
 
 /* ---- temporary clones for open_snapshot ---- */
 
-/* Destroy the temporary clones of open_snapshot() that no fd uses any more:
- * those of processes that are gone, and with own, this process's (one an fd
- * still holds is busy: its destroy fails and it stays for later). */
-static void sweep_open_clones(struct vm_pool *pool, bool own)
+/* Destroy temporary clone clone (mounted at ROOT/.zfs-open/ID). */
+static int destroy_open_clone(struct vm_pool *pool, const char *clone, struct vm_error *err)
+{
+	const char *id = strrchr(clone, '/') + 1 + strlen(ZFS_OPEN_PREFIX);
+	_cleanup_free_ char *mnt = strdup_printf("%s/%s", priv(pool)->opendir, id);
+	int r = zdestroy(clone, false, err);
+
+	if (r >= 0 && mnt)
+		(void)rmdir(mnt);
+	return r;
+}
+
+/* Destroy the temporary clones this pool's open_snapshot() made that no fd
+ * holds any more (one still held is busy: it stays, for the next sweep or
+ * the next process's). */
+static void sweep_own_clones(struct vm_pool *pool)
+{
+	struct zfs_priv *p = priv(pool);
+	size_t k = 0;
+
+	for (size_t i = 0; i < p->n_clones; i++) {
+		struct vm_error e2;
+
+		if (destroy_open_clone(pool, p->clones[i], &e2) >= 0) {
+			free(p->clones[i]);
+			continue;
+		}
+		vm_debug("temporary clone %s stays: %s", p->clones[i], e2.msg);
+		p->clones[k++] = p->clones[i];
+	}
+	p->n_clones = k;
+	if (p->clones)
+		p->clones[k] = NULL;
+}
+
+/* Destroy the temporary clones of processes that are gone (killed before
+ * their pool's close). Those of running processes are theirs. */
+static void sweep_dead_clones(struct vm_pool *pool)
 {
 	struct zfs_priv *p = priv(pool);
 	/* zfs list -H -o name -r ZPOOL */
@@ -257,24 +292,15 @@ static void sweep_open_clones(struct vm_pool *pool, bool own)
 	if (!prefix || run(argv, &out, &e2) < 0)
 		return;
 	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		_cleanup_free_ char *mnt = NULL;
-		const char *rest;
 		long pid;
 
 		if (strncmp(line, prefix, strlen(prefix)) != 0 || strchr(line, '@'))
 			continue;
-		rest = line + strlen(prefix);
-		pid = strtol(rest, NULL, 10);
-		if (pid <= 0 ||
-		    (pid == getpid() ? !own : kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+		pid = strtol(line + strlen(prefix), NULL, 10);
+		if (pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
 			continue;
-		if (zdestroy(line, false, &e2) < 0) {
+		if (destroy_open_clone(pool, line, &e2) < 0)
 			vm_debug("temporary clone %s stays: %s", line, e2.msg);
-			continue;
-		}
-		mnt = strdup_printf("%s/%s", p->opendir, rest);
-		if (mnt)
-			(void)rmdir(mnt);
 	}
 }
 
@@ -338,6 +364,19 @@ static int zpool_make(struct vm_pool *pool, const char *img, struct vm_error *er
 	return r;
 }
 
+/* Undo zpool_make() after a later step of the same open failed: only a
+ * zpool this very call made, so nothing of it can be anyone's yet. */
+static void zpool_unmake(struct vm_pool *pool, const char *img)
+{
+	/* zpool destroy ZPOOL */
+	const char *argv[] = {"zpool", "destroy", priv(pool)->zpool, NULL};
+	struct vm_error e2;
+
+	zunmount_tree(priv(pool)->zpool);
+	if (run_unbusy(argv, &e2) >= 0)
+		unlink(img);
+}
+
 static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 {
 	json_t *j = json_object_get(pool->conf, "zfs_pool");
@@ -347,6 +386,7 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 	_cleanup_free_ char *mp = NULL, *mounted = NULL;
 	_cleanup_close_ int lock = -1;
 	struct zfs_priv *p;
+	bool made = false;
 	int r;
 
 	if (!zpool_name_ok(zp))
@@ -382,6 +422,7 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 			r = run(argv, NULL, err);
 		} else {
 			r = zpool_make(pool, img, err);
+			made = r >= 0;
 		}
 		if (r < 0)
 			goto fail;
@@ -408,9 +449,11 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 		r = fs_mkdir_p(p->opendir, 0700, err);
 	if (r < 0)
 		goto fail;
-	sweep_open_clones(pool, false);
+	sweep_dead_clones(pool);
 	return 0;
 fail:
+	if (made)
+		zpool_unmake(pool, img);
 	free(p->zpool);
 	free(p->opendir);
 	free(p);
@@ -424,8 +467,8 @@ static void zfs_close(struct vm_pool *pool)
 
 	if (!p)
 		return;
-	if (p->opened)
-		sweep_open_clones(pool, true);
+	sweep_own_clones(pool);
+	strv_free(p->clones);
 	free(p->zpool);
 	free(p->opendir);
 	free(p);
@@ -617,8 +660,7 @@ static int zfs_destroy_snapshot(struct vm_pool *pool, const char *ds, const char
 		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
 				     name);
 	/* a temporary clone of it that no fd holds any more would stop it */
-	if (priv(pool)->opened)
-		sweep_open_clones(pool, true);
+	sweep_own_clones(pool);
 	r = zdestroy(zsnap, false, err);
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s@%s", ds, name);
@@ -657,8 +699,7 @@ static int zfs_destroy(struct vm_pool *pool, const char *ds, bool recursive, str
 		return vm_error_setx(err, EBUSY,
 				     "destroy %s: has child dataset %s (destroy recursively)", ds,
 				     child);
-	if (priv(pool)->opened)
-		sweep_open_clones(pool, true);
+	sweep_own_clones(pool);
 	/* -r: its snapshots (and, when recursive, its children, checked above).
 	 * Never -R: clones made from its snapshots (VMs of an image) are other
 	 * datasets, and zfs refuses while they exist. */
@@ -749,6 +790,10 @@ static int zfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *e
  * destroy of its snapshot or dataset, or the pool's close, in this process
  * (a clone still held stays), or by any later open once this process is
  * gone. */
+/* Numbers the temporary clones of this process (pools of several threads
+ * included). */
+static unsigned open_seq;
+
 static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
 			     struct vm_error *err)
 {
@@ -765,7 +810,7 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 	if (!t || !streq(t, "snapshot"))
 		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
 	id = strdup_printf("%ld-%u", (long)getpid(),
-			   __atomic_fetch_add(&p->opened, 1, __ATOMIC_SEQ_CST));
+			   __atomic_fetch_add(&open_seq, 1, __ATOMIC_SEQ_CST));
 	if (id) {
 		clone = strdup_printf("%s/%s%s", p->zpool, ZFS_OPEN_PREFIX, id);
 		mnt = strdup_printf("%s/%s", p->opendir, id);
@@ -794,11 +839,23 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 			fd = img;
 		}
 	}
+	if (r >= 0) {
+		/* remembered, for the sweeps once the fd is closed */
+		char **nv = realloc(p->clones, (p->n_clones + 2) * sizeof(char *));
+
+		if (!nv) {
+			r = vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+		} else {
+			p->clones = nv;
+			p->clones[p->n_clones++] = TAKE_PTR(clone);
+			p->clones[p->n_clones] = NULL;
+		}
+	}
 	if (r < 0) {
 		if (fd >= 0)
 			close(TAKE_FD(fd));
-		if (zdestroy(clone, false, &e2) >= 0)
-			(void)rmdir(mnt);
+		if (destroy_open_clone(pool, clone, &e2) < 0)
+			vm_debug("temporary clone %s stays: %s", clone, e2.msg);
 		return r;
 	}
 	*ret_fd = TAKE_FD(fd);
