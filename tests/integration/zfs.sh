@@ -158,6 +158,14 @@ check_eq "zfs: no zfs dataset or snapshot left (no temporary clone)" "" "$(zds "
 
 check_fails "zfs: bad name .." "invalid dataset name 'zones/../x'" po "$R" create-fs zones/../x
 check_fails "zfs: bad name other pool" "must begin with 'zones/'" po "$R" create-fs other/x
+# A zpool the daemon no longer knows (exported, or a machine that forgot it)
+# is imported again from ROOT/zfs.img by the next open, with its data.
+check "zfs: keep a dataset across an export" sh -c "$POOLOPS $R create-fs zones/kept && echo kept >$R/zones/kept/f"
+zfs list -H -o name -r "$ZP" | sort -r | xargs -r -n 1 zfs umount
+check "zfs: export the zpool" zpool export "$ZP"
+check "zfs: open imports it again" po "$R" open
+check_eq "zfs: ... with its data, mounted" kept "$(cat "$R/zones/kept/f" 2>&1)"
+check "zfs: destroy it" po "$R" destroy zones/kept
 check_fails "zfs: a zpool mounted elsewhere is refused, not changed" "not at" \
 	env VMADM_ROOT="$T/elsewhere" sh -c "mkdir -p $T/elsewhere && printf '{\"pool_type\": \"zfs\", \"zfs_pool\": \"$ZP\"}' > $T/elsewhere/vmadm.conf && $POOLOPS $T/elsewhere open"
 check_eq "zfs: ... and it kept its mountpoint" "$R/zones" "$(zfs get -H -o value mountpoint "$ZP")"
