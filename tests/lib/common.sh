@@ -49,6 +49,10 @@ t_cleanup() {
 		kill -KILL "$pid" 2>/dev/null || true
 	done
 	sleep 0.2
+	# zfs nodes: destroy the zpools this test's nodes named (only those, and
+	# only while they exist), then stop the zfs-fuse daemon if this test
+	# started it (by its PID), before the mounts under $T go.
+	zfs_cleanup
 	# Unmount everything under $T, deepest first.
 	awk -v t="$T" '$5 ~ "^"t {print $5}' /proc/self/mountinfo | sort -r |
 		while read -r m; do umount -l "$m" 2>/dev/null; done
@@ -121,12 +125,77 @@ check_eq() {
 	if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: expected '$2', got '$3'"; fi
 }
 
+# zfs pools run on zfs-fuse, whose daemon is one per machine. State lives in
+# files under $T/.zfs (node_make runs in a command substitution, a subshell):
+# pid, the daemon's pidfile when this test started it, and zpools, the
+# names of the zpools this test's nodes use (vmt-PID-NAME: unique to the run).
+T_ZFS=$T/.zfs
+
+# zfs_daemon: start the zfs-fuse daemon when none runs, and wait until it
+# answers. One already running (another test's, the machine's) is used and
+# never stopped.
+zfs_daemon() {
+	local i
+	mkdir -p "$T_ZFS"
+	if ! pgrep -x zfs-fuse >/dev/null; then
+		zfs-fuse -p "$T_ZFS/pid" --no-kstat-mount </dev/null >/dev/null 2>&1 || return 1
+	fi
+	for ((i = 0; i < 50; i++)); do
+		zpool list >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "zfs-fuse does not answer" >&2
+	return 1
+}
+
+# zfs_cleanup: what t_cleanup does for zfs (see there).
+zfs_cleanup() {
+	local z pid
+	[ -d "$T_ZFS" ] || return 0
+	if [ -f "$T_ZFS/zpools" ]; then
+		while read -r z; do
+			[ -n "$z" ] || continue
+			zpool list -H -o name "$z" >/dev/null 2>&1 || continue
+			# zfs-fuse finds a pool busy when it unmounts the datasets
+			# itself: unmount them first, deepest first, then destroy
+			# (again while a file closed a moment ago keeps it busy).
+			zfs list -H -o name -r "$z" | sort -r | xargs -r -n 1 zfs umount
+			for ((pid = 0; pid < 20; pid++)); do
+				zpool destroy -f "$z" && break
+				sleep 0.25
+			done
+		done <"$T_ZFS/zpools"
+	fi
+	pid=$(cat "$T_ZFS/pid" 2>/dev/null)
+	case "$pid" in '' | *[!0-9]*) return 0 ;; esac
+	kill "$pid" 2>/dev/null || return 0
+	for ((z = 0; z < 50; z++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.2
+	done
+	kill -KILL "$pid" 2>/dev/null
+}
+
+# zfs_pool_of ROOT: the zpool a zfs node made by node_make uses.
+zfs_pool_of() { "$JSON" -f "$1/vmadm.conf" zfs_pool 2>/dev/null; }
+
 # node NAME [POOL_TYPE] [POOL_SIZE_BYTES]: make a node root $T/NAME with
 # the given pool type (default btrfs on a 2 GiB loop file) and print its path.
+# A zfs node has its own zpool vmt-PID-NAME (on ROOT/zfs.img), with the
+# zfs-fuse daemon started if none runs; t_cleanup destroys that zpool.
 node_make() {
 	local name=$1 type=${2:-btrfs} size=${3:-2147483648}
 	local root=$T/$name
 	mkdir -p "$root"
+	if [ "$type" = zfs ]; then
+		# its own zpool, made by vmadm on ROOT/zfs.img on first use
+		zfs_daemon >&2 || return 1
+		echo "vmt-$$-$name" >>"$T_ZFS/zpools"
+		printf '{"pool_type": "zfs", "zfs_pool": "vmt-%s-%s", "pool_size": %s, "accel": "tcg"}\n' \
+			"$$" "$name" "$size" >"$root/vmadm.conf"
+		echo "$root"
+		return
+	fi
 	printf '{"pool_type": "%s", "pool_size": %s, "accel": "tcg"}\n' "$type" "$size" >"$root/vmadm.conf"
 	echo "$root"
 }

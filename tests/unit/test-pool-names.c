@@ -109,12 +109,16 @@ static void test_backends(void)
 {
 	CHECK(vm_storage_ops_by_name("btrfs") == &btrfs_storage_ops);
 	CHECK(vm_storage_ops_by_name("dir") == &dir_storage_ops);
-	CHECK(vm_storage_ops_by_name("zfs") == NULL);
+	CHECK(vm_storage_ops_by_name("zfs") == &zfs_storage_ops);
+	CHECK(vm_storage_ops_by_name("nope") == NULL);
 	CHECK(vm_storage_ops_by_name(NULL) == NULL);
 	CHECK_STR(btrfs_storage_ops.native_encoding, "btrfs");
 	CHECK(dir_storage_ops.native_encoding == NULL);
 	CHECK(btrfs_storage_ops.send && btrfs_storage_ops.receive);
 	CHECK(!dir_storage_ops.send && !dir_storage_ops.receive);
+	/* zfs: no native stream yet, the portable encodings carry it */
+	CHECK(zfs_storage_ops.native_encoding == NULL);
+	CHECK(!zfs_storage_ops.send && !zfs_storage_ops.receive);
 	{
 		struct vm_pool b = {.ops = &btrfs_storage_ops}, d = {.ops = &dir_storage_ops};
 		CHECK_STR(vm_pool_native_encoding(&b), "btrfs");

@@ -54,7 +54,6 @@
 #include "util/macros.h"
 #include "util/spawn.h"
 
-#define GiB (1024ULL * 1024 * 1024)
 #define POOL_IMAGE "pool.img"
 #define POOL_MIN_SIZE (256ULL * 1024 * 1024)
 
@@ -259,41 +258,6 @@ static int rm_tree(const char *path, struct vm_error *err)
 
 /* ---- opening the pool ---- */
 
-static int pool_image_size(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
-{
-	json_t *j = json_object_get(pool->conf, "pool_size");
-	char a[32];
-	uint64_t free_bytes, size;
-	int r;
-
-	r = pool_statfs_free(pool->root, &free_bytes, err);
-	if (r < 0)
-		return r;
-	if (j) {
-		if (!json_is_integer(j) || json_integer_value(j) <= 0)
-			return vm_error_setx(err, EINVAL,
-					     "vmadm.conf: pool_size must be a positive integer "
-					     "(bytes)");
-		size = json_integer_value(j);
-	} else {
-		size = free_bytes / 5;
-		if (size < 5 * GiB)
-			size = 5 * GiB;
-		if (size > 30 * GiB)
-			size = 30 * GiB;
-		if (size > free_bytes)
-			size = free_bytes;
-	}
-	if (size < POOL_MIN_SIZE)
-		return vm_error_setx(err, ENOSPC,
-				     "pool size %s is too small for btrfs (at least %s; %s free "
-				     "in %s)",
-				     format_size(size, a), "256 MiB",
-				     format_size(free_bytes, (char[32]){ 0 }), pool->root);
-	*ret = size;
-	return 0;
-}
-
 /* mount -o loop IMG MOUNTPOINT */
 static int mount_image(struct vm_pool *pool, const char *img, struct vm_error *err)
 {
@@ -325,7 +289,7 @@ static int create_image(struct vm_pool *pool, const char *img, bool mp_created,
 	uint64_t size = 0;
 	int r;
 
-	r = pool_image_size(pool, &size, err);
+	r = pool_image_size(pool, POOL_MIN_SIZE, "btrfs", &size, err);
 	if (r < 0)
 		return r;
 	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

@@ -49,6 +49,21 @@ int pool_list_snapdir(const char *snapdir,
  * open(), after the pool is mounted. */
 int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err);
 
+/* Size of a new pool's sparse image file under the node root (btrfs's
+ * loop file, zfs's vdev): conf "pool_size" bytes, else a fifth of the free
+ * space of ROOT's filesystem within [5 GiB, 30 GiB] (never more than is
+ * free). -ENOSPC when below min, which fs (the filesystem's name) needs. */
+int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t *ret,
+		    struct vm_error *err);
+
+/* A volume's image: create file (not existing) as a sparse file of exactly
+ * size bytes; grow file to size_or_0 when that is larger than it is (0:
+ * keep), -ENOSPC when the pool cannot hold the growth. Nothing is removed
+ * on failure: the caller removes the dataset. */
+int pool_volume_file_create(const char *file, uint64_t size, struct vm_error *err);
+int pool_volume_file_grow(struct vm_pool *pool, const char *ds, const char *file,
+			  uint64_t size_or_0, struct vm_error *err);
+
 /* Free bytes of the filesystem holding path (statvfs f_bavail). */
 int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err);
 

@@ -24,9 +24,12 @@
 #define DS_NAME_MAX 255
 #define SNAP_NAME_MAX 200
 
+#define GiB (1024ULL * 1024 * 1024)
+
 static const struct vm_storage_ops *const backends[] = {
 	&btrfs_storage_ops,
 	&dir_storage_ops,
+	&zfs_storage_ops,
 };
 
 const struct vm_storage_ops *vm_storage_ops_by_name(const char *name)
@@ -397,6 +400,67 @@ int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uin
 	return 0;
 }
 
+int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t *ret,
+		    struct vm_error *err)
+{
+	json_t *j = json_object_get(pool->conf, "pool_size");
+	char a[32], b[32], c[32];
+	uint64_t free_bytes, size;
+	int r;
+
+	r = pool_statfs_free(pool->root, &free_bytes, err);
+	if (r < 0)
+		return r;
+	if (j) {
+		if (!json_is_integer(j) || json_integer_value(j) <= 0)
+			return vm_error_setx(err, EINVAL,
+					     "vmadm.conf: pool_size must be a positive integer "
+					     "(bytes)");
+		size = json_integer_value(j);
+	} else {
+		size = free_bytes / 5;
+		if (size < 5 * GiB)
+			size = 5 * GiB;
+		if (size > 30 * GiB)
+			size = 30 * GiB;
+		if (size > free_bytes)
+			size = free_bytes;
+	}
+	if (size < min)
+		return vm_error_setx(err, ENOSPC,
+				     "pool size %s is too small for %s (at least %s; %s free in %s)",
+				     format_size(size, a), fs, format_size(min, b),
+				     format_size(free_bytes, c), pool->root);
+	*ret = size;
+	return 0;
+}
+
+int pool_volume_file_create(const char *file, uint64_t size, struct vm_error *err)
+{
+	_cleanup_close_ int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return vm_error_set(err, errno, "create %s", file);
+	if (ftruncate(fd, (off_t)size) < 0)
+		return vm_error_set(err, errno, "size %s", file);
+	return 0;
+}
+
+int pool_volume_file_grow(struct vm_pool *pool, const char *ds, const char *file,
+			  uint64_t size_or_0, struct vm_error *err)
+{
+	struct stat st;
+	int r = 0;
+
+	if (size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (uint64_t)st.st_size < size_or_0) {
+		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
+		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
+			r = vm_error_set(err, errno, "grow %s", file);
+	}
+	return r;
+}
+
 /* ---- wrappers ---- */
 
 static int no_op(struct vm_pool *pool, const char *what, struct vm_error *err)
@@ -659,7 +723,6 @@ int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 	const struct pool_dir_ops *t = pool->ops->dir;
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
 	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
-	_cleanup_close_ int fd = -1;
 	struct vm_error e2;
 	int r;
 
@@ -675,11 +738,7 @@ int pool_dir_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 	r = t->make(path, err);
 	if (r < 0)
 		return vm_error_prefix(err, "create volume %s", ds);
-	fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		r = vm_error_set(err, errno, "create %s", file);
-	else if (ftruncate(fd, (off_t)size) < 0)
-		r = vm_error_set(err, errno, "size %s", file);
+	r = pool_volume_file_create(file, size, err);
 	if (r < 0) {
 		t->remove(path, &e2);
 		return vm_error_prefix(err, "create volume %s", ds);
@@ -694,7 +753,6 @@ int pool_dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint6
 	_cleanup_free_ char *sds = NULL, *sname = NULL, *spath = NULL, *path = NULL;
 	_cleanup_free_ char *file = NULL;
 	struct vm_error e2;
-	struct stat st;
 	int r;
 
 	r = pool_split_snapshot(snap, &sds, &sname, err);
@@ -714,15 +772,10 @@ int pool_dir_clone(struct vm_pool *pool, const char *snap, const char *ds, uint6
 	r = t->clone(spath, path, err);
 	if (r < 0)
 		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	if (size_or_0 && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
-	    (uint64_t)st.st_size < size_or_0) {
-		r = pool_check_space(pool, "grow volume", ds, size_or_0 - st.st_size, err);
-		if (r >= 0 && truncate(file, (off_t)size_or_0) < 0)
-			r = vm_error_set(err, errno, "grow %s", file);
-		if (r < 0) {
-			t->remove(path, &e2);
-			return vm_error_prefix(err, "clone %s to %s", snap, ds);
-		}
+	r = pool_volume_file_grow(pool, ds, file, size_or_0, err);
+	if (r < 0) {
+		t->remove(path, &e2);
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
 	}
 	return 0;
 }

@@ -16,11 +16,12 @@
  * at the top (so the kind travels with send/receive and snapshots); any
  * other dataset is a filesystem.
  *
- * Snapshots of dataset zones/X are kept at MOUNTPOINT/.snapshots/X/@SNAP;
+ * In the btrfs and dir pools, snapshots of dataset zones/X are kept at
+ * MOUNTPOINT/.snapshots/X/@SNAP (the zfs pool's are ZFS snapshots);
  * names beginning with '.' are reserved for such bookkeeping, so no dataset
  * component and no snapshot name may begin with '.'.
  *
- * Backends (btrfs.c, dir.c, later zfs.c) fill struct vm_storage_ops. The
+ * Backends (btrfs.c, dir.c, zfs.c) fill struct vm_storage_ops. The
  * vm_pool_* wrappers below validate names and then call the ops; callers use
  * the wrappers, never the ops directly. Where a backend keeps its snapshots
  * is its own business: migration reads one through an fd (open_snapshot),
@@ -262,3 +263,4 @@ bool vm_pool_speaks(const struct vm_pool *pool, const char *encoding);
 
 extern const struct vm_storage_ops btrfs_storage_ops;
 extern const struct vm_storage_ops dir_storage_ops;
+extern const struct vm_storage_ops zfs_storage_ops;

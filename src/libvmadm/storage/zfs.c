@@ -1,0 +1,914 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The zfs pool: datasets are ZFS datasets, through the zfs and zpool tools.
+ *
+ *   ZPOOL                           the zpool, conf "zfs_pool" (default
+ *                                   "zones"), mounted at MOUNTPOINT
+ *                                   (ROOT/zones); made on first use on
+ *                                   ROOT/zfs.img, a sparse file, when it
+ *                                   does not exist
+ *   ZPOOL/X at MOUNTPOINT/X         dataset zones/X: a ZFS filesystem whose
+ *                                   mountpoint is inherited from the pool
+ *   MOUNTPOINT/X/disk.raw           a volume's sparse image: zfs-fuse has no
+ *                                   volumes (`zfs create -V` is not
+ *                                   implemented), so a volume is a
+ *                                   filesystem holding VOLUME_FILE, as in the
+ *                                   dir and btrfs pools
+ *   ZPOOL/X@SNAP                    snapshot zones/X@SNAP: a ZFS snapshot
+ *   ZPOOL/.vmadm-open-PID-N at      a temporary read-only clone of a snapshot
+ *   ROOT/.zfs-open/PID-N            that open_snapshot() hands out an fd on
+ *
+ * Only the syntax that zfs-fuse (0.7, pool version 23) and OpenZFS share is
+ * used: no `zfs list -p` (sizes come from `zfs get -Hp`), no `receive -s`.
+ *
+ * An existing zpool is used as it is and never destroyed: open() refuses
+ * one mounted elsewhere than MOUNTPOINT rather than change its mountpoint.
+ *
+ * There is no native send stream yet (`zfs send -p` is the next step): the
+ * portable encodings of the stream module carry zfs datasets.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "storage/pool-private.h"
+#include "storage/pool.h"
+#include "util/fs.h"
+#include "util/lock.h"
+#include "util/log.h"
+#include "util/macros.h"
+#include "util/spawn.h"
+
+#define ZFS_IMAGE	 "zfs.img"
+#define ZFS_OPEN_DIR	 ".zfs-open"
+#define ZFS_OPEN_PREFIX	 ".vmadm-open-"
+#define ZFS_DEFAULT_POOL "zones"
+/* zfs refuses vdevs below 64 MiB */
+#define ZFS_MIN_SIZE (128ULL * 1024 * 1024)
+
+struct zfs_priv {
+	char *zpool;   /* the zpool's name */
+	char *opendir; /* ROOT/.zfs-open */
+	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
+	size_t n_clones;
+};
+
+static struct zfs_priv *priv(struct vm_pool *pool)
+{
+	return pool->priv;
+}
+
+/* The ZFS name of dataset (or snapshot) ds = "zones/REST[@SNAP]":
+ * "ZPOOL/REST[@SNAP]". */
+static char *zname(struct vm_pool *pool, const char *ds)
+{
+	size_t n = strlen(VM_POOL_NAME);
+
+	if (strncmp(ds, VM_POOL_NAME, n) == 0 && ds[n] == '/')
+		ds += n + 1;
+	return strdup_printf("%s/%s", priv(pool)->zpool, ds);
+}
+
+static char *zsnapname(struct vm_pool *pool, const char *ds, const char *snap)
+{
+	_cleanup_free_ char *z = zname(pool, ds);
+	return z ? strdup_printf("%s@%s", z, snap) : NULL;
+}
+
+/* Run argv; with ret_out, its stdout (malloc'ed). err gets the tool's
+ * stderr on failure. */
+static int run(const char *const *argv, char **ret_out, struct vm_error *err)
+{
+	struct vm_spawn sp = {
+	    .argv = argv, .stdin_fd = -1, .stdout_fd = -1, .capture_stdout = !!ret_out};
+	int r = vm_spawn_run(&sp, err);
+
+	if (r >= 0 && ret_out) {
+		*ret_out = sp.out ? TAKE_PTR(sp.out) : strdup("");
+		if (!*ret_out)
+			r = vm_error_set(err, ENOMEM, "%s", argv[0]);
+	}
+	vm_spawn_clear(&sp);
+	return r;
+}
+
+/* One property value of a dataset, snapshot or pool, NULL when it does not
+ * exist (or the tool fails). */
+static char *zget(const char *zds, const char *prop)
+{
+	/* zfs get -Hp -o value PROP ZDS */
+	const char *argv[] = {"zfs", "get", "-Hp", "-o", "value", prop, zds, NULL};
+	struct vm_error e2;
+	char *out = NULL;
+
+	if (run(argv, &out, &e2) < 0)
+		return NULL;
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}
+
+static int zget_u64(const char *zds, const char *prop, const char *what, uint64_t *ret,
+		    struct vm_error *err)
+{
+	_cleanup_free_ char *v = zget(zds, prop);
+	char *end;
+
+	if (!v)
+		return vm_error_setx(err, ENOENT, "%s: cannot read %s of %s", what, prop, zds);
+	errno = 0;
+	*ret = strtoull(v, &end, 10);
+	if (errno || end == v || *end)
+		return vm_error_setx(err, EIO, "%s: %s of %s is '%s', not a number", what, prop,
+				     zds, v);
+	return 0;
+}
+
+/* "filesystem", "volume", "snapshot", or NULL when zds does not exist. */
+static char *ztype(const char *zds)
+{
+	return zget(zds, "type");
+}
+
+static bool zexists(const char *zds)
+{
+	_cleanup_free_ char *t = ztype(zds);
+	return t != NULL;
+}
+
+/* Run a zfs command that unmounts a dataset (destroy, rename), again while
+ * it fails with "busy" for up to 5 seconds: zfs-fuse learns only a moment
+ * after a close (FUSE's release is asynchronous) that a file is no longer
+ * open. */
+static int run_unbusy(const char *const *argv, struct vm_error *err)
+{
+	int r = 0;
+
+	for (int i = 0; i < 20; i++) {
+		r = run(argv, NULL, err);
+		if (r >= 0 || !strstr(err->msg, "busy"))
+			break;
+		usleep(250 * 1000);
+	}
+	return r;
+}
+
+/* The filesystems of zds and its children, parents first (a
+ * NULL-terminated vector, NULL when zds does not exist). */
+static char **ztree(const char *zds)
+{
+	/* zfs list -H -o name -r ZDS */
+	const char *argv[] = {"zfs", "list", "-H", "-o", "name", "-r", zds, NULL};
+	_cleanup_free_ char *out = NULL;
+	_cleanup_strv_ char **v = NULL;
+	struct vm_error e2;
+	char *line, *save = NULL;
+	size_t n = 0;
+
+	if (run(argv, &out, &e2) < 0)
+		return NULL;
+	v = calloc(1, sizeof(char *));
+	for (line = strtok_r(out, "\n", &save); v && line; line = strtok_r(NULL, "\n", &save)) {
+		char **nv = realloc(v, (n + 2) * sizeof(char *));
+		if (!nv)
+			return NULL;
+		v = nv;
+		v[n + 1] = NULL;
+		v[n] = strdup(line);
+		if (!v[n++])
+			return NULL;
+	}
+	return TAKE_PTR(v);
+}
+
+/* Unmount zds and its children, deepest first, with `zfs umount`: zfs-fuse
+ * reports "dataset is busy" when destroy or rename unmount a mounted
+ * dataset themselves, but not when it was unmounted before. Errors are left
+ * to the command that follows (a dataset in use stays mounted, and that
+ * command says so). */
+static void zunmount_tree(const char *zds)
+{
+	_cleanup_strv_ char **v = ztree(zds);
+	size_t n = 0;
+
+	while (v && v[n])
+		n++;
+	while (n-- > 0) {
+		/* zfs umount NAME */
+		const char *argv[] = {"zfs", "umount", v[n], NULL};
+		_cleanup_free_ char *m = zget(v[n], "mounted");
+		struct vm_error e2;
+
+		if (m && streq(m, "yes"))
+			(void)run_unbusy(argv, &e2);
+	}
+}
+
+/* Mount zds and its children, parents first (after a rename). */
+static int zmount_tree(const char *zds, struct vm_error *err)
+{
+	_cleanup_strv_ char **v = ztree(zds);
+
+	for (size_t i = 0; v && v[i]; i++) {
+		/* zfs mount NAME */
+		const char *argv[] = {"zfs", "mount", v[i], NULL};
+		_cleanup_free_ char *m = zget(v[i], "mounted");
+		int r;
+
+		if (m && streq(m, "yes"))
+			continue;
+		r = run(argv, NULL, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Destroy zds (a snapshot, or a dataset: unmounted first), with -r its
+ * snapshots and children; errors in err. */
+static int zdestroy(const char *zds, bool recursive, struct vm_error *err)
+{
+	/* zfs destroy [-r] ZDS */
+	const char *argv[] = {"zfs", "destroy", recursive ? "-r" : zds, recursive ? zds : NULL,
+			      NULL};
+
+	if (!strchr(zds, '@'))
+		zunmount_tree(zds);
+	return run_unbusy(argv, err);
+}
+
+/* ---- temporary clones for open_snapshot ---- */
+
+/* Destroy temporary clone clone (mounted at ROOT/.zfs-open/ID). */
+static int destroy_open_clone(struct vm_pool *pool, const char *clone, struct vm_error *err)
+{
+	const char *id = strrchr(clone, '/') + 1 + strlen(ZFS_OPEN_PREFIX);
+	_cleanup_free_ char *mnt = strdup_printf("%s/%s", priv(pool)->opendir, id);
+	int r = zdestroy(clone, false, err);
+
+	if (r >= 0 && mnt)
+		(void)rmdir(mnt);
+	return r;
+}
+
+/* Destroy the temporary clones this pool's open_snapshot() made that no fd
+ * holds any more (one still held is busy: it stays, for the next sweep or
+ * the next process's). */
+static void sweep_own_clones(struct vm_pool *pool)
+{
+	struct zfs_priv *p = priv(pool);
+	size_t k = 0;
+
+	for (size_t i = 0; i < p->n_clones; i++) {
+		struct vm_error e2;
+
+		if (destroy_open_clone(pool, p->clones[i], &e2) >= 0) {
+			free(p->clones[i]);
+			continue;
+		}
+		vm_debug("temporary clone %s stays: %s", p->clones[i], e2.msg);
+		p->clones[k++] = p->clones[i];
+	}
+	p->n_clones = k;
+	if (p->clones)
+		p->clones[k] = NULL;
+}
+
+/* Destroy the temporary clones of processes that are gone (killed before
+ * their pool's close). Those of running processes are theirs. */
+static void sweep_dead_clones(struct vm_pool *pool)
+{
+	struct zfs_priv *p = priv(pool);
+	/* zfs list -H -o name -r ZPOOL */
+	const char *argv[] = {"zfs", "list", "-H", "-o", "name", "-r", p->zpool, NULL};
+	_cleanup_free_ char *out = NULL,
+			    *prefix = strdup_printf("%s/%s", p->zpool, ZFS_OPEN_PREFIX);
+	struct vm_error e2;
+	char *line, *save = NULL;
+
+	if (!prefix || run(argv, &out, &e2) < 0)
+		return;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		long pid;
+
+		if (strncmp(line, prefix, strlen(prefix)) != 0 || strchr(line, '@'))
+			continue;
+		pid = strtol(line + strlen(prefix), NULL, 10);
+		if (pid <= 0 || pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (destroy_open_clone(pool, line, &e2) < 0)
+			vm_debug("temporary clone %s stays: %s", line, e2.msg);
+	}
+}
+
+/* ---- opening the pool ---- */
+
+static bool zpool_name_ok(const char *n)
+{
+	if (!n || !((n[0] >= 'a' && n[0] <= 'z') || (n[0] >= 'A' && n[0] <= 'Z')) ||
+	    strlen(n) > 200)
+		return false;
+	for (; *n; n++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:-",
+			    *n))
+			return false;
+	return true;
+}
+
+static bool zpool_exists(const char *zpool)
+{
+	/* zpool list -H -o name ZPOOL */
+	const char *argv[] = {"zpool", "list", "-H", "-o", "name", zpool, NULL};
+	struct vm_error e2;
+
+	return run(argv, NULL, &e2) >= 0;
+}
+
+/* Make the zpool on a new sparse file img, mounted at the mount point,
+ * which must be missing or empty. On failure the file is removed. */
+static int zpool_make(struct vm_pool *pool, const char *img, struct vm_error *err)
+{
+	struct zfs_priv *p = priv(pool);
+	_cleanup_close_ int fd = -1;
+	uint64_t size = 0;
+	int r;
+
+	if (fs_is_dir(pool->mountpoint) && rmdir(pool->mountpoint) < 0)
+		return vm_error_set(err, errno,
+				    "%s exists and is not an empty directory, and zpool %s "
+				    "does not exist",
+				    pool->mountpoint, p->zpool);
+	r = pool_image_size(pool, ZFS_MIN_SIZE, "zfs", &size, err);
+	if (r < 0)
+		return r;
+	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vm_error_set(err, errno, "create %s", img);
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = vm_error_set(err, errno, "size %s", img);
+		unlink(img);
+		return r;
+	}
+	close(TAKE_FD(fd));
+	{
+		/* zpool create -m MOUNTPOINT ZPOOL IMG */
+		const char *argv[] = {"zpool",	"create", "-m", pool->mountpoint,
+				      p->zpool, img,	  NULL};
+		r = run(argv, NULL, err);
+	}
+	if (r < 0)
+		unlink(img);
+	return r;
+}
+
+/* Undo zpool_make() after a later step of the same open failed: only a
+ * zpool this very call made, so nothing of it can be anyone's yet. */
+static void zpool_unmake(struct vm_pool *pool, const char *img)
+{
+	/* zpool destroy ZPOOL */
+	const char *argv[] = {"zpool", "destroy", priv(pool)->zpool, NULL};
+	struct vm_error e2;
+
+	zunmount_tree(priv(pool)->zpool);
+	if (run_unbusy(argv, &e2) >= 0)
+		unlink(img);
+}
+
+static int zfs_open(struct vm_pool *pool, struct vm_error *err)
+{
+	json_t *j = json_object_get(pool->conf, "zfs_pool");
+	const char *zp = j ? json_string_value(j) : ZFS_DEFAULT_POOL;
+	_cleanup_free_ char *img = strdup_printf("%s/%s", pool->root, ZFS_IMAGE);
+	_cleanup_free_ char *lockp = strdup_printf("%s/.pool.lock", pool->root);
+	_cleanup_free_ char *mp = NULL, *mounted = NULL;
+	_cleanup_close_ int lock = -1;
+	struct zfs_priv *p;
+	bool made = false;
+	int r;
+
+	if (!zpool_name_ok(zp))
+		return vm_error_setx(err, EINVAL,
+				     "vmadm.conf: zfs_pool must be a zpool name (a letter, then "
+				     "[A-Za-z0-9_.:-])");
+	if (!img || !lockp)
+		return vm_error_set(err, ENOMEM, "open zfs pool");
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return vm_error_set(err, ENOMEM, "open zfs pool");
+	pool->priv = p;
+	p->zpool = strdup(zp);
+	p->opendir = strdup_printf("%s/%s", pool->root, ZFS_OPEN_DIR);
+	if (!p->zpool || !p->opendir) {
+		r = vm_error_set(err, ENOMEM, "open zfs pool");
+		goto fail;
+	}
+	r = fs_mkdir_p(pool->root, 0755, err);
+	if (r < 0)
+		goto fail;
+	/* Two commands opening a fresh node at once must not both create. */
+	lock = vm_lock_file(lockp, 60, "pool", err);
+	if (lock < 0) {
+		r = lock;
+		goto fail;
+	}
+	if (!zpool_exists(zp)) {
+		if (fs_exists(img)) {
+			/* the daemon forgot it (a new machine state): import it */
+			/* zpool import -d ROOT ZPOOL */
+			const char *argv[] = {"zpool", "import", "-d", pool->root, zp, NULL};
+			r = run(argv, NULL, err);
+		} else {
+			r = zpool_make(pool, img, err);
+			made = r >= 0;
+		}
+		if (r < 0)
+			goto fail;
+	}
+	mp = zget(zp, "mountpoint");
+	mounted = zget(zp, "mounted");
+	if (!mp || !streq(mp, pool->mountpoint)) {
+		r = vm_error_setx(err, EMEDIUMTYPE,
+				  "zpool %s is mounted at %s, not at %s where this node keeps its "
+				  "datasets (vmadm does not change an existing zpool: set "
+				  "zfs_pool, or its mountpoint)",
+				  zp, mp ? mp : "?", pool->mountpoint);
+		goto fail;
+	}
+	if (!mounted || !streq(mounted, "yes")) {
+		/* zfs mount ZPOOL */
+		const char *argv[] = {"zfs", "mount", zp, NULL};
+		r = run(argv, NULL, err);
+		if (r < 0)
+			goto fail;
+	}
+	r = pool_restrict_mountpoint(pool, err);
+	if (r >= 0)
+		r = fs_mkdir_p(p->opendir, 0700, err);
+	if (r < 0)
+		goto fail;
+	sweep_dead_clones(pool);
+	return 0;
+fail:
+	if (made)
+		zpool_unmake(pool, img);
+	free(p->zpool);
+	free(p->opendir);
+	free(p);
+	pool->priv = NULL;
+	return vm_error_prefix(err, "open zfs pool %s", zp);
+}
+
+static void zfs_close(struct vm_pool *pool)
+{
+	struct zfs_priv *p = priv(pool);
+
+	if (!p)
+		return;
+	sweep_own_clones(pool);
+	strv_free(p->clones);
+	free(p->zpool);
+	free(p->opendir);
+	free(p);
+	pool->priv = NULL;
+}
+
+/* ---- datasets ---- */
+
+/* May ds (ZFS name zds) be created? -EEXIST, or -ENOENT without its parent. */
+static int check_new(struct vm_pool *pool, const char *what, const char *ds, const char *zds,
+		     struct vm_error *err)
+{
+	_cleanup_free_ char *parent = pool_parent_name(ds), *zparent = NULL;
+
+	if (!parent)
+		return vm_error_set(err, ENOMEM, "%s %s", what, ds);
+	if (zexists(zds))
+		return vm_error_setx(err, EEXIST, "%s %s: dataset already exists", what, ds);
+	if (!streq(parent, VM_POOL_NAME)) {
+		zparent = zname(pool, parent);
+		if (!zparent || !zexists(zparent))
+			return vm_error_setx(err, ENOENT, "%s %s: parent dataset %s does not exist",
+					     what, ds, parent);
+	}
+	return 0;
+}
+
+static int zcreate(const char *zds, struct vm_error *err)
+{
+	/* zfs create ZDS */
+	const char *argv[] = {"zfs", "create", zds, NULL};
+	return run(argv, NULL, err);
+}
+
+static int zfs_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds);
+	int r;
+
+	if (!zds)
+		return vm_error_set(err, ENOMEM, "create filesystem %s", ds);
+	r = check_new(pool, "create filesystem", ds, zds, err);
+	if (r < 0)
+		return r;
+	r = zcreate(zds, err);
+	if (r < 0)
+		return vm_error_prefix(err, "create filesystem %s", ds);
+	return 0;
+}
+
+static int zfs_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
+			     struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds);
+	struct vm_error e2;
+	int r;
+
+	if (!zds || !file)
+		return vm_error_set(err, ENOMEM, "create volume %s", ds);
+	r = check_new(pool, "create volume", ds, zds, err);
+	if (r < 0)
+		return r;
+	/* Sparse: refuse only what could never fit. */
+	r = pool_check_space(pool, "create volume", ds, size, err);
+	if (r < 0)
+		return r;
+	r = zcreate(zds, err);
+	if (r >= 0) {
+		r = pool_volume_file_create(file, size, err);
+		if (r < 0)
+			zdestroy(zds, false, &e2);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "create volume %s", ds);
+	return 0;
+}
+
+static int zfs_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
+		     struct vm_error *err)
+{
+	_cleanup_free_ char *zsnap = zname(pool, snap), *zds = zname(pool, ds);
+	_cleanup_free_ char *file = vm_pool_volume_path(pool, ds), *t = NULL;
+	struct vm_error e2;
+	int r;
+
+	if (!zsnap || !zds || !file)
+		return vm_error_set(err, ENOMEM, "clone %s", snap);
+	t = ztype(zsnap);
+	if (!t || !streq(t, "snapshot"))
+		return vm_error_setx(err, ENOENT, "clone %s to %s: snapshot does not exist", snap,
+				     ds);
+	r = check_new(pool, "clone to", ds, zds, err);
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s", snap);
+	{
+		/* zfs clone ZPOOL/X@SNAP ZDS */
+		const char *argv[] = {"zfs", "clone", zsnap, zds, NULL};
+		r = run(argv, NULL, err);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	r = pool_volume_file_grow(pool, ds, file, size_or_0, err);
+	if (r < 0) {
+		zdestroy(zds, false, &e2);
+		return vm_error_prefix(err, "clone %s to %s", snap, ds);
+	}
+	return 0;
+}
+
+static int zfs_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+			struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *zsnap = zsnapname(pool, ds, name);
+	int r;
+
+	if (!zds || !zsnap)
+		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
+	if (!zexists(zds))
+		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
+				     name);
+	if (zexists(zsnap))
+		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
+				     name);
+	{
+		/* zfs snapshot ZDS@NAME */
+		const char *argv[] = {"zfs", "snapshot", zsnap, NULL};
+		r = run(argv, NULL, err);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
+	return 0;
+}
+
+static int zfs_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
+			      struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *out = NULL;
+	_cleanup_strv_ char **v = NULL;
+	size_t n = 0, len;
+	char *line, *save = NULL;
+	int r;
+
+	if (!zds)
+		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+	if (!zexists(zds))
+		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
+				     ds);
+	{
+		/* zfs list -H -t snapshot -o name -r ZDS (oldest first; children's
+		 * snapshots filtered out below) */
+		const char *argv[] = {"zfs", "list", "-H", "-t", "snapshot",
+				      "-o",  "name", "-r", zds,	 NULL};
+		r = run(argv, &out, err);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "list snapshots of %s", ds);
+	v = calloc(1, sizeof(char *));
+	if (!v)
+		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+	len = strlen(zds);
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char **nv;
+
+		if (strncmp(line, zds, len) != 0 || line[len] != '@')
+			continue;
+		nv = realloc(v, (n + 2) * sizeof(char *));
+		if (!nv)
+			return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+		v = nv;
+		v[n] = strdup(line + len + 1);
+		v[++n] = NULL;
+		if (!v[n - 1])
+			return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
+	}
+	*ret = TAKE_PTR(v);
+	return 0;
+}
+
+static int zfs_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
+				struct vm_error *err)
+{
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, name);
+	int r;
+
+	if (!zsnap)
+		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
+	if (!zexists(zsnap))
+		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
+				     name);
+	/* a temporary clone of it that no fd holds any more would stop it */
+	sweep_own_clones(pool);
+	r = zdestroy(zsnap, false, err);
+	if (r < 0)
+		return vm_error_prefix(err, "destroy %s@%s", ds, name);
+	return 0;
+}
+
+/* The first child dataset of zds, as a vmadm name (ds/REST), or NULL. */
+static char *first_child(struct vm_pool *pool, const char *ds, const char *zds)
+{
+	/* zfs list -H -o name -r ZDS */
+	const char *argv[] = {"zfs", "list", "-H", "-o", "name", "-r", zds, NULL};
+	_cleanup_free_ char *out = NULL;
+	struct vm_error e2;
+	size_t len = strlen(zds);
+	char *line, *save = NULL;
+
+	if (run(argv, &out, &e2) < 0)
+		return NULL;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+		if (strncmp(line, zds, len) == 0 && line[len] == '/')
+			return strdup_printf("%s%s", ds, line + len);
+	return NULL;
+}
+
+static int zfs_destroy(struct vm_pool *pool, const char *ds, bool recursive, struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *child = NULL;
+	int r;
+
+	if (!zds || !path)
+		return vm_error_set(err, ENOMEM, "destroy %s", ds);
+	if (!zexists(zds))
+		return vm_error_setx(err, ENOENT, "destroy %s: dataset does not exist", ds);
+	if (!recursive && (child = first_child(pool, ds, zds)))
+		return vm_error_setx(err, EBUSY,
+				     "destroy %s: has child dataset %s (destroy recursively)", ds,
+				     child);
+	sweep_own_clones(pool);
+	/* -r: its snapshots (and, when recursive, its children, checked above).
+	 * Never -R: clones made from its snapshots (VMs of an image) are other
+	 * datasets, and zfs refuses while they exist. */
+	r = zdestroy(zds, true, err);
+	if (r < 0)
+		return vm_error_prefix(err, "destroy %s", ds);
+	/* zfs-fuse may leave the empty mount point directory */
+	(void)rmdir(path);
+	return 0;
+}
+
+static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, struct vm_error *err)
+{
+	_cleanup_free_ char *zfrom = zname(pool, from), *zto = zname(pool, to);
+	int r;
+
+	if (!zfrom || !zto)
+		return vm_error_set(err, ENOMEM, "rename %s", from);
+	if (!zexists(zfrom))
+		return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
+	r = check_new(pool, "rename to", to, zto, err);
+	if (r < 0)
+		return vm_error_prefix(err, "rename %s", from);
+	zunmount_tree(zfrom);
+	{
+		/* zfs rename ZFROM ZTO */
+		const char *argv[] = {"zfs", "rename", zfrom, zto, NULL};
+		r = run_unbusy(argv, err);
+	}
+	if (r < 0) {
+		struct vm_error e2;
+		(void)zmount_tree(zfrom, &e2);
+		return vm_error_prefix(err, "rename %s to %s", from, to);
+	}
+	r = zmount_tree(zto, err);
+	if (r < 0)
+		return vm_error_prefix(err, "rename %s to %s: mount it", from, to);
+	return 0;
+}
+
+static enum vm_dataset_kind zfs_kind(struct vm_pool *pool, const char *ds)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_free_ char *t = zds ? ztype(zds) : NULL;
+
+	if (!t || !path)
+		return VM_DS_NONE;
+	if (streq(t, "volume"))
+		return VM_DS_VOLUME;
+	if (!streq(t, "filesystem"))
+		return VM_DS_NONE;
+	return pool_dir_is_volume(path) ? VM_DS_VOLUME : VM_DS_FILESYSTEM;
+}
+
+/* ZFS's "referenced": what the dataset's own tree holds, children not
+ * included, blocks shared with snapshots and clones counted in each. ZFS
+ * counts a write once its transaction group is committed (within about 30
+ * seconds on zfs-fuse; fsync and syncfs do not hurry it), so what was just
+ * written may not show yet. */
+static int zfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint64_t *ret_volsize,
+		    struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *file = vm_pool_volume_path(pool, ds);
+	struct stat st;
+	int r;
+
+	if (!zds || !file)
+		return vm_error_set(err, ENOMEM, "used %s", ds);
+	if (!zexists(zds))
+		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
+	r = zget_u64(zds, "referenced", "used", ret_used, err);
+	if (r < 0)
+		return vm_error_prefix(err, "used %s", ds);
+	if (ret_volsize)
+		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
+	return 0;
+}
+
+static int zfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
+{
+	return zget_u64(priv(pool)->zpool, "available", "pool space", ret, err);
+}
+
+/* zfs-fuse has no snapshot directory (.zfs/snapshot, even with
+ * snapdir=visible), so the fd is on a temporary clone of the snapshot,
+ * read-only, mounted in ROOT/.zfs-open (mode 0700). The fd keeps the clone
+ * busy, so it stays usable until closed; the clone is destroyed by the next
+ * destroy of its snapshot or dataset, or the pool's close, in this process
+ * (a clone still held stays), or by any later open once this process is
+ * gone. */
+/* Numbers the temporary clones of this process (pools of several threads
+ * included). */
+static unsigned open_seq;
+
+static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
+			     struct vm_error *err)
+{
+	struct zfs_priv *p = priv(pool);
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap), *t = NULL;
+	_cleanup_free_ char *id = NULL, *clone = NULL, *mnt = NULL, *mntopt = NULL;
+	_cleanup_close_ int fd = -1;
+	struct vm_error e2;
+	int r;
+
+	if (!zsnap)
+		return vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+	t = ztype(zsnap);
+	if (!t || !streq(t, "snapshot"))
+		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
+	id = strdup_printf("%ld-%u", (long)getpid(),
+			   __atomic_fetch_add(&open_seq, 1, __ATOMIC_SEQ_CST));
+	if (id) {
+		clone = strdup_printf("%s/%s%s", p->zpool, ZFS_OPEN_PREFIX, id);
+		mnt = strdup_printf("%s/%s", p->opendir, id);
+		mntopt = strdup_printf("mountpoint=%s", mnt);
+	}
+	if (!clone || !mnt || !mntopt)
+		return vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+	{
+		/* zfs clone -o readonly=on -o mountpoint=ROOT/.zfs-open/PID-N ZDS@SNAP
+		 *   ZPOOL/.vmadm-open-PID-N */
+		const char *argv[] = {"zfs",  "clone", "-o",  "readonly=on", "-o",
+				      mntopt, zsnap,   clone, NULL};
+		r = run(argv, NULL, err);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "open %s@%s", ds, snap);
+	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		r = vm_error_set(err, errno, "open %s@%s at %s", ds, snap, mnt);
+	else if (pool_dir_is_volume(mnt)) {
+		int img = openat(fd, VOLUME_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (img < 0)
+			r = vm_error_set(err, errno, "open %s@%s: its image", ds, snap);
+		else {
+			close(fd);
+			fd = img;
+		}
+	}
+	if (r >= 0) {
+		/* remembered, for the sweeps once the fd is closed */
+		char **nv = realloc(p->clones, (p->n_clones + 2) * sizeof(char *));
+
+		if (!nv) {
+			r = vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
+		} else {
+			p->clones = nv;
+			p->clones[p->n_clones++] = TAKE_PTR(clone);
+			p->clones[p->n_clones] = NULL;
+		}
+	}
+	if (r < 0) {
+		if (fd >= 0)
+			close(TAKE_FD(fd));
+		if (destroy_open_clone(pool, clone, &e2) < 0)
+			vm_debug("temporary clone %s stays: %s", clone, e2.msg);
+		return r;
+	}
+	*ret_fd = TAKE_FD(fd);
+	return 0;
+}
+
+static int zfs_rollback(struct vm_pool *pool, const char *ds, const char *snap,
+			struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *zsnap = zsnapname(pool, ds, snap);
+	int r;
+
+	if (!zds || !zsnap)
+		return vm_error_set(err, ENOMEM, "roll %s back to @%s", ds, snap);
+	if (!zexists(zds) || !zexists(zsnap))
+		return vm_error_setx(err, ENOENT,
+				     "roll %s back to @%s: the dataset or its snapshot does not "
+				     "exist",
+				     ds, snap);
+	{
+		/* zfs rollback ZDS@SNAP (refuses when later snapshots exist: the
+		 * caller destroys them first) */
+		const char *argv[] = {"zfs", "rollback", zsnap, NULL};
+		r = run(argv, NULL, err);
+	}
+	if (r < 0)
+		return vm_error_prefix(err, "roll %s back to @%s", ds, snap);
+	return 0;
+}
+
+const struct vm_storage_ops zfs_storage_ops = {
+    .name = "zfs",
+    .open = zfs_open,
+    .close = zfs_close,
+    .create_filesystem = zfs_create_filesystem,
+    .create_volume = zfs_create_volume,
+    .clone = zfs_clone,
+    .snapshot = zfs_snapshot,
+    .list_snapshots = zfs_list_snapshots,
+    .destroy_snapshot = zfs_destroy_snapshot,
+    .destroy = zfs_destroy,
+    .rename = zfs_rename,
+    .kind = zfs_kind,
+    .used = zfs_used,
+    .available = zfs_available,
+    .open_snapshot = zfs_open_snapshot,
+    .rollback = zfs_rollback,
+    /* a portable receive makes its datasets with create_filesystem and
+     * create_volume, each a whole zfs dataset or none: nothing of its own is
+     * left for destroy() not to find */
+    .receive_cleanup = NULL,
+    .send = NULL,
+    .receive = NULL,
+    .native_encoding = NULL,
+    .dir = NULL,
+};

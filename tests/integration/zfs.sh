@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# zfs pools on real ZFS code (zfs-fuse, its daemon started if none runs):
+# the pool-ops driver's cases (datasets, volumes, snapshots opened by fd and
+# rolled back to, clones, rename, destroy, space, names), kvm and joyent VMs
+# created and deleted on a zfs node leaving no dataset, kvm and joyent VMs
+# cloned from images started (their workloads write records), stopped and
+# deleted leaving only the images, and `vmadm send |
+# vmadm receive` zfs -> btrfs and btrfs -> zfs (portable), data identical.
+# Each node has its own zpool (vmt-PID-NAME), destroyed at the end; no other
+# zpool is touched.
+. "$(dirname "$0")/../lib/common.sh"
+
+POOLOPS=${POOLOPS:-$BUILD/tests/integration/pool-ops}
+if ! command -v zfs-fuse >/dev/null; then
+	fail "zfs-fuse is not installed (scripts/install-deps)"
+	t_done
+	exit
+fi
+po() { "$POOLOPS" "$@"; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+# zds ROOT: the zfs datasets of a node's zpool, below the pool itself.
+zds() { zfs list -H -o name -t all -r "$(zfs_pool_of "$1")" 2>/dev/null | tail -n +2 | xargs; }
+
+# wait_used ROOT DS MIN: ZFS counts writes once their transaction group is
+# committed (up to ~30 s on zfs-fuse): wait until used reaches MIN.
+wait_used() {
+	local i out
+	for ((i = 0; i < 80; i++)); do
+		out=$(po "$1" used "$2")
+		[ "${out% *}" -ge "$3" ] && return 0
+		sleep 0.5
+	done
+	echo "used of $2 is ${out% *} after 40 s" >&2
+	return 1
+}
+
+# ---- pool operations ----
+R=$(node_make z1 zfs 1073741824) || { fail "zfs node"; t_done; exit; }
+ZP=$(zfs_pool_of "$R")
+check "zfs: open makes the zpool on a sparse file" po "$R" open
+check_eq "zfs: backend" "zfs $R/zones" "$(po "$R" open)"
+check "zfs: zpool on ROOT/zfs.img" sh -c "zpool status $ZP | grep -q '$R/zfs.img'"
+check_eq "zfs: zpool mounted at ROOT/zones" "$R/zones" "$(zfs get -H -o value mountpoint "$ZP")"
+check_eq "zfs: mount point is 0700" 700 "$(stat -c %a "$R/zones")"
+
+check "zfs: create filesystem" po "$R" create-fs zones/a
+check "zfs: create child filesystem" po "$R" create-fs zones/a/data
+check "zfs: create volume" po "$R" create-vol zones/a-disk0 64M
+check_eq "zfs: they are zfs datasets" "$ZP/a $ZP/a-disk0 $ZP/a/data" \
+	"$(zfs list -H -o name -r "$ZP" | tail -n +2 | sort | xargs)"
+check_eq "zfs: kind filesystem" filesystem "$(po "$R" kind zones/a)"
+check_eq "zfs: kind child" filesystem "$(po "$R" kind zones/a/data)"
+check_eq "zfs: kind volume" volume "$(po "$R" kind zones/a-disk0)"
+check_eq "zfs: kind missing" none "$(po "$R" kind zones/nope)"
+check_fails "zfs: create existing" "already exists" po "$R" create-fs zones/a
+check_fails "zfs: create without parent" "parent dataset zones/nope does not exist" \
+	po "$R" create-fs zones/nope/child
+
+P=$(po "$R" path zones/a)
+V=$(po "$R" volpath zones/a-disk0)
+check_eq "zfs: dataset path" "$R/zones/a" "$P"
+check_eq "zfs: mounted there" "$R/zones/a" "$(zfs get -H -o value mountpoint "$ZP/a")"
+check_eq "zfs: volume path" "$R/zones/a-disk0/disk.raw" "$V"
+check_eq "zfs: volume size" 67108864 "$(stat -c %s "$V")"
+check "zfs: volume is sparse" test "$(stat -c %b "$V")" -lt 1024
+
+echo v1 >"$P/file"
+mkdir -p "$P/dir" && echo nested >"$P/dir/n" && ln -s file "$P/link"
+echo child >"$(po "$R" path zones/a/data)/inner"
+dd if=/dev/urandom of="$V" bs=1M count=4 seek=1 conv=notrunc status=none
+S1=$(sha "$V")
+
+check "zfs: snapshot fs" po "$R" snapshot zones/a s1
+check "zfs: snapshot volume" po "$R" snapshot zones/a-disk0 s1
+check_eq "zfs: a zfs snapshot" snapshot "$(zfs get -H -o value type "$ZP/a@s1")"
+check_fails "zfs: snapshot exists" "already exists" po "$R" snapshot zones/a s1
+echo v2 >"$P/file"
+rm "$P/dir/n"
+dd if=/dev/urandom of="$V" bs=1M count=2 seek=2 conv=notrunc status=none
+check "zfs: second snapshot" po "$R" snapshot zones/a s2
+check "zfs: child snapshot not listed with its parent's" po "$R" snapshot zones/a/data c1
+check_eq "zfs: list snapshots oldest first" "s1 s2" \
+	"$(po "$R" list-snapshots zones/a | xargs)"
+
+check "zfs: clone filesystem" po "$R" clone zones/a@s1 zones/b
+check_eq "zfs: clone content" v1 "$(cat "$R/zones/b/file" 2>&1)"
+check_eq "zfs: clone is a zfs clone" "$ZP/a@s1" "$(zfs get -H -o value origin "$ZP/b")"
+echo clone-write >"$R/zones/b/file"
+check "zfs: clone volume grown" po "$R" clone zones/a-disk0@s1 zones/b-disk0 128M
+check_eq "zfs: clone volume kind" volume "$(po "$R" kind zones/b-disk0)"
+check_eq "zfs: clone volume size" 134217728 "$(stat -c %s "$R/zones/b-disk0/disk.raw")"
+check_eq "zfs: clone volume content" "$S1" \
+	"$(head -c 67108864 "$R/zones/b-disk0/disk.raw" | sha256sum | cut -d' ' -f1)"
+check_fails "zfs: clone of missing snapshot" "does not exist" po "$R" clone zones/a@nope zones/c
+check_eq "zfs: failed clone left nothing" none "$(po "$R" kind zones/c)"
+
+check "zfs: used counts the volume's blocks once committed (>= 4 MiB)" \
+	wait_used "$R" zones/a-disk0 4194304
+out=$(po "$R" used zones/a-disk0)
+check_eq "zfs: used reports volume size" 67108864 "${out#* }"
+check "zfs: used is below 16 MiB" test "${out% *}" -lt 16777216
+check "zfs: available from the zpool" test "$(po "$R" available)" -gt 500000000
+
+# What migration reads a snapshot through: an fd, here on a temporary clone.
+check_eq "zfs: open snapshot of a filesystem" "directory data dir file link" \
+	"$(po "$R" open-snapshot zones/a s1)"
+check_eq "zfs: open snapshot of a volume" "image 67108864" \
+	"$(po "$R" open-snapshot zones/a-disk0 s1)"
+check_fails "zfs: open missing snapshot" "snapshot does not exist" \
+	po "$R" open-snapshot zones/a nope
+check_eq "zfs: the temporary clones went with the fds" "" \
+	"$(zfs list -H -o name -r "$ZP" | grep -F .vmadm-open-)"
+# A process killed while it held one leaves its clone: the next open of the
+# pool, in another process, destroys it (and leaves a live process's alone).
+DEAD=$(sh -c 'echo $$')
+zfs clone -o mountpoint="$R/.zfs-open/$DEAD-0" "$ZP/a@s1" "$ZP/.vmadm-open-$DEAD-0"
+zfs clone -o mountpoint="$R/.zfs-open/$$-0" "$ZP/a@s1" "$ZP/.vmadm-open-$$-0"
+check "zfs: open of the pool" po "$R" open
+check_eq "zfs: a dead process's temporary clone is destroyed, a live one's kept" \
+	"$ZP/.vmadm-open-$$-0" "$(zfs list -H -o name -r "$ZP" | grep -F .vmadm-open-)"
+check "zfs: ... with its mount point" test ! -e "$R/.zfs-open/$DEAD-0"
+zfs umount "$ZP/.vmadm-open-$$-0" && zfs destroy "$ZP/.vmadm-open-$$-0"
+
+# Rollback to the latest snapshot.
+echo v3 >"$P/file" && echo new >"$P/new" && rm "$P/link"
+dd if=/dev/urandom of="$V" bs=1M count=1 seek=1 conv=notrunc status=none
+check "zfs: rollback filesystem" po "$R" rollback zones/a s2
+check_eq "zfs: rollback restores a file" v2 "$(cat "$P/file" 2>&1)"
+check "zfs: rollback removes what came after" test ! -e "$P/new"
+check_eq "zfs: rollback restores a symlink" file "$(readlink "$P/link" 2>&1)"
+check_eq "zfs: rollback keeps the child dataset" child \
+	"$(cat "$(po "$R" path zones/a/data)/inner" 2>&1)"
+check "zfs: rollback volume" po "$R" rollback zones/a-disk0 s1
+check_eq "zfs: rollback restores the volume" "$S1" "$(sha "$V")"
+check_eq "zfs: rollback keeps the snapshots" "s1 s2" "$(po "$R" list-snapshots zones/a | xargs)"
+check_fails "zfs: rollback to a missing snapshot" "does not exist" \
+	po "$R" rollback zones/a nope
+
+check "zfs: destroy snapshot" po "$R" destroy-snapshot zones/a s2
+check_eq "zfs: snapshot gone from list" s1 "$(po "$R" list-snapshots zones/a)"
+check_fails "zfs: destroy missing snapshot" "does not exist" po "$R" destroy-snapshot zones/a s2
+
+check "zfs: destroy clones" sh -c "$POOLOPS $R destroy zones/b && $POOLOPS $R destroy zones/b-disk0"
+check "zfs: rename" po "$R" rename zones/a zones/r
+check_eq "zfs: renamed kind" filesystem "$(po "$R" kind zones/r)"
+check_eq "zfs: old name gone" none "$(po "$R" kind zones/a)"
+check_eq "zfs: child moved" child "$(cat "$R/zones/r/data/inner" 2>&1)"
+check_eq "zfs: snapshots moved" s1 "$(po "$R" list-snapshots zones/r)"
+check_fails "zfs: rename onto existing" "already exists" po "$R" rename zones/r zones/a-disk0
+check_fails "zfs: destroy with children refused" "has child dataset zones/r/data" \
+	po "$R" destroy zones/r
+check "zfs: destroy recursive" po "$R" destroy -r zones/r
+check_eq "zfs: destroyed" none "$(po "$R" kind zones/r)"
+check "zfs: no dataset directory left" test ! -e "$R/zones/r"
+check_fails "zfs: destroy missing" "does not exist" po "$R" destroy zones/r
+check "zfs: destroy volume" po "$R" destroy zones/a-disk0
+check_eq "zfs: no zfs dataset or snapshot left (no temporary clone)" "" "$(zds "$R")"
+
+check_fails "zfs: bad name .." "invalid dataset name 'zones/../x'" po "$R" create-fs zones/../x
+check_fails "zfs: bad name other pool" "must begin with 'zones/'" po "$R" create-fs other/x
+# A zpool the daemon no longer knows (exported, or a machine that forgot it)
+# is imported again from ROOT/zfs.img by the next open, with its data.
+check "zfs: keep a dataset across an export" sh -c "$POOLOPS $R create-fs zones/kept && echo kept >$R/zones/kept/f"
+zfs list -H -o name -r "$ZP" | sort -r | xargs -r -n 1 zfs umount
+check "zfs: export the zpool" zpool export "$ZP"
+check "zfs: open imports it again" po "$R" open
+check_eq "zfs: ... with its data, mounted" kept "$(cat "$R/zones/kept/f" 2>&1)"
+check "zfs: destroy it" po "$R" destroy zones/kept
+check_fails "zfs: a zpool mounted elsewhere is refused, not changed" "not at" \
+	env VMADM_ROOT="$T/elsewhere" sh -c "mkdir -p $T/elsewhere && printf '{\"pool_type\": \"zfs\", \"zfs_pool\": \"$ZP\"}' > $T/elsewhere/vmadm.conf && $POOLOPS $T/elsewhere open"
+check_eq "zfs: ... and it kept its mountpoint" "$R/zones" "$(zfs get -H -o value mountpoint "$ZP")"
+
+# ---- VMs on a zfs node ----
+KVM=6c1d2e3f-2222-4333-8444-555566667777
+OS=7d2e3f40-2222-4333-8444-555566667777
+Z=$(node_make z2 zfs 1073741824)
+B=$(node_make b btrfs 1073741824)
+
+make_vms() {
+	local root=$1
+	echo "{\"brand\": \"kvm\", \"uuid\": \"$KVM\", \"alias\": \"k\", \"ram\": 128,
+	  \"disks\": [{\"size\": 64, \"boot\": true}, {\"size\": 32}]}" |
+		on "$root" "$VMADM" create || return 1
+	echo "{\"brand\": \"joyent\", \"uuid\": \"$OS\", \"alias\": \"o\", \"delegate_dataset\": true}" |
+		on "$root" "$VMADM" create || return 1
+	head -c 3000000 /dev/urandom | dd of="$root/zones/$KVM-disk0/disk.raw" bs=1M seek=5 conv=notrunc status=none
+	mkdir -p "$root/zones/$OS/root/etc"
+	echo hostname >"$root/zones/$OS/root/etc/hostname"
+	head -c 200000 /dev/urandom >"$root/zones/$OS/root/etc/blob"
+	ln -s hostname "$root/zones/$OS/root/etc/link"
+	echo payload >"$root/zones/$OS/data/file"
+}
+
+same_vms() {
+	local from=$1 to=$2 l=$3 d
+	for d in disk0 disk1; do
+		check_eq "$l: $d byte-identical" "$(sha256sum <"$from/zones/$KVM-$d/disk.raw")" \
+			"$(sha256sum <"$to/zones/$KVM-$d/disk.raw" 2>&1)"
+	done
+	check_eq "$l: joyent root tree equal" "$(tree_hash "$from/zones/$OS/root")" \
+		"$(tree_hash "$to/zones/$OS/root" 2>&1)"
+	check_eq "$l: data dataset tree equal" "$(tree_hash "$from/zones/$OS/data")" \
+		"$(tree_hash "$to/zones/$OS/data" 2>&1)"
+}
+
+check "zfs node: create a kvm and a joyent VM" make_vms "$Z"
+ZZ=$(zfs_pool_of "$Z")
+check_eq "zfs node: their datasets are zfs datasets" \
+	"$ZZ/$KVM $ZZ/$KVM-disk0 $ZZ/$KVM-disk1 $ZZ/$OS $ZZ/$OS/data" \
+	"$(zfs list -H -o name -r "$ZZ" | tail -n +2 | sort | xargs)"
+check_eq "zfs node: disk path" "$Z/zones/$KVM-disk1/disk.raw" \
+	"$(on "$Z" "$VMADM" get "$KVM" | $JSON disks.1.path)"
+
+for u in $KVM $OS; do
+	check "send $u zfs -> btrfs" sh -c "VMADM_ROOT=$Z $VMADM send $u | VMADM_ROOT=$B $VMADM receive"
+done
+same_vms "$Z" "$B" "zfs -> btrfs"
+check_eq "zfs -> btrfs: no snapshot or temporary clone left on the zfs node" \
+	"$ZZ/$KVM $ZZ/$KVM-disk0 $ZZ/$KVM-disk1 $ZZ/$OS $ZZ/$OS/data" "$(zds "$Z" | tr ' ' '\n' | sort | xargs)"
+
+for u in $KVM $OS; do
+	check "delete $u on the zfs node" on "$Z" "$VMADM" delete "$u"
+done
+check_eq "zfs node: no dataset left" "" "$(zds "$Z")"
+check_eq "zfs node: no dataset directory left" "" "$(ls "$Z/zones" | xargs)"
+
+for u in $KVM $OS; do
+	check "send --portable $u btrfs -> zfs" \
+		sh -c "VMADM_ROOT=$B $VMADM send --portable $u | VMADM_ROOT=$Z $VMADM receive"
+done
+same_vms "$B" "$Z" "btrfs -> zfs"
+check_eq "btrfs -> zfs: the datasets, nothing more" \
+	"$ZZ/$KVM $ZZ/$KVM-disk0 $ZZ/$KVM-disk1 $ZZ/$OS $ZZ/$OS/data" "$(zds "$Z" | tr ' ' '\n' | sort | xargs)"
+for u in $KVM $OS; do
+	check "delete received $u" on "$Z" "$VMADM" delete "$u"
+done
+check_eq "zfs node: no dataset left after delete" "" "$(zds "$Z")"
+
+# ---- VMs from images, started and stopped on a zfs node ----
+IMAGES=$BUILD/images
+KVM_IMAGE=7020aa70-c7a8-5bdc-8ae3-24bb98294d0d
+OS_IMAGE=c98299bc-510a-5eea-b958-3452684885a0
+if ! "$TOP/images/build" >"$T/images.log" 2>&1; then
+	fail "images/build: $(tail -n 3 "$T/images.log" | tr '\n' ' ')"
+	t_done
+	exit
+fi
+I=$(node_make z3 zfs 2147483648)
+ZI=$(zfs_pool_of "$I")
+vm=(on "$I" "$VMADM")
+check "zfs node: imgadm install kvm-test" on "$I" "$IMGADM" install \
+	-m "$IMAGES/kvm-test.json" -f "$IMAGES/kvm-test.img"
+check "zfs node: imgadm install joyent-test" on "$I" "$IMGADM" install \
+	-m "$IMAGES/joyent-test.json" -f "$IMAGES/joyent-test.tar.gz"
+echo "{\"brand\": \"kvm\", \"uuid\": \"$KVM\", \"alias\": \"k\", \"ram\": 256, \"autoboot\": false,
+  \"disks\": [{\"image_uuid\": \"$KVM_IMAGE\", \"boot\": true}, {\"size\": 32}]}" >"$T/kvm.json"
+echo "{\"brand\": \"joyent\", \"uuid\": \"$OS\", \"alias\": \"o\", \"image_uuid\": \"$OS_IMAGE\",
+  \"delegate_dataset\": true, \"autoboot\": false}" >"$T/os.json"
+check "zfs node: create kvm VM from its image" "${vm[@]}" create -f "$T/kvm.json"
+check "zfs node: create joyent VM from its image" "${vm[@]}" create -f "$T/os.json"
+check_eq "zfs node: disk0 is a zfs clone of the image's snapshot" "$ZI/$KVM_IMAGE@final" \
+	"$(zfs get -H -o value origin "$ZI/$KVM-disk0")"
+check_eq "zfs node: the joyent root is a zfs clone of its image" "$ZI/$OS_IMAGE@final" \
+	"$(zfs get -H -o value origin "$ZI/$OS")"
+check "zfs node: start kvm" "${vm[@]}" start "$KVM"
+check "zfs node: start joyent" "${vm[@]}" start "$OS"
+check_eq "zfs node: both running" "running running" \
+	"$("${vm[@]}" list -H -o state -s uuid | xargs)"
+check "zfs node: kvm guest boots and writes records" \
+	wl_wait_records 3 90 --offset 33554432 "$I/zones/$KVM-disk0/disk.raw"
+check "zfs node: joyent workload writes records" \
+	wl_wait_records 3 30 "$I/zones/$OS/data/workload.rec"
+check "zfs node: stop kvm" "${vm[@]}" stop "$KVM" -t 30
+check "zfs node: stop joyent" "${vm[@]}" stop "$OS" -t 30
+check_eq "zfs node: both stopped" "stopped stopped" \
+	"$("${vm[@]}" list -H -o state -s uuid | xargs)"
+check "zfs node: delete kvm" "${vm[@]}" delete "$KVM"
+check "zfs node: delete joyent" "${vm[@]}" delete "$OS"
+check_eq "zfs node: only the images' datasets are left" \
+	"$ZI/$KVM_IMAGE $ZI/$KVM_IMAGE@final $ZI/$OS_IMAGE $ZI/$OS_IMAGE@final" \
+	"$(zds "$I" | tr ' ' '\n' | sort | xargs)"
+t_done
