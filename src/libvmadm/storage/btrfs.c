@@ -284,22 +284,15 @@ static void umount_pool(struct vm_pool *pool)
 static int create_image(struct vm_pool *pool, const char *img, bool mp_created,
 			struct vm_error *err)
 {
-	_cleanup_close_ int fd = -1;
 	struct vm_error e2;
-	uint64_t size = 0;
 	int r;
 
-	r = pool_image_size(pool, POOL_MIN_SIZE, "btrfs", &size, err);
-	if (r < 0)
+	r = pool_image_create(pool, img, POOL_MIN_SIZE, "btrfs", err);
+	if (r < 0) {
+		if (mp_created)
+			rmdir(pool->mountpoint);
 		return r;
-	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return vm_error_set(err, errno, "create %s", img);
-	if (ftruncate(fd, (off_t)size) < 0) {
-		r = vm_error_set(err, errno, "size %s", img);
-		goto fail;
 	}
-	close(TAKE_FD(fd));
 	{
 		/* mkfs.btrfs -q -L vmadm-zones IMG */
 		const char *argv[] = { "mkfs.btrfs", "-q", "-L", "vmadm-zones", img, NULL };

@@ -49,12 +49,13 @@ int pool_list_snapdir(const char *snapdir,
  * open(), after the pool is mounted. */
 int pool_restrict_mountpoint(struct vm_pool *pool, struct vm_error *err);
 
-/* Size of a new pool's sparse image file under the node root (btrfs's
- * loop file, zfs's vdev): conf "pool_size" bytes, else a fifth of the free
- * space of ROOT's filesystem within [5 GiB, 30 GiB] (never more than is
- * free). -ENOSPC when below min, which fs (the filesystem's name) needs. */
-int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t *ret,
-		    struct vm_error *err);
+/* Create a new pool's sparse image file img under the node root (btrfs's
+ * loop file, zfs's vdev), mode 0600, not there before: conf "pool_size"
+ * bytes, else a fifth of the free space of ROOT's filesystem within
+ * [5 GiB, 30 GiB] (never more than is free). -ENOSPC when below min, which
+ * fs (the filesystem's name) needs. On failure no file is left. */
+int pool_image_create(struct vm_pool *pool, const char *img, uint64_t min, const char *fs,
+		      struct vm_error *err);
 
 /* A volume's image: create file (not existing) as a sparse file of exactly
  * size bytes; grow file to size_or_0 when that is larger than it is (0:

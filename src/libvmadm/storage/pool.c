@@ -400,8 +400,8 @@ int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uin
 	return 0;
 }
 
-int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t *ret,
-		    struct vm_error *err)
+static int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t *ret,
+			   struct vm_error *err)
 {
 	json_t *j = json_object_get(pool->conf, "pool_size");
 	char a[32], b[32], c[32];
@@ -432,6 +432,27 @@ int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, uint64_t
 				     format_size(size, a), fs, format_size(min, b),
 				     format_size(free_bytes, c), pool->root);
 	*ret = size;
+	return 0;
+}
+
+int pool_image_create(struct vm_pool *pool, const char *img, uint64_t min, const char *fs,
+		      struct vm_error *err)
+{
+	_cleanup_close_ int fd = -1;
+	uint64_t size = 0;
+	int r;
+
+	r = pool_image_size(pool, min, fs, &size, err);
+	if (r < 0)
+		return r;
+	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vm_error_set(err, errno, "create %s", img);
+	if (ftruncate(fd, (off_t)size) < 0) {
+		r = vm_error_set(err, errno, "size %s", img);
+		unlink(img);
+		return r;
+	}
 	return 0;
 }
 

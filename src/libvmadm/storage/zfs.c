@@ -332,8 +332,6 @@ static bool zpool_exists(const char *zpool)
 static int zpool_make(struct vm_pool *pool, const char *img, struct vm_error *err)
 {
 	struct zfs_priv *p = priv(pool);
-	_cleanup_close_ int fd = -1;
-	uint64_t size = 0;
 	int r;
 
 	if (fs_is_dir(pool->mountpoint) && rmdir(pool->mountpoint) < 0)
@@ -341,18 +339,9 @@ static int zpool_make(struct vm_pool *pool, const char *img, struct vm_error *er
 				    "%s exists and is not an empty directory, and zpool %s "
 				    "does not exist",
 				    pool->mountpoint, p->zpool);
-	r = pool_image_size(pool, ZFS_MIN_SIZE, "zfs", &size, err);
+	r = pool_image_create(pool, img, ZFS_MIN_SIZE, "zfs", err);
 	if (r < 0)
 		return r;
-	fd = open(img, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return vm_error_set(err, errno, "create %s", img);
-	if (ftruncate(fd, (off_t)size) < 0) {
-		r = vm_error_set(err, errno, "size %s", img);
-		unlink(img);
-		return r;
-	}
-	close(TAKE_FD(fd));
 	{
 		/* zpool create -m MOUNTPOINT ZPOOL IMG */
 		const char *argv[] = {"zpool",	"create", "-m", pool->mountpoint,
