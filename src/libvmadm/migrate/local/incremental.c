@@ -269,17 +269,6 @@ static void report(const struct vm_recv_opts *o, const char *phase, const char *
 		o->progress(&p, o->userdata);
 }
 
-static ssize_t index_of(json_t *list, const char *name)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach(list, i, x)
-		if (streq(json_string_value(x), name))
-			return i;
-	return -1;
-}
-
 /* Pass 1: a full stream, held at the end. sd is the first dataset (already
  * read) or NULL. */
 static int receive_full(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
@@ -331,7 +320,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 	 * (the VM's dataset, its data, at most VM_DISKS_MAX disks). */
 	for (; sd; r = stream_next_dataset(rd, &sd, err), sd = r == 1 ? sd : NULL) {
 		const char *name = stream_reader_dataset_name(rd);
-		ssize_t idx = index_of(finals, name);
+		ssize_t idx = jstrv_index(finals, name);
 		const char *temp;
 
 		if (idx < 0) {
@@ -496,7 +485,7 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 		return r;
 	for (; sd; r = stream_next_dataset(rd, &sd, err), sd = r == 1 ? sd : NULL) {
 		const char *name = stream_reader_dataset_name(rd);
-		ssize_t idx = index_of(finals, name);
+		ssize_t idx = jstrv_index(finals, name);
 
 		if (idx < 0) {
 			r = vm_error_setx(err, EINVAL,

@@ -58,17 +58,6 @@ int recv_journal_load(struct vm_node *node, const char *uuid, json_t **ret, stru
 	return 0;
 }
 
-static bool listed(json_t *list, const char *name)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach(list, i, x)
-		if (streq(json_string_value(x), name))
-			return true;
-	return false;
-}
-
 int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64_t secs,
 	      struct vm_error *err)
 {
@@ -79,7 +68,7 @@ int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64
 	for (size_t i = json_array_size(temps); i-- > 0;) {
 		const char *t = json_string_value(json_array_get(temps, i));
 		const char *f = json_string_value(json_array_get(finals, i));
-		if (listed(done, f) || vm_pool_kind(pool, t) == VM_DS_NONE)
+		if (jstrv_index(done, f) >= 0 || vm_pool_kind(pool, t) == VM_DS_NONE)
 			continue;
 		int r = vm_pool_destroy(pool, t, true, err);
 		if (r < 0)

@@ -117,17 +117,6 @@ static int check_target(struct vm_node *node, const char *uuid, bool force, json
 	return 0;
 }
 
-static ssize_t index_of(json_t *list, const char *name)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach(list, i, x)
-		if (streq(json_string_value(x), name))
-			return i;
-	return -1;
-}
-
 static bool is_volume_name(const char *uuid, const char *name)
 {
 	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
@@ -420,7 +409,7 @@ static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stre
 	if (!got)
 		return vm_error_set(err, ENOMEM, "receive");
 	json_array_foreach(json_object_get(journal, "done"), i, x) {
-		ssize_t idx = index_of(finals, json_string_value(x));
+		ssize_t idx = jstrv_index(finals, json_string_value(x));
 		if (idx >= 0)
 			got[idx] = true;
 	}
@@ -428,7 +417,7 @@ static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stre
 	 * the VM's own dataset, its data and at most VM_DISKS_MAX disks. */
 	while ((r = stream_next_dataset(rd, &sd, err)) == 1) {
 		const char *name = stream_reader_dataset_name(rd), *temp;
-		ssize_t idx = index_of(finals, name);
+		ssize_t idx = jstrv_index(finals, name);
 
 		if (idx < 0 || got[idx])
 			return vm_error_setx(

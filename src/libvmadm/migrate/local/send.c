@@ -17,6 +17,7 @@
 #include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fs.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/store.h"
@@ -135,17 +136,6 @@ static bool has_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
 		if (!vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			return false;
 	return true;
-}
-
-static bool in_list(json_t *list, const char *name)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach(list, i, x)
-		if (streq(json_string_value(x), name))
-			return true;
-	return false;
 }
 
 int vm_send_drop_snapshots(struct vm_node *node, const char *uuid, const char *snap,
@@ -447,7 +437,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 		const char *ds = json_string_value(x);
 		if (r < 0)
 			break;
-		if (in_list(opts->skip, ds))
+		if (jstrv_index(opts->skip, ds) >= 0)
 			continue;
 		report(opts, "send", ds, stream_writer_bytes(w), total);
 		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, NULL, opts->portable, err);

@@ -9,6 +9,7 @@
 #include "migrate/transport/proto.h"
 #include "storage/pool.h"
 #include "util/log.h"
+#include "util/json.h"
 #include "util/macros.h"
 #include "vm/store.h"
 #include "vm/vm.h"
@@ -39,17 +40,6 @@ json_t *migrate_hello(struct vm_node *node)
 	return json_pack("{s:s, s:i, s:s, s:s, s:o, s:[s]}", "type", "hello", "protocol",
 			 NET_PROTOCOL_VERSION, "node", node_name(node, host), "version",
 			 VMADM_VERSION, "encodings", enc, "compression", "zstd");
-}
-
-static bool list_has(json_t *list, const char *s)
-{
-	json_t *x;
-	size_t i;
-
-	json_array_foreach (list, i, x)
-		if (json_is_string(x) && streq(json_string_value(x), s))
-			return true;
-	return false;
 }
 
 static void emit(const struct migrate_send_opts *o, const char *phase, uint64_t bytes,
@@ -194,10 +184,11 @@ static int send_begin(struct sender *s, struct vm_error *err)
 	int r;
 
 	ctx->portable = opts->send.portable || !vm_pool_native_encoding(s->pool) ||
-			!list_has(json_object_get(s->their, "encodings"),
-				  vm_pool_native_encoding(s->pool));
+			jstrv_index(json_object_get(s->their, "encodings"),
+				    vm_pool_native_encoding(s->pool)) < 0;
 	ctx->compress =
-	    opts->send.compress && list_has(json_object_get(s->their, "compression"), "zstd");
+	    opts->send.compress &&
+	    jstrv_index(json_object_get(s->their, "compression"), "zstd") >= 0;
 	migrate_meter_init(&ctx->meter, opts->bwlimit);
 	s->prior_running = migrate_instant_choose(ctx);
 
