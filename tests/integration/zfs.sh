@@ -211,8 +211,45 @@ check_eq "zfs node: their datasets are zfs datasets" \
 check_eq "zfs node: disk path" "$Z/zones/$KVM-disk1/disk.raw" \
 	"$(on "$Z" "$VMADM" get "$KVM" | $JSON disks.1.path)"
 
+# zfs -> zfs: the native encoding, `zfs send -p` in the stream's records,
+# through gzip as the note does it.
+Z2=$(node_make z4 zfs 1073741824)
+ZZ2=$(zfs_pool_of "$Z2")
+# properties the stream carries (-p) and the receiver must not apply
+zfs set com.example:tag=from-the-sender "$ZZ/$OS"
+zfs set atime=off "$ZZ/$OS"
+zfs set setuid=on "$ZZ/$OS/data"
 for u in $KVM $OS; do
-	check "send $u zfs -> btrfs" sh -c "VMADM_ROOT=$Z $VMADM send $u | VMADM_ROOT=$B $VMADM receive"
+	check "send $u zfs -> file" sh -c "VMADM_ROOT=$Z $VMADM send $u | gzip >$T/$u.vms.gz"
+	gunzip <"$T/$u.vms.gz" | "$BUILD/tools/vmadm-stream" dump >"$T/$u.dump" 2>&1
+	check_grep "send $u zfs -> file: its datasets travel as zfs streams" -q 'encoding zfs' "$T/$u.dump"
+	check "receive $u file -> zfs" sh -c "gunzip <$T/$u.vms.gz | VMADM_ROOT=$Z2 $VMADM receive"
+done
+same_vms "$Z" "$Z2" "zfs -> zfs (native)"
+check_eq "zfs -> zfs: the datasets, nothing more" \
+	"$(zds "$Z" | tr ' ' '\n' | sed "s|^$ZZ/||" | sort | xargs)" \
+	"$(zds "$Z2" | tr ' ' '\n' | sed "s|^$ZZ2/||" | sort | xargs)"
+check_eq "zfs -> zfs: the sender's dataset has a property of its own" \
+	"from-the-sender" "$(zfs get -H -o value com.example:tag "$ZZ/$OS")"
+check_eq "zfs -> zfs: no property came from the stream" "" \
+	"$(zfs get -H -o name,property,value -s local,received all -r "$ZZ2" | grep -v "^$ZZ2\s" | xargs)"
+check_eq "zfs -> zfs: the stream's atime=off not applied" "on" \
+	"$(zfs get -H -o value atime "$ZZ2/$OS")"
+check_eq "zfs -> zfs: each received dataset is mounted where the node keeps it" \
+	"$Z2/zones/$OS/data" "$(zfs get -H -o value mountpoint "$ZZ2/$OS/data")"
+check_eq "zfs -> zfs: the VMs are installed" "stopped stopped" \
+	"$(on "$Z2" "$VMADM" list -H -o state | xargs)"
+check_fails "zfs stream to a btrfs node: refused, saying how" "--portable" \
+	sh -c "gunzip <$T/$KVM.vms.gz | VMADM_ROOT=$B $VMADM receive"
+check_eq "zfs stream to a btrfs node: nothing left there" "" "$(on "$B" "$VMADM" list -H -o uuid)"
+for u in $KVM $OS; do
+	check "delete $u on the second zfs node" on "$Z2" "$VMADM" delete "$u"
+done
+check_eq "second zfs node: no dataset left" "" "$(zds "$Z2")"
+
+for u in $KVM $OS; do
+	check "send --portable $u zfs -> btrfs" \
+		sh -c "VMADM_ROOT=$Z $VMADM send --portable $u | VMADM_ROOT=$B $VMADM receive"
 done
 same_vms "$Z" "$B" "zfs -> btrfs"
 check_eq "zfs -> btrfs: no snapshot or temporary clone left on the zfs node" \

@@ -54,7 +54,7 @@
 #include "util/macros.h"
 #include "util/spawn.h"
 
-#define POOL_IMAGE "pool.img"
+#define POOL_IMAGE    "pool.img"
 #define POOL_MIN_SIZE (256ULL * 1024 * 1024)
 
 /* ---- subvolume primitives ---- */
@@ -100,7 +100,7 @@ static int open_parent(const char *path, const char **ret_base, struct vm_error 
 /* The ioctl BTRFS_IOC_SUBVOL_CREATE on the parent directory. */
 static int subvol_create(const char *path, struct vm_error *err)
 {
-	struct btrfs_ioctl_vol_args args = { 0 };
+	struct btrfs_ioctl_vol_args args = {0};
 	_cleanup_close_ int pfd = -1;
 	const char *base;
 
@@ -116,7 +116,7 @@ static int subvol_create(const char *path, struct vm_error *err)
 /* BTRFS_IOC_SNAP_CREATE_V2: dst (not existing) becomes a snapshot of src. */
 static int snap_create(const char *src, const char *dst, bool readonly, struct vm_error *err)
 {
-	struct btrfs_ioctl_vol_args_v2 args = { 0 };
+	struct btrfs_ioctl_vol_args_v2 args = {0};
 	_cleanup_close_ int pfd = -1, sfd = -1;
 	const char *base;
 
@@ -194,7 +194,7 @@ static int subvol_clear_nochange(int pfd, const char *base)
  * removed first when the kernel says the subvolume is not empty of them. */
 static int subvol_destroy(const char *path, struct vm_error *err)
 {
-	struct btrfs_ioctl_vol_args args = { 0 };
+	struct btrfs_ioctl_vol_args args = {0};
 	_cleanup_close_ int pfd = -1;
 	const char *base;
 	int r, e;
@@ -261,8 +261,8 @@ static int rm_tree(const char *path, struct vm_error *err)
 /* mount -o loop IMG MOUNTPOINT */
 static int mount_image(struct vm_pool *pool, const char *img, struct vm_error *err)
 {
-	const char *argv[] = { "mount", "-t", "btrfs", "-o", "loop", img, pool->mountpoint, NULL };
-	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1 };
+	const char *argv[] = {"mount", "-t", "btrfs", "-o", "loop", img, pool->mountpoint, NULL};
+	struct vm_spawn sp = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1};
 	int r = vm_spawn_run(&sp, err);
 
 	vm_spawn_clear(&sp);
@@ -273,8 +273,8 @@ static int mount_image(struct vm_pool *pool, const char *img, struct vm_error *e
  * this runs only on a path that already failed). */
 static void umount_pool(struct vm_pool *pool)
 {
-	const char *argv[] = { "umount", pool->mountpoint, NULL };
-	struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1 };
+	const char *argv[] = {"umount", pool->mountpoint, NULL};
+	struct vm_spawn sp = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1};
 	struct vm_error e2;
 
 	vm_spawn_run(&sp, &e2);
@@ -295,8 +295,8 @@ static int create_image(struct vm_pool *pool, const char *img, bool mp_created,
 	}
 	{
 		/* mkfs.btrfs -q -L vmadm-zones IMG */
-		const char *argv[] = { "mkfs.btrfs", "-q", "-L", "vmadm-zones", img, NULL };
-		struct vm_spawn sp = { .argv = argv, .stdin_fd = -1, .stdout_fd = -1 };
+		const char *argv[] = {"mkfs.btrfs", "-q", "-L", "vmadm-zones", img, NULL};
+		struct vm_spawn sp = {.argv = argv, .stdin_fd = -1, .stdout_fd = -1};
 		r = vm_spawn_run(&sp, err);
 		vm_spawn_clear(&sp);
 		if (r < 0)
@@ -424,8 +424,8 @@ static int check_new(struct vm_pool *pool, const char *what, const char *ds, con
 /* Creation order: subvolume ids only grow. */
 static int btrfs_snap_key(int dirfd, const char *name, uint64_t *k1, uint64_t *k2)
 {
-	struct btrfs_ioctl_ino_lookup_args args = { .treeid = 0,
-						    .objectid = BTRFS_FIRST_FREE_OBJECTID };
+	struct btrfs_ioctl_ino_lookup_args args = {.treeid = 0,
+						   .objectid = BTRFS_FIRST_FREE_OBJECTID};
 	_cleanup_close_ int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
@@ -473,8 +473,7 @@ static int list_children(const char *path, char ***ret, struct vm_error *err)
 
 static int btrfs_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
 
-static int btrfs_destroy(struct vm_pool *pool, const char *ds, bool recursive,
-			 struct vm_error *err)
+static int btrfs_destroy(struct vm_pool *pool, const char *ds, bool recursive, struct vm_error *err)
 {
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
 	_cleanup_free_ char *sdir = pool_snapdir(pool, ds);
@@ -510,9 +509,6 @@ static int btrfs_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 	return btrfs_receive_cleanup(pool, ds, err);
 }
 
-
-
-
 static int btrfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 {
 	/* Data written lately may still be in delalloc: btrfs statfs
@@ -525,12 +521,12 @@ static int btrfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error 
 
 /* ---- send / receive ---- */
 
-static int btrfs_send(struct vm_pool *pool, const char *ds, const char *snap,
-		      const char *from_snap, int fd, struct vm_error *err)
+static int btrfs_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		      int fd, struct vm_error *err)
 {
 	_cleanup_free_ char *spath = pool_snappath(pool, ds, snap);
 	_cleanup_free_ char *ppath = from_snap ? pool_snappath(pool, ds, from_snap) : NULL;
-	struct vm_spawn sp = { .stdin_fd = -1, .stdout_fd = fd };
+	struct vm_spawn sp = {.stdin_fd = -1, .stdout_fd = fd};
 	int r;
 
 	if (!spath || (from_snap && !ppath))
@@ -542,12 +538,12 @@ static int btrfs_send(struct vm_pool *pool, const char *ds, const char *snap,
 				     snap, ds, from_snap);
 	if (ppath) {
 		/* btrfs send -q -p PARENT SNAP */
-		const char *argv[] = { "btrfs", "send", "-q", "-p", ppath, spath, NULL };
+		const char *argv[] = {"btrfs", "send", "-q", "-p", ppath, spath, NULL};
 		sp.argv = argv;
 		r = vm_spawn_run(&sp, err);
 	} else {
 		/* btrfs send -q SNAP */
-		const char *argv[] = { "btrfs", "send", "-q", spath, NULL };
+		const char *argv[] = {"btrfs", "send", "-q", spath, NULL};
 		sp.argv = argv;
 		r = vm_spawn_run(&sp, err);
 	}
@@ -603,7 +599,7 @@ static uint64_t le64(const uint8_t *p)
  * how `btrfs receive` looks parents and clone sources up. */
 static int uuid_tree_first(int fd, const uint8_t uuid[16], uint8_t type, uint64_t *ret_id)
 {
-	struct btrfs_ioctl_search_args args = { 0 };
+	struct btrfs_ioctl_search_args args = {0};
 	struct btrfs_ioctl_search_key *sk = &args.key;
 	struct btrfs_ioctl_search_header sh;
 
@@ -637,7 +633,7 @@ static int receive_base(const char *ds, const char *from, const char *ppath,
 			struct btrfs_stream_subvol *ret, int *ret_fd, struct vm_error *err)
 {
 	static const uint8_t zero[BTRFS_UUID_SIZE];
-	struct btrfs_ioctl_get_subvol_info_args info = { 0 };
+	struct btrfs_ioctl_get_subvol_info_args info = {0};
 	_cleanup_close_ int fd = open(ppath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	uint64_t found = 0;
 	bool received;
@@ -819,24 +815,14 @@ static int pump_stream(int in, int out, struct recv_check *rc, uint64_t *ret_byt
 	return 0;
 }
 
-static void read_errout(int memfd, char *buf, size_t size)
+static int feed_btrfs(void *ctx, int in, int out, struct vm_error *err)
 {
-	off_t end = lseek(memfd, 0, SEEK_END);
-	off_t from = end > (off_t)size - 1 ? end - (off_t)size + 1 : 0;
-	ssize_t n = pread(memfd, buf, size - 1, from);
+	uint64_t bytes = 0;
+	int r = pump_stream(in, out, ctx, &bytes, err);
 
-	buf[n > 0 ? n : 0] = '\0';
-	/* -C announces itself even with -q: not news to our user */
-	if (strncmp(buf, "Chroot to ", 10) == 0) {
-		const char *rest = strchr(buf, '\n') ? strchr(buf, '\n') + 1 : "";
-		n = (ssize_t)strlen(rest);
-		memmove(buf, rest, (size_t)n + 1);
-	}
-	for (n = n > 0 ? n : 0; n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '); n--)
-		buf[n - 1] = '\0';
-	for (char *p = buf; *p; p++)
-		if (*p == '\n')
-			*p = ' ';
+	if (r >= 0)
+		vm_debug("btrfs receive: %llu bytes checked", (unsigned long long)bytes);
+	return r;
 }
 
 /* Run `btrfs receive` confined to dir, fed from fd through the checks; 0
@@ -844,61 +830,10 @@ static void read_errout(int memfd, char *buf, size_t size)
 static int run_receive(const char *dir, int fd, struct recv_check *rc, struct vm_error *err)
 {
 	/* btrfs receive -q -C DIR < stream */
-	const char *argv[] = { "btrfs", "receive", "-q", "-C", dir, NULL };
-	_cleanup_close_ int memfd = -1, pr = -1, pw = -1;
-	struct vm_error werr = { 0 };
-	sigset_t pipe_set, old_set;
-	char errbuf[1024];
-	uint64_t bytes = 0;
-	int pfd[2], pr_pump, rw;
-	pid_t pid;
+	const char *argv[] = {"btrfs", "receive", "-q", "-C", dir, NULL};
 
-	memfd = memfd_create("btrfs-receive-stderr", MFD_CLOEXEC);
-	if (memfd < 0)
-		return vm_error_set(err, errno, "receive: memfd");
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return vm_error_set(err, errno, "receive: pipe");
-	pr = pfd[0];
-	pw = pfd[1];
-	/* 1 MiB (best effort): btrfs receive and the feeder take turns less. */
-	(void)fcntl(pw, F_SETPIPE_SZ, 1 << 20);
-	pid = vm_spawn_start(argv, pr, -1, memfd, err);
-	if (pid < 0)
-		return (int)pid;
-	close(TAKE_FD(pr));
-
-	/* A receiver that dies must give us EPIPE, not kill us. */
-	sigemptyset(&pipe_set);
-	sigaddset(&pipe_set, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
-	pr_pump = pump_stream(fd, pw, rc, &bytes, &werr);
-	/* Refused (or unreadable): the tool must not finish the subvolume
-	 * from what it has, nor see the end of its input as the end of a
-	 * stream. */
-	if (pr_pump < 0 && pr_pump != -EPIPE)
-		kill(pid, SIGKILL);
-	close(TAKE_FD(pw));
-	if (!sigismember(&old_set, SIGPIPE)) {
-		struct timespec zero = {0, 0};
-		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
-			;
-	}
-	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
-
-	rw = vm_spawn_wait(pid, "btrfs receive", err);
-	read_errout(memfd, errbuf, sizeof(errbuf));
-	if (pr_pump < 0 && pr_pump != -EPIPE)
-		return vm_error_setx(err, -pr_pump, "%s", werr.msg);
-	if (rw < 0) {
-		char what[256];
-		snprintf(what, sizeof(what), "%s", err->msg);
-		return vm_error_setx(err, EIO, "%s: %s", what, errbuf[0] ? errbuf : "no message");
-	}
-	if (pr_pump == -EPIPE)
-		return vm_error_setx(err, EIO, "btrfs receive stopped reading early: %s",
-				     errbuf[0] ? errbuf : "no message");
-	vm_debug("btrfs receive: %llu bytes into %s", (unsigned long long)bytes, dir);
-	return 0;
+	/* -C announces itself even with -q: not news to our user */
+	return pool_run_fed(argv, "btrfs receive", "Chroot to ", fd, feed_btrfs, rc, err);
 }
 
 /* The one entry (the received subvolume) in dir, malloc'ed path. */
@@ -928,8 +863,7 @@ static int received_subvol(const char *dir, char **ret, struct vm_error *err)
 /* Move the child datasets (nested subvolumes) of old into new, which is a
  * fresh snapshot where they show as empty directories. With undo, move
  * them back from new to old. */
-static int move_children(const char *from, const char *to, char **children,
-			 struct vm_error *err)
+static int move_children(const char *from, const char *to, char **children, struct vm_error *err)
 {
 	for (size_t i = 0; children[i]; i++) {
 		_cleanup_free_ char *a = strdup_printf("%s/%s", from, children[i]);
@@ -1006,7 +940,7 @@ static int btrfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	_cleanup_free_ char *tmp = NULL, *got = NULL, *newds = NULL, *oldds = NULL, *prefix = NULL;
 	_cleanup_strv_ char **children = NULL;
 	_cleanup_close_ int base_fd = -1;
-	struct recv_check rc = { .base_fd = -1, .ds = ds, .base = from_snap };
+	struct recv_check rc = {.base_fd = -1, .ds = ds, .base = from_snap};
 	struct btrfs_stream_subvol base;
 	bool snap_placed = false, sdir_made = false;
 	struct vm_error e2;

@@ -65,6 +65,23 @@ int pool_volume_file_create(const char *file, uint64_t size, struct vm_error *er
 int pool_volume_file_grow(struct vm_pool *pool, const char *ds, const char *file,
 			  uint64_t size_or_0, struct vm_error *err);
 
+/* The checked feed of a native receive tool: read a stream from in and
+ * write to out (the tool's stdin) only what passed the backend's checks,
+ * up to the stream's end. 0 at the end; -EPIPE (no message needed) when the
+ * tool stopped reading; another -errno, with err saying why, when the
+ * stream was refused or could not be read. */
+typedef int pool_feed_fn(void *ctx, int in, int out, struct vm_error *err);
+
+/* Run a native receive tool (argv; name names it in messages: "btrfs
+ * receive") on a pipe that feed(ctx, in, PIPE) fills. A stream the feed
+ * refuses kills the tool (SIGKILL) before it sees the end of its input, so
+ * that it cannot finish a dataset from what it has. On failure err says
+ * why: the feed's reason, or the tool's exit and its stderr (the last KiB,
+ * one line, a first line beginning with noise dropped; noise may be NULL).
+ * 0 when the feed reached the end and the tool exited 0. */
+int pool_run_fed(const char *const *argv, const char *name, const char *noise, int in,
+		 pool_feed_fn *feed, void *ctx, struct vm_error *err);
+
 /* Free bytes of the filesystem holding path (statvfs f_bavail). */
 int pool_statfs_free(const char *path, uint64_t *ret, struct vm_error *err);
 

@@ -8,9 +8,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -20,16 +22,17 @@
 #include "util/format.h"
 #include "util/fs.h"
 #include "util/macros.h"
+#include "util/spawn.h"
 
-#define DS_NAME_MAX 255
+#define DS_NAME_MAX   255
 #define SNAP_NAME_MAX 200
 
 #define GiB (1024ULL * 1024 * 1024)
 
 static const struct vm_storage_ops *const backends[] = {
-	&btrfs_storage_ops,
-	&dir_storage_ops,
-	&zfs_storage_ops,
+    &btrfs_storage_ops,
+    &dir_storage_ops,
+    &zfs_storage_ops,
 };
 
 const struct vm_storage_ops *vm_storage_ops_by_name(const char *name)
@@ -115,10 +118,9 @@ int vm_dataset_name_check(const char *ds, struct vm_error *err)
 				     "invalid dataset name '%.40s...': longer than %d characters",
 				     ds, DS_NAME_MAX);
 	if (strncmp(ds, VM_POOL_NAME "/", strlen(VM_POOL_NAME) + 1) != 0)
-		return vm_error_setx(err, EINVAL,
-				     "invalid dataset name '%s': must begin with '" VM_POOL_NAME
-				     "/'",
-				     ds);
+		return vm_error_setx(
+		    err, EINVAL, "invalid dataset name '%s': must begin with '" VM_POOL_NAME "/'",
+		    ds);
 	comp = ds + strlen(VM_POOL_NAME) + 1;
 	for (;;) {
 		p = comp;
@@ -354,7 +356,7 @@ int pool_list_snapdir(const char *snapdir,
 			}
 			ents = ne;
 		}
-		ents[n] = (struct pool_snap_entry){ .name = strdup(de->d_name + 1) };
+		ents[n] = (struct pool_snap_entry){.name = strdup(de->d_name + 1)};
 		if (!ents[n].name) {
 			r = vm_error_set(err, ENOMEM, "list snapshots");
 			goto out;
@@ -384,13 +386,12 @@ out:
 }
 
 int pool_check_space(struct vm_pool *pool, const char *what, const char *ds, uint64_t size,
-		       struct vm_error *err)
+		     struct vm_error *err)
 {
 	uint64_t avail;
 	char a[32], b[32];
-	int r = pool->ops && pool->ops->available
-			? pool->ops->available(pool, &avail, err)
-			: pool_statfs_free(pool->mountpoint, &avail, err);
+	int r = pool->ops && pool->ops->available ? pool->ops->available(pool, &avail, err)
+						  : pool_statfs_free(pool->mountpoint, &avail, err);
 
 	if (r < 0)
 		return vm_error_prefix(err, "%s %s", what, ds);
@@ -427,10 +428,10 @@ static int pool_image_size(struct vm_pool *pool, uint64_t min, const char *fs, u
 			size = free_bytes;
 	}
 	if (size < min)
-		return vm_error_setx(err, ENOSPC,
-				     "pool size %s is too small for %s (at least %s; %s free in %s)",
-				     format_size(size, a), fs, format_size(min, b),
-				     format_size(free_bytes, c), pool->root);
+		return vm_error_setx(
+		    err, ENOSPC, "pool size %s is too small for %s (at least %s; %s free in %s)",
+		    format_size(size, a), fs, format_size(min, b), format_size(free_bytes, c),
+		    pool->root);
 	*ret = size;
 	return 0;
 }
@@ -490,17 +491,17 @@ static int no_op(struct vm_pool *pool, const char *what, struct vm_error *err)
 			     pool->ops->name);
 }
 
-#define CHECK_DS(ds)                                                                       \
-	do {                                                                               \
-		int _r = vm_dataset_name_check((ds), err);                                 \
-		if (_r < 0)                                                                \
-			return _r;                                                         \
+#define CHECK_DS(ds)                                                                               \
+	do {                                                                                       \
+		int _r = vm_dataset_name_check((ds), err);                                         \
+		if (_r < 0)                                                                        \
+			return _r;                                                                 \
 	} while (0)
-#define CHECK_SNAP(s)                                                                      \
-	do {                                                                               \
-		int _r = vm_snapshot_name_check((s), err);                                 \
-		if (_r < 0)                                                                \
-			return _r;                                                         \
+#define CHECK_SNAP(s)                                                                              \
+	do {                                                                                       \
+		int _r = vm_snapshot_name_check((s), err);                                         \
+		if (_r < 0)                                                                        \
+			return _r;                                                                 \
 	} while (0)
 
 int vm_pool_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_error *err)
@@ -511,8 +512,7 @@ int vm_pool_create_filesystem(struct vm_pool *pool, const char *ds, struct vm_er
 	return pool->ops->create_filesystem(pool, ds, err);
 }
 
-int vm_pool_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
-			  struct vm_error *err)
+int vm_pool_create_volume(struct vm_pool *pool, const char *ds, uint64_t size, struct vm_error *err)
 {
 	CHECK_DS(ds);
 	if (size == 0)
@@ -536,8 +536,7 @@ int vm_pool_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64
 	return pool->ops->clone(pool, snap, ds, size_or_0, err);
 }
 
-int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-		     struct vm_error *err)
+int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err)
 {
 	CHECK_DS(ds);
 	CHECK_SNAP(name);
@@ -546,8 +545,7 @@ int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 	return pool->ops->snapshot(pool, ds, name, err);
 }
 
-int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
-			   struct vm_error *err)
+int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret, struct vm_error *err)
 {
 	CHECK_DS(ds);
 	if (!pool->ops->list_snapshots)
@@ -558,7 +556,7 @@ int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 bool vm_pool_has_snapshot(struct vm_pool *pool, const char *ds, const char *snap)
 {
 	_cleanup_strv_ char **snaps = NULL;
-	struct vm_error e = { 0 };
+	struct vm_error e = {0};
 
 	if (vm_pool_list_snapshots(pool, ds, &snaps, &e) < 0)
 		return false;
@@ -578,8 +576,7 @@ int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *n
 	return pool->ops->destroy_snapshot(pool, ds, name, err);
 }
 
-int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,
-		    struct vm_error *err)
+int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive, struct vm_error *err)
 {
 	CHECK_DS(ds);
 	if (!pool->ops->destroy)
@@ -587,8 +584,7 @@ int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,
 	return pool->ops->destroy(pool, ds, recursive, err);
 }
 
-int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to,
-		   struct vm_error *err)
+int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to, struct vm_error *err)
 {
 	CHECK_DS(from);
 	CHECK_DS(to);
@@ -612,8 +608,8 @@ enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds)
 	return pool->ops->kind(pool, ds);
 }
 
-int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		 uint64_t *ret_volsize, struct vm_error *err)
+int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint64_t *ret_volsize,
+		 struct vm_error *err)
 {
 	CHECK_DS(ds);
 	if (!pool->ops->used)
@@ -633,8 +629,7 @@ int vm_pool_sync(struct vm_pool *pool, struct vm_error *err)
 	_cleanup_close_ int fd = open(pool->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0)
-		return vm_error_set(err, errno, "open pool %s at %s", pool->name,
-				    pool->mountpoint);
+		return vm_error_set(err, errno, "open pool %s at %s", pool->name, pool->mountpoint);
 	if (syncfs(fd) < 0)
 		return vm_error_set(err, errno, "write pool %s to disk", pool->name);
 	return 0;
@@ -652,8 +647,8 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 	return pool->ops->send(pool, ds, snap, from_snap, fd, err);
 }
 
-int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
-		    const char *from_snap, int fd, struct vm_error *err)
+int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		    int fd, struct vm_error *err)
 {
 	CHECK_DS(ds);
 	CHECK_SNAP(snap);
@@ -1005,5 +1000,84 @@ int pool_dataset_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
 	if (ret_volsize)
 		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
 	*ret_used = used;
+	return 0;
+}
+
+/* ---- native receive tools, fed through a check ---- */
+
+/* The tool's stderr (its last size-1 bytes) as one line, without a first
+ * line beginning with noise. */
+static void read_errout(int memfd, const char *noise, char *buf, size_t size)
+{
+	off_t end = lseek(memfd, 0, SEEK_END);
+	off_t from = end > (off_t)size - 1 ? end - (off_t)size + 1 : 0;
+	ssize_t n = pread(memfd, buf, size - 1, from);
+
+	buf[n > 0 ? n : 0] = '\0';
+	if (noise && strncmp(buf, noise, strlen(noise)) == 0) {
+		const char *rest = strchr(buf, '\n') ? strchr(buf, '\n') + 1 : "";
+		n = (ssize_t)strlen(rest);
+		memmove(buf, rest, (size_t)n + 1);
+	}
+	for (n = n > 0 ? n : 0; n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '); n--)
+		buf[n - 1] = '\0';
+	for (char *p = buf; *p; p++)
+		if (*p == '\n')
+			*p = ' ';
+}
+
+int pool_run_fed(const char *const *argv, const char *name, const char *noise, int in,
+		 pool_feed_fn *feed, void *ctx, struct vm_error *err)
+{
+	_cleanup_close_ int memfd = -1, pr = -1, pw = -1;
+	struct vm_error ferr = {0};
+	sigset_t pipe_set, old_set;
+	char errbuf[1024];
+	int pfd[2], rf, rw;
+	pid_t pid;
+
+	memfd = memfd_create("receive-stderr", MFD_CLOEXEC);
+	if (memfd < 0)
+		return vm_error_set(err, errno, "%s: memfd", name);
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return vm_error_set(err, errno, "%s: pipe", name);
+	pr = pfd[0];
+	pw = pfd[1];
+	/* 1 MiB (best effort): the tool and the feeder take turns less. */
+	(void)fcntl(pw, F_SETPIPE_SZ, 1 << 20);
+	pid = vm_spawn_start(argv, pr, -1, memfd, err);
+	if (pid < 0)
+		return (int)pid;
+	close(TAKE_FD(pr));
+
+	/* A tool that dies must give us EPIPE, not kill us. */
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_set);
+	rf = feed(ctx, in, pw, &ferr);
+	/* Refused (or unreadable): the tool must not finish the dataset from
+	 * what it has, nor see the end of its input as the end of a stream. */
+	if (rf < 0 && rf != -EPIPE)
+		kill(pid, SIGKILL);
+	close(TAKE_FD(pw));
+	if (!sigismember(&old_set, SIGPIPE)) {
+		struct timespec zero = {0, 0};
+		while (sigtimedwait(&pipe_set, NULL, &zero) > 0)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old_set, NULL);
+
+	rw = vm_spawn_wait(pid, name, err);
+	read_errout(memfd, noise, errbuf, sizeof(errbuf));
+	if (rf < 0 && rf != -EPIPE)
+		return vm_error_setx(err, -rf, "%s", ferr.msg);
+	if (rw < 0) {
+		char what[256];
+		snprintf(what, sizeof(what), "%s", err->msg);
+		return vm_error_setx(err, EIO, "%s: %s", what, errbuf[0] ? errbuf : "no message");
+	}
+	if (rf == -EPIPE)
+		return vm_error_setx(err, EIO, "%s stopped reading early: %s", name,
+				     errbuf[0] ? errbuf : "no message");
 	return 0;
 }

@@ -321,6 +321,7 @@ int zfs_stream_check_record(struct zfs_stream_check *c, const uint8_t *rec, uint
 					      "END of snapshot guid 0x%llx, not 0x%llx",
 					      (unsigned long long)get64(c, rec, E_TOGUID),
 					      (unsigned long long)c->to_guid);
+			c->sub_ended = true;
 			c->phase = c->compound ? P_FINAL_END : P_DONE;
 			break;
 		}

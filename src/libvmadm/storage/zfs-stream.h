@@ -80,6 +80,7 @@ struct zfs_stream_check {
 	bool compound;	   /* a `zfs send -p` stream */
 	bool large_blocks; /* the substream's feature */
 	uint64_t to_guid;  /* the substream's snapshot */
+	bool sub_ended;	   /* the substream's END passed (the tool's last record) */
 	uint64_t offset;   /* bytes checked (records and payloads) */
 	uint64_t nrecs;	   /* records checked */
 };

@@ -19,13 +19,16 @@
  *   ROOT/.zfs-open/PID-N            that open_snapshot() hands out an fd on
  *
  * Only the syntax that zfs-fuse (0.7, pool version 23) and OpenZFS share is
- * used: no `zfs list -p` (sizes come from `zfs get -Hp`), no `receive -s`.
+ * used: no `zfs list -p` (sizes come from `zfs get -Hp`), no `receive -s`,
+ * no `receive -o/-x`.
  *
  * An existing zpool is used as it is and never destroyed: open() refuses
  * one mounted elsewhere than MOUNTPOINT rather than change its mountpoint.
  *
- * There is no native send stream yet (`zfs send -p` is the next step): the
- * portable encodings of the stream module carry zfs datasets.
+ * The native encoding is "zfs": send() writes `zfs send -p` (with -i for
+ * an incremental), receive() takes it through the checks of
+ * storage/zfs-stream.h into `zfs receive -u`: one substream of one dataset,
+ * from the expected base, its properties never applied.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,6 +40,7 @@
 
 #include "storage/pool-private.h"
 #include "storage/pool.h"
+#include "storage/zfs-stream.h"
 #include "util/fs.h"
 #include "util/lock.h"
 #include "util/log.h"
@@ -47,6 +51,8 @@
 #define ZFS_OPEN_DIR	 ".zfs-open"
 #define ZFS_OPEN_PREFIX	 ".vmadm-open-"
 #define ZFS_DEFAULT_POOL "zones"
+/* payloads pass through a buffer of this size */
+#define ZFS_FEED_BUF (1u << 20)
 /* zfs refuses vdevs below 64 MiB */
 #define ZFS_MIN_SIZE (128ULL * 1024 * 1024)
 
@@ -875,6 +881,185 @@ static int zfs_rollback(struct vm_pool *pool, const char *ds, const char *snap,
 	return 0;
 }
 
+/* ---- native send and receive: `zfs send -p`, checked into `zfs receive -u` ---- */
+
+static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		    int fd, struct vm_error *err)
+{
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap);
+	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
+	_cleanup_free_ char *from_arg = from_snap ? strdup_printf("@%s", from_snap) : NULL;
+	struct vm_spawn sp = {.stdin_fd = -1, .stdout_fd = fd};
+	int r;
+
+	if (!zsnap || (from_snap && (!zfrom || !from_arg)))
+		return vm_error_set(err, ENOMEM, "send %s@%s", ds, snap);
+	if (!zexists(zsnap))
+		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot does not exist", ds, snap);
+	if (zfrom && !zexists(zfrom))
+		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot %s@%s does not exist", ds,
+				     snap, ds, from_snap);
+	if (from_snap) {
+		/* zfs send -p -i @FROM ZPOOL/X@SNAP */
+		const char *argv[] = {"zfs", "send", "-p", "-i", from_arg, zsnap, NULL};
+		sp.argv = argv;
+		r = vm_spawn_run(&sp, err);
+	} else {
+		/* zfs send -p ZPOOL/X@SNAP */
+		const char *argv[] = {"zfs", "send", "-p", zsnap, NULL};
+		sp.argv = argv;
+		r = vm_spawn_run(&sp, err);
+	}
+	vm_spawn_clear(&sp);
+	if (r < 0)
+		return vm_error_prefix(err, "send %s@%s", ds, snap);
+	return 0;
+}
+
+/* Copy n payload bytes from in to out (or drop them), through buf. */
+static int feed_payload(int in, int out, uint64_t n, bool forward, uint8_t *buf, size_t cap,
+			uint64_t at, struct vm_error *err)
+{
+	while (n > 0) {
+		size_t want = n < cap ? (size_t)n : cap;
+		ssize_t got = fs_read_full(in, buf, want);
+		int r;
+
+		if (got < 0)
+			return vm_error_set(err, (int)-got, "read zfs stream at byte %llu",
+					    (unsigned long long)at);
+		if ((size_t)got < want)
+			return vm_error_setx(err, EPROTO,
+					     "zfs stream truncated at byte %llu (in a payload)",
+					     (unsigned long long)(at + (uint64_t)got));
+		if (forward) {
+			r = fs_write_all(out, buf, want);
+			if (r < 0)
+				return r == -EPIPE ? r : vm_error_set(err, -r, "feed zfs receive");
+		}
+		n -= want;
+		at += want;
+	}
+	return 0;
+}
+
+/* The checked feed of `zfs receive` (pool_feed_fn; ctx: the check). The
+ * substream's END is held back until the whole stream was checked and its
+ * input ended: the tool finishes a dataset only from a stream that passed
+ * to its last byte. */
+static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
+{
+	struct zfs_stream_check *c = ctx;
+	_cleanup_free_ uint8_t *buf = malloc(ZFS_FEED_BUF);
+	uint8_t rec[ZFS_STREAM_RECORD_SIZE], held[ZFS_STREAM_RECORD_SIZE], extra;
+	bool holding = false;
+	int r;
+
+	if (!buf)
+		return vm_error_set(err, ENOMEM, "receive");
+	while (!zfs_stream_ended(c)) {
+		uint64_t at = c->offset, payload;
+		ssize_t n = fs_read_full(in, rec, sizeof(rec));
+		bool fwd;
+
+		if (n < 0)
+			return vm_error_set(err, (int)-n, "read zfs stream at byte %llu",
+					    (unsigned long long)at);
+		if ((size_t)n < sizeof(rec))
+			return vm_error_setx(err, EPROTO,
+					     "zfs stream truncated at byte %llu (no last END)",
+					     (unsigned long long)(at + (uint64_t)n));
+		r = zfs_stream_check_record(c, rec, &payload, &fwd, err);
+		if (r < 0)
+			return r;
+		if (fwd && c->sub_ended) {
+			memcpy(held, rec, sizeof(held));
+			holding = true;
+			continue;
+		}
+		if (fwd) {
+			r = fs_write_all(out, rec, sizeof(rec));
+			if (r < 0)
+				return r == -EPIPE ? r : vm_error_set(err, -r, "feed zfs receive");
+		}
+		r = feed_payload(in, out, payload, fwd, buf, ZFS_FEED_BUF,
+				 at + ZFS_STREAM_RECORD_SIZE, err);
+		if (r < 0)
+			return r;
+	}
+	if (fs_read_full(in, &extra, 1) != 0)
+		return vm_error_setx(err, EPROTO,
+				     "trailing data after the zfs stream's END at byte %llu",
+				     (unsigned long long)c->offset);
+	if (holding) {
+		r = fs_write_all(out, held, sizeof(held));
+		if (r < 0)
+			return r == -EPIPE ? r : vm_error_set(err, -r, "feed zfs receive");
+	}
+	return 0;
+}
+
+/* A full stream lands as a new dataset ds (`zfs receive` makes it whole or
+ * not at all), an incremental one on top of ds@from_snap, which must be
+ * ds's latest snapshot (`receive -F` drops what changed in ds since). The
+ * stream's properties never reach the tool (storage/zfs-stream.h): ds
+ * inherits its mountpoint from the pool and is mounted there. */
+static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
+		       const char *from_snap, int fd, struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds), *zsnap = zsnapname(pool, ds, snap);
+	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
+	struct zfs_stream_check check;
+	uint64_t from_guid = 0;
+	struct vm_error e2;
+	int r;
+
+	if (!zds || !zsnap || (from_snap && !zfrom))
+		return vm_error_set(err, ENOMEM, "receive %s@%s", ds, snap);
+	if (from_snap) {
+		if (!zexists(zds))
+			return vm_error_setx(err, ENOENT,
+					     "receive %s@%s: incremental stream needs dataset %s, "
+					     "which does not exist",
+					     ds, snap, ds);
+		r = zget_u64(zfrom, "guid", "receive", &from_guid, err);
+		if (r < 0)
+			return vm_error_setx(err, ENOENT,
+					     "receive %s@%s: incremental stream needs snapshot "
+					     "%s@%s, which does not exist",
+					     ds, snap, ds, from_snap);
+	} else {
+		r = check_new(pool, "receive", ds, zds, err);
+		if (r < 0)
+			return r;
+	}
+	if (zexists(zsnap))
+		return vm_error_setx(err, EEXIST, "receive %s@%s: snapshot already exists", ds,
+				     snap);
+
+	zfs_stream_check_init(&check, from_guid, snap, false);
+	if (from_snap) {
+		/* zfs receive -u -F ZPOOL/X@SNAP < substream */
+		const char *argv[] = {"zfs", "receive", "-u", "-F", zsnap, NULL};
+		r = pool_run_fed(argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
+	} else {
+		/* zfs receive -u ZPOOL/X@SNAP < substream */
+		const char *argv[] = {"zfs", "receive", "-u", zsnap, NULL};
+		r = pool_run_fed(argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
+	}
+	if (r >= 0)
+		r = zmount_tree(zds, err);
+	if (r < 0) {
+		/* what the tool made of a stream we refused or could not finish */
+		if (!from_snap && zexists(zds))
+			(void)zdestroy(zds, true, &e2);
+		else if (from_snap && zexists(zsnap) && zdestroy(zsnap, false, &e2) >= 0)
+			(void)zfs_rollback(pool, ds, from_snap, &e2);
+		return vm_error_prefix(err, "receive %s@%s", ds, snap);
+	}
+	return 0;
+}
+
 const struct vm_storage_ops zfs_storage_ops = {
     .name = "zfs",
     .open = zfs_open,
@@ -896,8 +1081,8 @@ const struct vm_storage_ops zfs_storage_ops = {
      * create_volume, each a whole zfs dataset or none: nothing of its own is
      * left for destroy() not to find */
     .receive_cleanup = NULL,
-    .send = NULL,
-    .receive = NULL,
-    .native_encoding = NULL,
+    .send = zfs_send,
+    .receive = zfs_receive,
+    .native_encoding = "zfs",
     .dir = NULL,
 };
