@@ -268,10 +268,60 @@ done
 same_vms "$B" "$Z" "btrfs -> zfs"
 check_eq "btrfs -> zfs: the datasets, nothing more" \
 	"$ZZ/$KVM $ZZ/$KVM-disk0 $ZZ/$KVM-disk1 $ZZ/$OS $ZZ/$OS/data" "$(zds "$Z" | tr ' ' '\n' | sort | xargs)"
+
+# The note's low-level flow between two zfs nodes, both brands, with its
+# commands as written: the pool is the one each node names (its zfs_pool;
+# "zones", the default, makes them the note's words exactly).
+# lowlevel_datasets ROOT UUID: the VM's datasets, found as the note does.
+lowlevel_datasets() {
+	local j
+	j=$(on "$1" "$VMADM" get "$2") || return 1
+	$JSON zfs_filesystem <<<"$j"
+	$JSON disks <<<"$j" | $JSON -a zfs_filesystem
+	$JSON datasets <<<"$j" | $JSON -a
+}
+# lowlevel UUID FROM TO: the whole flow, by hand.
+lowlevel() {
+	local u=$1 from=$2 to=$3 zf zt ds f
+	zf=$(zfs_pool_of "$from")
+	zt=$(zfs_pool_of "$to")
+	on "$from" "$VMADM" get "$u" >"$T/$u.json" || return 1
+	for ds in $(lowlevel_datasets "$from" "$u"); do
+		f=$T/$(echo "${ds#zones/}" | tr / -).zfs
+		zfs snapshot "$zf/${ds#zones/}@sending" || return 1
+		zfs send -p "$zf/${ds#zones/}@sending" >"$f" || return 1
+		zfs destroy "$zf/${ds#zones/}@sending" || return 1
+	done
+	on "$to" "$VMADM" receive <"$T/$u.json" || return 1
+	rm "$T/$u.json"
+	for ds in $(lowlevel_datasets "$from" "$u"); do
+		f=$T/$(echo "${ds#zones/}" | tr / -).zfs
+		zfs receive "$zt/${ds#zones/}" <"$f" || return 1
+		zfs destroy "$zt/${ds#zones/}@sending" || return 1
+		rm "$f"
+	done
+	on "$to" "$VMADM" install "$u"
+}
 for u in $KVM $OS; do
-	check "delete received $u" on "$Z" "$VMADM" delete "$u"
+	check "the note's low-level flow: $u zfs -> zfs" lowlevel "$u" "$Z" "$Z2"
+done
+check_eq "low-level flow: both VMs installed, stopped" "stopped stopped" \
+	"$(on "$Z2" "$VMADM" list -H -o state | xargs)"
+same_vms "$Z" "$Z2" "low-level flow zfs -> zfs"
+check_eq "low-level flow: no snapshot left on either node" "" \
+	"$(zds "$Z" | tr ' ' '\n' | grep @; zds "$Z2" | tr ' ' '\n' | grep @)"
+check_eq "low-level flow: the received VM's config is the sender's" \
+	"$(vm_get_comparable "$Z" "$KVM")" "$(vm_get_comparable "$Z2" "$KVM")"
+for u in $KVM $OS; do
+	check "low-level flow: vmadm delete $u on the source" on "$Z" "$VMADM" delete "$u"
 done
 check_eq "zfs node: no dataset left after delete" "" "$(zds "$Z")"
+check "low-level flow: the moved kvm VM starts on the target" on "$Z2" "$VMADM" start "$KVM"
+check "low-level flow: and stops" on "$Z2" "$VMADM" stop "$KVM" -F
+for u in $KVM $OS; do
+	check "delete $u on the target" on "$Z2" "$VMADM" delete "$u"
+done
+check_eq "second zfs node: no dataset left at the end" "" "$(zds "$Z2")"
 
 # ---- VMs from images, started and stopped on a zfs node ----
 IMAGES=$BUILD/images
