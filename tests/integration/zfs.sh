@@ -5,7 +5,9 @@
 # created and deleted on a zfs node leaving no dataset, kvm and joyent VMs
 # cloned from images started (their workloads write records), stopped and
 # deleted leaving only the images, and `vmadm send |
-# vmadm receive` zfs -> btrfs and btrfs -> zfs (portable), data identical.
+# vmadm receive` zfs -> zfs (native, through gzip), zfs -> btrfs, btrfs -> zfs,
+# zfs -> dir -> zfs (portable), data identical, no property from a stream
+# applied, and the note's low-level flow between two zfs nodes, both brands.
 # Each node has its own zpool (vmt-PID-NAME), destroyed at the end; no other
 # zpool is touched.
 . "$(dirname "$0")/../lib/common.sh"
@@ -175,6 +177,7 @@ KVM=6c1d2e3f-2222-4333-8444-555566667777
 OS=7d2e3f40-2222-4333-8444-555566667777
 Z=$(node_make z2 zfs 1073741824)
 B=$(node_make b btrfs 1073741824)
+D=$(node_make d dir)
 
 make_vms() {
 	local root=$1
@@ -254,6 +257,23 @@ done
 same_vms "$Z" "$B" "zfs -> btrfs"
 check_eq "zfs -> btrfs: no snapshot or temporary clone left on the zfs node" \
 	"$ZZ/$KVM $ZZ/$KVM-disk0 $ZZ/$KVM-disk1 $ZZ/$OS $ZZ/$OS/data" "$(zds "$Z" | tr ' ' '\n' | sort | xargs)"
+
+# zfs -> dir and back (portable, through a file)
+for u in $KVM $OS; do
+	check "send --portable $u zfs -> file -> dir" \
+		sh -c "VMADM_ROOT=$Z $VMADM send --portable $u | gzip >$T/$u.p.gz && gunzip <$T/$u.p.gz | VMADM_ROOT=$D $VMADM receive"
+done
+same_vms "$Z" "$D" "zfs -> dir"
+for u in $KVM $OS; do
+	check "send --portable $u dir -> file -> second zfs node" \
+		sh -c "VMADM_ROOT=$D $VMADM send --portable $u | gzip >$T/$u.d.gz && gunzip <$T/$u.d.gz | VMADM_ROOT=$Z2 $VMADM receive"
+	check "delete $u on the dir node" on "$D" "$VMADM" delete "$u"
+done
+same_vms "$Z" "$Z2" "dir -> zfs"
+for u in $KVM $OS; do
+	check "delete $u (from dir) on the second zfs node" on "$Z2" "$VMADM" delete "$u"
+done
+check_eq "zfs -> dir -> zfs: no dataset left on the second zfs node" "" "$(zds "$Z2")"
 
 for u in $KVM $OS; do
 	check "delete $u on the zfs node" on "$Z" "$VMADM" delete "$u"
