@@ -95,7 +95,7 @@ static void test_snapshot_names(void)
 
 static void test_paths(void)
 {
-	struct vm_pool pool = { .mountpoint = (char *)"/var/lib/vmadm/zones" };
+	struct vm_pool pool = {.ops = &dir_storage_ops, .mountpoint = (char *)"/var/lib/vmadm/zones"};
 	_cleanup_free_ char *a = vm_pool_dataset_path(&pool, "zones/abc");
 	_cleanup_free_ char *b = vm_pool_dataset_path(&pool, "zones/abc/data");
 	_cleanup_free_ char *c = vm_pool_volume_path(&pool, "zones/abc-disk0");
@@ -116,9 +116,11 @@ static void test_backends(void)
 	CHECK(dir_storage_ops.native_encoding == NULL);
 	CHECK(btrfs_storage_ops.send && btrfs_storage_ops.receive);
 	CHECK(!dir_storage_ops.send && !dir_storage_ops.receive);
-	/* zfs: no native stream yet, the portable encodings carry it */
-	CHECK(zfs_storage_ops.native_encoding == NULL);
-	CHECK(!zfs_storage_ops.send && !zfs_storage_ops.receive);
+	CHECK_STR(zfs_storage_ops.native_encoding, "zfs");
+	CHECK(zfs_storage_ops.send && zfs_storage_ops.receive);
+	/* only zfs keeps some volumes elsewhere (zvols) */
+	CHECK(zfs_storage_ops.volume_path && !btrfs_storage_ops.volume_path &&
+	      !dir_storage_ops.volume_path);
 	{
 		struct vm_pool b = {.ops = &btrfs_storage_ops}, d = {.ops = &dir_storage_ops};
 		CHECK_STR(vm_pool_native_encoding(&b), "btrfs");

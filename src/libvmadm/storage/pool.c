@@ -212,6 +212,8 @@ char *vm_pool_dataset_path(struct vm_pool *pool, const char *ds)
 
 char *vm_pool_volume_path(struct vm_pool *pool, const char *ds)
 {
+	if (pool->ops->volume_path)
+		return pool->ops->volume_path(pool, ds);
 	return strdup_printf("%s/%s/%s", pool->mountpoint, ds_rest(ds), VOLUME_FILE);
 }
 

@@ -10,7 +10,8 @@
  *
  * A filesystem dataset is a directory tree. A volume (a KVM disk) is a
  * fixed-size sparse raw image file, VOLUME_FILE, inside its dataset's
- * directory; vm_pool_volume_path() gives its path.
+ * directory, or where a backend has real volumes (OpenZFS zvols) a block
+ * device; vm_pool_volume_path() gives its path.
  *
  * A dataset is a volume when its directory holds a regular file VOLUME_FILE
  * at the top (so the kind travels with send/receive and snapshots); any
@@ -181,6 +182,13 @@ struct vm_storage_ops {
 	 * put back; calling it again finishes the work. */
 	int (*rollback)(struct vm_pool *pool, const char *ds, const char *snap,
 			struct vm_error *err);
+
+	/* Where volume ds's image is (malloc'ed, NULL on ENOMEM), when the
+	 * backend keeps some volumes elsewhere than the generic file
+	 * MOUNTPOINT/X/VOLUME_FILE: an OpenZFS zvol's block device. For a ds
+	 * that does not exist yet, where create_volume would put it. NULL: the
+	 * generic file, always. */
+	char *(*volume_path)(struct vm_pool *pool, const char *ds);
 
 	/* The name of the encoding send() writes and receive() takes, as the
 	 * migration stream and protocol call it ("btrfs"; a ZFS backend's

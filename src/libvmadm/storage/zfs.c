@@ -40,6 +40,7 @@
 
 #include "storage/pool-private.h"
 #include "storage/pool.h"
+#include "storage/zfs-cmd.h"
 #include "storage/zfs-stream.h"
 #include "util/fs.h"
 #include "util/lock.h"
@@ -61,6 +62,7 @@ struct zfs_priv {
 	char *opendir; /* ROOT/.zfs-open */
 	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
 	size_t n_clones;
+	bool volumes; /* new volumes are zvols (OpenZFS), not image files */
 };
 
 static struct zfs_priv *priv(struct vm_pool *pool)
@@ -145,6 +147,13 @@ static bool zexists(const char *zds)
 	return t != NULL;
 }
 
+/* Is zds a ZFS volume (a zvol: OpenZFS)? */
+static bool is_zvol(const char *zds)
+{
+	_cleanup_free_ char *t = ztype(zds);
+	return t && streq(t, "volume");
+}
+
 /* Run a zfs command that unmounts a dataset (destroy, rename), again while
  * it fails with "busy" for up to 5 seconds: zfs-fuse learns only a moment
  * after a close (FUSE's release is asynchronous) that a file is no longer
@@ -163,11 +172,12 @@ static int run_unbusy(const char *const *argv, struct vm_error *err)
 }
 
 /* The filesystems of zds and its children, parents first (a
- * NULL-terminated vector, NULL when zds does not exist). */
+ * NULL-terminated vector, NULL when zds does not exist or is a volume). */
 static char **ztree(const char *zds)
 {
-	/* zfs list -H -o name -r ZDS */
-	const char *argv[] = {"zfs", "list", "-H", "-o", "name", "-r", zds, NULL};
+	/* zfs list -H -o name -t filesystem -r ZDS */
+	const char *argv[] = {"zfs", "list",	   "-H", "-o", "name",
+			      "-t",  "filesystem", "-r", zds,  NULL};
 	_cleanup_free_ char *out = NULL;
 	_cleanup_strv_ char **v = NULL;
 	struct vm_error e2;
@@ -372,6 +382,21 @@ static void zpool_unmake(struct vm_pool *pool, const char *img)
 		unlink(img);
 }
 
+/* Are new volumes zvols? conf "zfs_volumes" (true or false) when set, else
+ * when the zfs tool is OpenZFS's (`zfs version` works: zfs-fuse has no
+ * volumes, and no such command). */
+static bool has_volumes(json_t *conf)
+{
+	json_t *j = json_object_get(conf, "zfs_volumes");
+	struct zfs_argv a;
+	struct vm_error e2;
+
+	if (json_is_boolean(j))
+		return json_is_true(j);
+	zfs_cmd_version(&a);
+	return run(a.argv, NULL, &e2) >= 0;
+}
+
 static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 {
 	json_t *j = json_object_get(pool->conf, "zfs_pool");
@@ -439,6 +464,7 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 		if (r < 0)
 			goto fail;
 	}
+	p->volumes = has_volumes(pool->conf);
 	r = pool_restrict_mountpoint(pool, err);
 	if (r >= 0)
 		r = fs_mkdir_p(p->opendir, 0700, err);
@@ -514,6 +540,39 @@ static int zfs_create_filesystem(struct vm_pool *pool, const char *ds, struct vm
 	return 0;
 }
 
+/* Wait (up to 10 s) for udev to make the block device of new volume zds
+ * (or of a clone of one). */
+static int wait_zvol(const char *zds, struct vm_error *err)
+{
+	_cleanup_free_ char *dev = zfs_zvol_path(zds);
+
+	if (!dev)
+		return vm_error_set(err, ENOMEM, "%s", zds);
+	for (int i = 0; i < 100; i++) {
+		if (fs_exists(dev))
+			return 0;
+		usleep(100 * 1000);
+	}
+	return vm_error_setx(err, ETIMEDOUT, "volume %s: no device %s after 10 s", zds, dev);
+}
+
+/* Grow zvol zds to size_or_0 when that is larger (0: keep). */
+static int zvol_grow(struct vm_pool *pool, const char *ds, const char *zds, uint64_t size_or_0,
+		     struct vm_error *err)
+{
+	struct zfs_argv a;
+	uint64_t have;
+	int r = zget_u64(zds, "volsize", "grow volume", &have, err);
+
+	if (r < 0 || size_or_0 <= have)
+		return r;
+	r = pool_check_space(pool, "grow volume", ds, size_or_0 - have, err);
+	if (r < 0)
+		return r;
+	zfs_cmd_set_volsize(&a, zds, size_or_0);
+	return run(a.argv, NULL, err);
+}
+
 static int zfs_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 			     struct vm_error *err)
 {
@@ -531,11 +590,23 @@ static int zfs_create_volume(struct vm_pool *pool, const char *ds, uint64_t size
 	r = pool_check_space(pool, "create volume", ds, size, err);
 	if (r < 0)
 		return r;
-	r = zcreate(zds, err);
-	if (r >= 0) {
-		r = pool_volume_file_create(file, size, err);
-		if (r < 0)
-			zdestroy(zds, false, &e2);
+	if (priv(pool)->volumes) {
+		struct zfs_argv a;
+
+		zfs_cmd_create_volume(&a, zds, size);
+		r = run(a.argv, NULL, err);
+		if (r >= 0) {
+			r = wait_zvol(zds, err);
+			if (r < 0)
+				zdestroy(zds, false, &e2);
+		}
+	} else {
+		r = zcreate(zds, err);
+		if (r >= 0) {
+			r = pool_volume_file_create(file, size, err);
+			if (r < 0)
+				zdestroy(zds, false, &e2);
+		}
 	}
 	if (r < 0)
 		return vm_error_prefix(err, "create volume %s", ds);
@@ -566,7 +637,13 @@ static int zfs_clone(struct vm_pool *pool, const char *snap, const char *ds, uin
 	}
 	if (r < 0)
 		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	r = pool_volume_file_grow(pool, ds, file, size_or_0, err);
+	if (is_zvol(zds)) {
+		r = wait_zvol(zds, err);
+		if (r >= 0)
+			r = zvol_grow(pool, ds, zds, size_or_0, err);
+	} else {
+		r = pool_volume_file_grow(pool, ds, file, size_or_0, err);
+	}
 	if (r < 0) {
 		zdestroy(zds, false, &e2);
 		return vm_error_prefix(err, "clone %s to %s", snap, ds);
@@ -735,6 +812,22 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
 	return 0;
 }
 
+/* A zvol's stable device name; else (zfs-fuse, or a volume made before the
+ * pool had zvols) the generic image file. */
+static char *zfs_volume_path(struct vm_pool *pool, const char *ds)
+{
+	_cleanup_free_ char *zds = zname(pool, ds);
+	_cleanup_free_ char *t = zds ? ztype(zds) : NULL;
+	size_t n = strlen(VM_POOL_NAME);
+	const char *rest = strncmp(ds, VM_POOL_NAME "/", n + 1) == 0 ? ds + n + 1 : ds;
+
+	if (!zds)
+		return NULL;
+	if (t ? streq(t, "volume") : priv(pool)->volumes)
+		return zfs_zvol_path(zds);
+	return strdup_printf("%s/%s/%s", pool->mountpoint, rest, VOLUME_FILE);
+}
+
 static enum vm_dataset_kind zfs_kind(struct vm_pool *pool, const char *ds)
 {
 	_cleanup_free_ char *zds = zname(pool, ds), *path = vm_pool_dataset_path(pool, ds);
@@ -768,6 +861,8 @@ static int zfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, ui
 	r = zget_u64(zds, "referenced", "used", ret_used, err);
 	if (r < 0)
 		return vm_error_prefix(err, "used %s", ds);
+	if (ret_volsize && is_zvol(zds))
+		return zget_u64(zds, "volsize", "used", ret_volsize, err);
 	if (ret_volsize)
 		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
 	return 0;
@@ -793,8 +888,9 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 			     struct vm_error *err)
 {
 	struct zfs_priv *p = priv(pool);
-	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap), *t = NULL;
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap), *t = NULL, *zds = NULL;
 	_cleanup_free_ char *id = NULL, *clone = NULL, *mnt = NULL, *mntopt = NULL;
+	bool zvol;
 	_cleanup_close_ int fd = -1;
 	struct vm_error e2;
 	int r;
@@ -804,6 +900,8 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 	t = ztype(zsnap);
 	if (!t || !streq(t, "snapshot"))
 		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
+	zds = zname(pool, ds);
+	zvol = zds && is_zvol(zds);
 	id = strdup_printf("%ld-%u", (long)getpid(),
 			   __atomic_fetch_add(&open_seq, 1, __ATOMIC_SEQ_CST));
 	if (id) {
@@ -813,7 +911,12 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 	}
 	if (!clone || !mnt || !mntopt)
 		return vm_error_set(err, ENOMEM, "open %s@%s", ds, snap);
-	{
+	if (zvol) {
+		/* zfs clone -o readonly=on ZDS@SNAP ZPOOL/.vmadm-open-PID-N (a zvol's:
+		 * no mountpoint; its device is the fd) */
+		const char *argv[] = {"zfs", "clone", "-o", "readonly=on", zsnap, clone, NULL};
+		r = run(argv, NULL, err);
+	} else {
 		/* zfs clone -o readonly=on -o mountpoint=ROOT/.zfs-open/PID-N ZDS@SNAP
 		 *   ZPOOL/.vmadm-open-PID-N */
 		const char *argv[] = {"zfs",  "clone", "-o",  "readonly=on", "-o",
@@ -822,10 +925,16 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 	}
 	if (r < 0)
 		return vm_error_prefix(err, "open %s@%s", ds, snap);
-	fd = open(mnt, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	if (zvol) {
+		_cleanup_free_ char *dev = zfs_zvol_path(clone);
+
+		r = dev ? wait_zvol(clone, err) : vm_error_set(err, ENOMEM, "open");
+		fd = r < 0 ? -1 : fs_open_image(dev, O_RDONLY);
+		if (r >= 0 && fd < 0)
+			r = vm_error_set(err, -fd, "open %s@%s at %s", ds, snap, dev);
+	} else if ((fd = open(mnt, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
 		r = vm_error_set(err, errno, "open %s@%s at %s", ds, snap, mnt);
-	else if (pool_dir_is_volume(mnt)) {
+	} else if (pool_dir_is_volume(mnt)) {
 		int img = openat(fd, VOLUME_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (img < 0)
 			r = vm_error_set(err, errno, "open %s@%s: its image", ds, snap);
@@ -888,28 +997,20 @@ static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, cons
 {
 	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap);
 	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
-	_cleanup_free_ char *from_arg = from_snap ? strdup_printf("@%s", from_snap) : NULL;
 	struct vm_spawn sp = {.stdin_fd = -1, .stdout_fd = fd};
+	struct zfs_argv a;
 	int r;
 
-	if (!zsnap || (from_snap && (!zfrom || !from_arg)))
+	if (!zsnap || (from_snap && !zfrom))
 		return vm_error_set(err, ENOMEM, "send %s@%s", ds, snap);
 	if (!zexists(zsnap))
 		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot does not exist", ds, snap);
 	if (zfrom && !zexists(zfrom))
 		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot %s@%s does not exist", ds,
 				     snap, ds, from_snap);
-	if (from_snap) {
-		/* zfs send -p -i @FROM ZPOOL/X@SNAP */
-		const char *argv[] = {"zfs", "send", "-p", "-i", from_arg, zsnap, NULL};
-		sp.argv = argv;
-		r = vm_spawn_run(&sp, err);
-	} else {
-		/* zfs send -p ZPOOL/X@SNAP */
-		const char *argv[] = {"zfs", "send", "-p", zsnap, NULL};
-		sp.argv = argv;
-		r = vm_spawn_run(&sp, err);
-	}
+	zfs_cmd_send(&a, zsnap, from_snap);
+	sp.argv = a.argv;
+	r = vm_spawn_run(&sp, err);
 	vm_spawn_clear(&sp);
 	if (r < 0)
 		return vm_error_prefix(err, "send %s@%s", ds, snap);
@@ -1011,6 +1112,7 @@ static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
 	struct zfs_stream_check check;
 	uint64_t from_guid = 0;
+	struct zfs_argv a;
 	struct vm_error e2;
 	int r;
 
@@ -1037,16 +1139,9 @@ static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		return vm_error_setx(err, EEXIST, "receive %s@%s: snapshot already exists", ds,
 				     snap);
 
-	zfs_stream_check_init(&check, from_guid, snap, false);
-	if (from_snap) {
-		/* zfs receive -u -F ZPOOL/X@SNAP < substream */
-		const char *argv[] = {"zfs", "receive", "-u", "-F", zsnap, NULL};
-		r = pool_run_fed(argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
-	} else {
-		/* zfs receive -u ZPOOL/X@SNAP < substream */
-		const char *argv[] = {"zfs", "receive", "-u", zsnap, NULL};
-		r = pool_run_fed(argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
-	}
+	zfs_stream_check_init(&check, from_guid, snap, priv(pool)->volumes);
+	zfs_cmd_receive(&a, zsnap, from_snap != NULL, false);
+	r = pool_run_fed(a.argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
 	if (r >= 0)
 		r = zmount_tree(zds, err);
 	if (r < 0) {
@@ -1077,6 +1172,7 @@ const struct vm_storage_ops zfs_storage_ops = {
     .available = zfs_available,
     .open_snapshot = zfs_open_snapshot,
     .rollback = zfs_rollback,
+    .volume_path = zfs_volume_path,
     /* a portable receive makes its datasets with create_filesystem and
      * create_volume, each a whole zfs dataset or none: nothing of its own is
      * left for destroy() not to find */

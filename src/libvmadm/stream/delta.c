@@ -257,12 +257,13 @@ int stream_receive_volume_delta(struct stream_reader *r, const char *path, struc
 	buf = malloc(STREAM_BLOCK_MAX);
 	if (!buf)
 		return vm_error_set(err, ENOMEM, "receive %s", name);
-	fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	fd = fs_open_image(path, O_RDWR);
 	if (fd < 0)
-		return vm_error_set(err, errno, "receive %s: open %s (the base of the delta)", name,
+		return vm_error_set(err, -fd, "receive %s: open %s (the base of the delta)", name,
 				    path);
-	if (ftruncate(fd, (off_t)ds->size) < 0)
-		return vm_error_set(err, errno, "receive %s: make %s %llu bytes", name, path,
+	k = fs_image_resize(fd, ds->size);
+	if (k < 0)
+		return vm_error_set(err, -k, "receive %s: make %s %llu bytes", name, path,
 				    (unsigned long long)ds->size);
 	for (;;) {
 		uint8_t hdr[STREAM_BLOCK_HEADER_SIZE];

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "stream/stream-private.h"
+#include "util/fs.h"
 #include "util/macros.h"
 
 static bool all_zero(const uint8_t *p, size_t len)
@@ -102,21 +103,15 @@ int stream_send_volume(struct stream_writer *w, const struct stream_dataset *ds,
 	_cleanup_free_ uint8_t *buf = NULL;
 	struct stream_dataset d = *ds;
 	const char *name;
-	struct stat st;
 	uint64_t size, off = 0;
 	int r;
 
-	if (fstat(fd, &st) < 0)
-		return vm_error_set(err, errno, "send volume: stat %s", ds->snapshot);
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKGETSIZE64, &size) < 0)
-			return vm_error_set(err, errno, "send volume: size of %s", ds->snapshot);
-	} else if (S_ISREG(st.st_mode)) {
-		size = st.st_size;
-	} else {
+	r = fs_image_size(fd, &size);
+	if (r == -EINVAL)
 		return vm_error_setx(err, EINVAL, "send volume: %s is not a file or block device",
 				     ds->snapshot);
-	}
+	if (r < 0)
+		return vm_error_set(err, -r, "send volume: size of %s", ds->snapshot);
 	buf = malloc(STREAM_BLOCK_MAX);
 	if (!buf)
 		return vm_error_set(err, ENOMEM, "send volume %s", ds->snapshot);
@@ -179,9 +174,10 @@ int stream_receive_volume(struct stream_reader *r, const char *path, struct vm_e
 		fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vm_error_set(err, errno, "receive %s: open %s", name, path);
-	/* all holes, of exactly the declared size */
-	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)ds->size) < 0) {
-		k = vm_error_set(err, errno, "receive %s: make %s %llu bytes", name, path,
+	/* all zeros (a file: all holes), of exactly the declared size */
+	k = fs_image_clear(fd, ds->size);
+	if (k < 0) {
+		k = vm_error_set(err, -k, "receive %s: make %s %llu bytes of zeros", name, path,
 				 (unsigned long long)ds->size);
 		goto out;
 	}

@@ -541,3 +541,72 @@ bool fs_is_mountpoint(const char *path)
 	}
 	return false;
 }
+
+int fs_image_size(int fd, uint64_t *ret)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		*ret = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (S_ISBLK(st.st_mode))
+		return ioctl(fd, BLKGETSIZE64, ret) < 0 ? -errno : 0;
+	return -EINVAL;
+}
+
+int fs_image_resize(int fd, uint64_t size)
+{
+	struct stat st;
+	uint64_t have;
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode))
+		return ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+	r = fs_image_size(fd, &have);
+	if (r < 0)
+		return r;
+	return have == size ? 0 : -EINVAL;
+}
+
+int fs_image_clear(int fd, uint64_t size)
+{
+	struct stat st;
+	uint64_t range[2] = {0, size};
+	int r;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode))
+		return ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)size) < 0 ? -errno : 0;
+	r = fs_image_resize(fd, size);
+	if (r < 0)
+		return r;
+	if (size == 0 ||
+	    fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, (off_t)size) == 0)
+		return 0;
+	return ioctl(fd, BLKZEROOUT, range) < 0 ? -errno : 0;
+}
+
+int fs_open_image(const char *path, int flags)
+{
+	struct stat st;
+	int fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd >= 0)
+		return fd;
+	if (errno != ELOOP || strncmp(path, "/dev/", 5) != 0)
+		return -errno;
+	fd = open(path, flags | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISBLK(st.st_mode)) {
+		close(fd);
+		return -ENOTBLK;
+	}
+	return fd;
+}

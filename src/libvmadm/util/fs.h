@@ -50,3 +50,21 @@ bool fs_is_mountpoint(const char *path);
 
 /* printf into a malloc'ed string; NULL on ENOMEM. */
 char *strdup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A volume's image is a regular file (btrfs, dir, zfs-fuse) or a block
+ * device (an OpenZFS zvol). fs_image_size: its size in bytes; -EINVAL for
+ * anything else. fs_image_resize: make it size bytes (a file is truncated
+ * or extended; a block device's size cannot change: -EINVAL unless it is
+ * size already). fs_image_clear: make it all zeros of size bytes (a file:
+ * all holes; a block device of that size: its blocks discarded, or written
+ * as zeros where it cannot discard). */
+int fs_image_size(int fd, uint64_t *ret);
+int fs_image_resize(int fd, uint64_t size);
+int fs_image_clear(int fd, uint64_t size);
+
+/* Open a volume's image at path without following a symlink (an image in a
+ * dataset is the dataset's file, never a link a stream made), except for a
+ * block device's stable name under /dev (/dev/zvol/POOL/X, a link udev
+ * made): there the link is followed and the target must be a block device.
+ * -errno on failure. */
+int fs_open_image(const char *path, int flags);

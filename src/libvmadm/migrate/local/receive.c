@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -242,7 +243,6 @@ static int check_landed(struct vm_pool *pool, json_t *config, const char *final,
 	const char *uuid = jstr(config, "uuid");
 	const struct vm_brand_ops *ops = vm_brand_ops_by_name(jstr(config, "brand"));
 	uint64_t want;
-	struct stat st;
 	int r;
 
 	r = config_volume_size(config, final, &want, err);
@@ -250,16 +250,27 @@ static int check_landed(struct vm_pool *pool, json_t *config, const char *final,
 		return r;
 	if (want > 0) {
 		_cleanup_free_ char *img = vm_pool_volume_path(pool, temp);
+		_cleanup_close_ int fd = -1;
+		uint64_t size = 0;
+
 		if (!img)
 			return vm_error_set(err, ENOMEM, "%s", final);
-		if (lstat(img, &st) < 0)
-			return vm_error_set(err, errno, "%s: the volume", final);
-		if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != want)
+		/* O_NONBLOCK: a fifo made by a stream must not hang us */
+		fd = fs_open_image(img, O_RDONLY | O_NONBLOCK);
+		if (fd < 0)
+			return vm_error_set(err, -fd, "%s: the volume", final);
+		r = fs_image_size(fd, &size);
+		if (r == -EINVAL)
+			return vm_error_setx(err, EINVAL,
+					     "%s: the volume is not a regular file or block device",
+					     final);
+		if (r < 0)
+			return vm_error_set(err, -r, "%s: the volume's size", final);
+		if (size != want)
 			return vm_error_setx(err, EINVAL,
 					     "%s: the stream made a volume of %llu bytes, but the "
 					     "VM's config makes the disk %llu bytes",
-					     final, (unsigned long long)st.st_size,
-					     (unsigned long long)want);
+					     final, (unsigned long long)size, (unsigned long long)want);
 	}
 	if (ops && ops->check_received_zone &&
 	    strlen(final) == strlen(VM_POOL_NAME) + 1 + strlen(uuid)) {

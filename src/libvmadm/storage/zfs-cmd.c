@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* zfs command lines (see zfs-cmd.h). */
+#include "storage/zfs-cmd.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/fs.h"
+
+/* Fill a->argv with the NULL-terminated words given. */
+#define SET_ARGV(a, ...)                                                                           \
+	do {                                                                                       \
+		const char *w_[] = {__VA_ARGS__, NULL};                                            \
+		_Static_assert(sizeof(w_) / sizeof(w_[0]) <= ZFS_ARGV_MAX, "argv too long");       \
+		memset((a)->argv, 0, sizeof((a)->argv));                                           \
+		memcpy((a)->argv, w_, sizeof(w_));                                                 \
+	} while (0)
+
+void zfs_cmd_create_volume(struct zfs_argv *a, const char *zds, uint64_t size)
+{
+	snprintf(a->buf[0], sizeof(a->buf[0]), "%" PRIu64, size);
+	/* zfs create -s -V SIZE ZDS */
+	SET_ARGV(a, "zfs", "create", "-s", "-V", a->buf[0], zds);
+}
+
+void zfs_cmd_set_volsize(struct zfs_argv *a, const char *zds, uint64_t size)
+{
+	snprintf(a->buf[0], sizeof(a->buf[0]), "volsize=%" PRIu64, size);
+	/* zfs set volsize=SIZE ZDS */
+	SET_ARGV(a, "zfs", "set", a->buf[0], zds);
+}
+
+void zfs_cmd_send(struct zfs_argv *a, const char *zsnap, const char *from_snap)
+{
+	if (from_snap) {
+		snprintf(a->buf[0], sizeof(a->buf[0]), "@%s", from_snap);
+		/* zfs send -p -i @FROM ZDS@SNAP */
+		SET_ARGV(a, "zfs", "send", "-p", "-i", a->buf[0], zsnap);
+	} else {
+		/* zfs send -p ZDS@SNAP */
+		SET_ARGV(a, "zfs", "send", "-p", zsnap);
+	}
+}
+
+void zfs_cmd_send_resume(struct zfs_argv *a, const char *token)
+{
+	/* zfs send -t TOKEN */
+	SET_ARGV(a, "zfs", "send", "-t", token);
+}
+
+void zfs_cmd_receive(struct zfs_argv *a, const char *zsnap, bool incremental, bool resumable)
+{
+	if (incremental && resumable)
+		/* zfs receive -u -F -s ZDS@SNAP */
+		SET_ARGV(a, "zfs", "receive", "-u", "-F", "-s", zsnap);
+	else if (incremental)
+		/* zfs receive -u -F ZDS@SNAP */
+		SET_ARGV(a, "zfs", "receive", "-u", "-F", zsnap);
+	else if (resumable)
+		/* zfs receive -u -s ZDS@SNAP */
+		SET_ARGV(a, "zfs", "receive", "-u", "-s", zsnap);
+	else
+		/* zfs receive -u ZDS@SNAP */
+		SET_ARGV(a, "zfs", "receive", "-u", zsnap);
+}
+
+void zfs_cmd_receive_abort(struct zfs_argv *a, const char *zds)
+{
+	/* zfs receive -A ZDS */
+	SET_ARGV(a, "zfs", "receive", "-A", zds);
+}
+
+void zfs_cmd_resume_token(struct zfs_argv *a, const char *zds)
+{
+	/* zfs get -H -o value receive_resume_token ZDS */
+	SET_ARGV(a, "zfs", "get", "-H", "-o", "value", "receive_resume_token", zds);
+}
+
+void zfs_cmd_version(struct zfs_argv *a)
+{
+	/* zfs version */
+	SET_ARGV(a, "zfs", "version");
+}
+
+char *zfs_zvol_path(const char *zds)
+{
+	return strdup_printf("/dev/zvol/%s", zds);
+}
+
+bool zfs_resume_token_ok(const char *token)
+{
+	size_t n = token ? strnlen(token, 65537) : 0;
+
+	if (n < 3 || n > 65536 || strncmp(token, "1-", 2) != 0)
+		return false;
+	for (size_t i = 2; i < n; i++)
+		if (!(token[i] == '-' || (token[i] >= '0' && token[i] <= '9') ||
+		      (token[i] >= 'a' && token[i] <= 'f')))
+			return false;
+	return true;
+}

@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The zfs command lines of storage/zfs-cmd.h, word for word. The
+ * OpenZFS-only ones (zvols, resumable receives) cannot run on these
+ * machines (zfs-fuse has neither): these checks are what holds them to
+ * zfs-create(8), zfs-set(8), zfs-send(8) and zfs-receive(8). The others run
+ * in tests/integration/zfs.sh as well.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "storage/zfs-cmd.h"
+
+/* The argv joined with single spaces (static buffer). */
+static const char *joined(const struct zfs_argv *a)
+{
+	static char buf[1024];
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < ZFS_ARGV_MAX && a->argv[i]; i++)
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? " " : "", a->argv[i]);
+	return buf;
+}
+
+/* argv is NULL-terminated within ZFS_ARGV_MAX */
+static bool terminated(const struct zfs_argv *a)
+{
+	for (int i = 0; i < ZFS_ARGV_MAX; i++)
+		if (!a->argv[i])
+			return true;
+	return false;
+}
+
+static void test_create_volume(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_create_volume(&a, "zones/u-disk0", 10737418240ull);
+	CHECK_STR(joined(&a), "zfs create -s -V 10737418240 zones/u-disk0");
+	CHECK(terminated(&a));
+}
+
+static void test_set_volsize(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_set_volsize(&a, "tank/u-disk1", 1ull << 40);
+	CHECK_STR(joined(&a), "zfs set volsize=1099511627776 tank/u-disk1");
+}
+
+static void test_send(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_send(&a, "zones/u@vmadm-1", NULL);
+	CHECK_STR(joined(&a), "zfs send -p zones/u@vmadm-1");
+	zfs_cmd_send(&a, "zones/u@vmadm-2", "vmadm-1");
+	CHECK_STR(joined(&a), "zfs send -p -i @vmadm-1 zones/u@vmadm-2");
+	/* refilled: nothing of the longer argv stays behind */
+	zfs_cmd_send(&a, "zones/u@s", NULL);
+	CHECK_STR(joined(&a), "zfs send -p zones/u@s");
+	CHECK(a.argv[4] == NULL && a.argv[5] == NULL);
+}
+
+static void test_send_resume(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_send_resume(&a, "1-e604ea4bf-e0-789c63a2");
+	CHECK_STR(joined(&a), "zfs send -t 1-e604ea4bf-e0-789c63a2");
+}
+
+static void test_receive(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_receive(&a, "zones/u.recv@s", false, false);
+	CHECK_STR(joined(&a), "zfs receive -u zones/u.recv@s");
+	zfs_cmd_receive(&a, "zones/u.recv@s", true, false);
+	CHECK_STR(joined(&a), "zfs receive -u -F zones/u.recv@s");
+	zfs_cmd_receive(&a, "zones/u.recv@s", false, true);
+	CHECK_STR(joined(&a), "zfs receive -u -s zones/u.recv@s");
+	zfs_cmd_receive(&a, "zones/u.recv@s", true, true);
+	CHECK_STR(joined(&a), "zfs receive -u -F -s zones/u.recv@s");
+	/* never a name taken from the stream */
+	for (int i = 0; a.argv[i]; i++)
+		CHECK(strcmp(a.argv[i], "-d") != 0 && strcmp(a.argv[i], "-e") != 0);
+}
+
+static void test_resume_state(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_resume_token(&a, "zones/u.recv-disk0");
+	CHECK_STR(joined(&a), "zfs get -H -o value receive_resume_token zones/u.recv-disk0");
+	zfs_cmd_receive_abort(&a, "zones/u.recv-disk0");
+	CHECK_STR(joined(&a), "zfs receive -A zones/u.recv-disk0");
+	zfs_cmd_version(&a);
+	CHECK_STR(joined(&a), "zfs version");
+}
+
+static void test_zvol_path(void)
+{
+	char *p = zfs_zvol_path("zones/u-disk0");
+
+	CHECK_STR(p, "/dev/zvol/zones/u-disk0");
+	free(p);
+}
+
+static void test_token_ok(void)
+{
+	char big[70000];
+
+	CHECK(zfs_resume_token_ok("1-e604ea4bf-e0-789c63a2"));
+	CHECK(!zfs_resume_token_ok(NULL));
+	CHECK(!zfs_resume_token_ok(""));
+	CHECK(!zfs_resume_token_ok("-"));		      /* zfs get's "none" */
+	CHECK(!zfs_resume_token_ok("2-abc"));		      /* another version */
+	CHECK(!zfs_resume_token_ok("1-abc -o mountpoint=/")); /* a space: not one word */
+	CHECK(!zfs_resume_token_ok("1-ABC"));		      /* zfs writes lower case */
+	CHECK(!zfs_resume_token_ok("1-ab\ncd"));
+	memset(big, 'a', sizeof(big));
+	big[0] = '1';
+	big[1] = '-';
+	big[sizeof(big) - 1] = '\0';
+	CHECK(!zfs_resume_token_ok(big)); /* more than 64 KiB */
+}
+
+int main(void)
+{
+	RUN(test_create_volume);
+	RUN(test_set_volsize);
+	RUN(test_send);
+	RUN(test_send_resume);
+	RUN(test_receive);
+	RUN(test_resume_state);
+	RUN(test_zvol_path);
+	RUN(test_token_ok);
+	CHECK_EXIT();
+}
