@@ -99,7 +99,7 @@ static uint64_t get64(const struct zfs_stream_check *c, const uint8_t *rec, size
 __attribute__((format(printf, 4, 5))) static int
 refuse(const struct zfs_stream_check *c, uint32_t type, struct vm_error *err, const char *fmt, ...)
 {
-	char why[256];
+	char why[768];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -108,6 +108,31 @@ refuse(const struct zfs_stream_check *c, uint32_t type, struct vm_error *err, co
 	return vm_error_setx(err, EPROTO, "zfs stream record %llu (%s, type %u) at byte %llu: %s",
 			     (unsigned long long)c->nrecs + 1, rec_name(type), type,
 			     (unsigned long long)c->offset, why);
+}
+
+/* A name from the stream, for a message: quoted, at most 120 bytes of it,
+ * each byte that is not printable ASCII (and '"', '\\') as \xNN, so that
+ * a hostile name cannot drive the terminal that shows the refusal. */
+static const char *quote(const char *p, size_t len, char *buf, size_t size)
+{
+	size_t o = 0;
+
+	buf[o++] = '"';
+	for (size_t i = 0; i < len && o + 8 < size; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if (i == 120) {
+			o += snprintf(buf + o, size - o, "...");
+			break;
+		}
+		if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+			buf[o++] = (char)ch;
+		else
+			o += snprintf(buf + o, size - o, "\\x%02x", ch);
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
 }
 
 void zfs_stream_check_init(struct zfs_stream_check *c, uint64_t from_guid, const char *snap,
@@ -164,6 +189,7 @@ static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, struc
 	uint32_t objtype = get32(c, rec, B_OBJTYPE), flags = get32(c, rec, B_FLAGS);
 	const char *name = (const char *)rec + B_TONAME, *at;
 	size_t len = strnlen(name, NAME_LEN);
+	char quoted[4 * 120 + 16];
 	int r;
 
 	if ((vi & 3) != HDR_SUBSTREAM)
@@ -189,6 +215,11 @@ static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, struc
 			      "an incremental stream (from guid 0x%llx) where a full one was "
 			      "expected",
 			      (unsigned long long)from);
+	if (c->from_guid != 0 && from == 0)
+		return refuse(c, ZFS_DRR_BEGIN, err,
+			      "a full stream where an incremental one from guid 0x%llx was "
+			      "expected",
+			      (unsigned long long)c->from_guid);
 	if (c->from_guid != 0 && from != c->from_guid)
 		return refuse(c, ZFS_DRR_BEGIN, err,
 			      "incremental from guid 0x%llx, but the base here is 0x%llx",
@@ -197,8 +228,8 @@ static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, struc
 		return refuse(c, ZFS_DRR_BEGIN, err, "snapshot name not terminated");
 	at = memchr(name, '@', len);
 	if (!at || !c->snap || strcmp(at + 1, c->snap) != 0)
-		return refuse(c, ZFS_DRR_BEGIN, err, "snapshot \"%.*s\", but @%s was expected",
-			      (int)len, name, c->snap ? c->snap : "?");
+		return refuse(c, ZFS_DRR_BEGIN, err, "snapshot %s, but @%s was expected",
+			      quote(name, len, quoted, sizeof(quoted)), c->snap ? c->snap : "?");
 	c->to_guid = get64(c, rec, B_TOGUID);
 	if (c->to_guid == 0)
 		return refuse(c, ZFS_DRR_BEGIN, err, "snapshot guid 0");

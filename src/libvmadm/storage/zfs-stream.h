@@ -43,8 +43,9 @@
 
 #define ZFS_STREAM_RECORD_SIZE 312
 #define ZFS_STREAM_MAGIC       0x2F5bacbacULL
-/* The largest payload taken: a 16 MiB block (large_blocks) for WRITE and
- * SPILL, 1 MiB of properties for the compound header, 64 KiB of bonus. */
+/* The largest payload taken: a 16 MiB block for WRITE (large_blocks; 128
+ * KiB without), 128 KiB for SPILL, 1 MiB of properties for the compound
+ * header, 64 KiB of bonus. */
 #define ZFS_STREAM_DATA_MAX  (16u << 20)
 #define ZFS_STREAM_PROPS_MAX (1u << 20)
 #define ZFS_STREAM_BONUS_MAX (64u << 10)
