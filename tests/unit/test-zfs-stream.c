@@ -1329,6 +1329,80 @@ static void byte_order(void)
 	CHECK(check_full(&err) == -EPROTO);
 }
 
+/* The rest of a cut stream (`zfs send -t`, OpenZFS): taken only where the
+ * check expects one, with its BEGIN's resume payload passed to the tool; a
+ * whole stream is refused there, and a resumed one everywhere else. */
+#define F_RESUMING (1u << 20)
+static int check_resumed(uint64_t from, const char *snap, struct vm_error *err)
+{
+	struct zfs_stream_check c;
+	size_t pos = 0;
+
+	zfs_stream_check_init(&c, from, snap, false);
+	c.resuming = true;
+	while (!zfs_stream_ended(&c)) {
+		uint64_t payload;
+		bool fwd;
+		int r;
+
+		if (S.len - pos < REC)
+			return -99;
+		r = zfs_stream_check_record(&c, S.buf + pos, &payload, &fwd, err);
+		if (r < 0)
+			return r;
+		if (!fwd)
+			return -98; /* every record of a resumed substream goes to the tool */
+		if (pos == 0 && payload != 200)
+			return -97; /* the resume state passes on */
+		pos += REC + payload;
+	}
+	return pos == S.len ? 0 : -96;
+}
+
+static void resumed_stream(void)
+{
+	struct vm_error err = {0};
+	struct at a;
+
+	/* a resumed full stream: resuming feature, 200 bytes of resume state */
+	reset(false);
+	begin(VI(SUBSTREAM, F_RESUMING), ZFS_STREAM_OST_ZFS, GUID_S1, 0, "zones/ds@s1");
+	set32(DRR_PAYLOADLEN, 200);
+	payload(200);
+	body();
+	end(GUID_S1);
+	CHECK(check_resumed(0, "s1", &err) == 0);
+	/* ... refused where a whole stream is expected */
+	a = (struct at){.n = 1, .byte = 0, .type = ZFS_DRR_BEGIN};
+	CHECK_REFUSED(check_full(&err), err, a, "stream features 0x100000 are not taken here");
+
+	/* a resumed incremental, from the right base */
+	reset(false);
+	begin(VI(SUBSTREAM, F_RESUMING), ZFS_STREAM_OST_ZFS, GUID_S2, GUID_S1, "zones/ds@s2");
+	set32(DRR_PAYLOADLEN, 200);
+	payload(200);
+	body();
+	end(GUID_S2);
+	CHECK(check_resumed(GUID_S1, "s2", &err) == 0);
+	/* from another base: refused as any incremental is */
+	CHECK(check_resumed(GUID_OTHER, "s2", &err) == -EPROTO);
+	CHECK_HAS(err.msg, "but the base here is");
+
+	/* where the rest of a cut stream is expected, a whole one is refused */
+	full();
+	body();
+	end(GUID_S1);
+	CHECK(check_resumed(0, "s1", &err) == -EPROTO);
+	CHECK_HAS(err.msg, "a whole stream where the rest of a cut one was expected");
+
+	/* resume state within bounds */
+	reset(false);
+	begin(VI(SUBSTREAM, F_RESUMING), ZFS_STREAM_OST_ZFS, GUID_S1, 0, "zones/ds@s1");
+	set32(DRR_PAYLOADLEN, ZFS_STREAM_PROPS_MAX + 1);
+	CHECK(check_resumed(0, "s1", &err) == -EPROTO);
+	CHECK_HAS(err.msg, "resume state of 1048577 bytes (at most 1048576)");
+}
+
 int main(void)
 {
 	RUN(real_full);
@@ -1353,5 +1427,6 @@ int main(void)
 	RUN(after_the_end);
 	RUN(truncated);
 	RUN(byte_order);
+	RUN(resumed_stream);
 	CHECK_EXIT();
 }

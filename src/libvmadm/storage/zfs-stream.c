@@ -21,6 +21,8 @@
 #define FEAT_LARGE_BLOCKS (1u << 19)
 #define FEAT_LARGE_DNODE  (1u << 23)
 #define FEAT_SWITCH_LARGE (1u << 27)
+/* only where the check was told to expect the rest of a cut stream */
+#define FEAT_RESUMING (1u << 20)
 #define FEAT_ALLOWED                                                                               \
 	(FEAT_SA_SPILL | FEAT_LZ4 | FEAT_LARGE_BLOCKS | FEAT_LARGE_DNODE | FEAT_SWITCH_LARGE)
 
@@ -169,7 +171,8 @@ static int check_magic(struct zfs_stream_check *c, const uint8_t *rec, struct vm
 
 static int check_features(struct zfs_stream_check *c, uint64_t vi, struct vm_error *err)
 {
-	uint64_t bad = ((vi >> 2) & 0x3fffffffu) & ~(uint64_t)FEAT_ALLOWED;
+	uint64_t allowed = FEAT_ALLOWED | (c->resuming ? FEAT_RESUMING : 0);
+	uint64_t bad = ((vi >> 2) & 0x3fffffffu) & ~allowed;
 
 	if (bad)
 		return refuse(c, ZFS_DRR_BEGIN, err,
@@ -183,7 +186,8 @@ static int check_features(struct zfs_stream_check *c, uint64_t vi, struct vm_err
 }
 
 /* The substream's BEGIN: one dataset, the expected base and snapshot. */
-static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, struct vm_error *err)
+static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, uint64_t *ret_payload,
+			   struct vm_error *err)
 {
 	uint64_t vi = get64(c, rec, B_VERSIONINFO), from = get64(c, rec, B_FROMGUID);
 	uint32_t objtype = get32(c, rec, B_OBJTYPE), flags = get32(c, rec, B_FLAGS);
@@ -200,8 +204,17 @@ static int check_sub_begin(struct zfs_stream_check *c, const uint8_t *rec, struc
 	if (r < 0)
 		return r;
 	c->large_blocks = (vi >> 2) & FEAT_LARGE_BLOCKS;
-	if (get32(c, rec, OFF_PAYLOADLEN) != 0)
+	/* A resumed stream (`zfs send -t`) says where it goes on in its
+	 * BEGIN's payload, for the tool; any other substream has none. */
+	if (c->resuming && !((vi >> 2) & FEAT_RESUMING))
+		return refuse(c, ZFS_DRR_BEGIN, err,
+			      "a whole stream where the rest of a cut one was expected");
+	*ret_payload = get32(c, rec, OFF_PAYLOADLEN);
+	if (*ret_payload != 0 && !c->resuming)
 		return refuse(c, ZFS_DRR_BEGIN, err, "a substream's BEGIN carries a payload");
+	if (*ret_payload > ZFS_STREAM_PROPS_MAX)
+		return refuse(c, ZFS_DRR_BEGIN, err, "resume state of %llu bytes (at most %u)",
+			      (unsigned long long)*ret_payload, ZFS_STREAM_PROPS_MAX);
 	if (objtype != ZFS_STREAM_OST_ZFS && !(objtype == ZFS_STREAM_OST_ZVOL && c->volumes))
 		return refuse(c, ZFS_DRR_BEGIN, err, "dataset type %u: a filesystem%s is expected",
 			      objtype, c->volumes ? " or a volume" : "");
@@ -327,7 +340,7 @@ int zfs_stream_check_record(struct zfs_stream_check *c, const uint8_t *rec, uint
 			r = check_compound_begin(c, rec, ret_payload, err);
 			c->phase = P_COMPOUND_END;
 		} else {
-			r = check_sub_begin(c, rec, err);
+			r = check_sub_begin(c, rec, ret_payload, err);
 			c->phase = P_SUB;
 		}
 		break;
@@ -342,7 +355,7 @@ int zfs_stream_check_record(struct zfs_stream_check *c, const uint8_t *rec, uint
 			return refuse(c, type, err, "the dataset's BEGIN expected");
 		r = check_magic(c, rec, err);
 		if (r >= 0)
-			r = check_sub_begin(c, rec, err);
+			r = check_sub_begin(c, rec, ret_payload, err);
 		c->phase = P_SUB;
 		break;
 	case P_SUB:

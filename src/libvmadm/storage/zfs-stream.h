@@ -74,6 +74,10 @@ struct zfs_stream_check {
 	uint64_t from_guid; /* the base snapshot's guid, 0 for a full stream */
 	const char *snap;   /* the snapshot name after '@' */
 	bool volumes;	    /* a zvol stream is taken (the pool has volumes) */
+	bool resuming;	    /* set after init: the rest of a cut stream (`zfs send
+			     * -t`, OpenZFS) is expected, and nothing else: its
+			     * BEGIN has the resuming feature and a payload (where
+			     * it goes on) that passes to the tool */
 
 	/* what the stream said so far */
 	int phase;	   /* private: where in the stream the next record is */
