@@ -21,10 +21,10 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -37,7 +37,7 @@
 #include "util/macros.h"
 
 #define UUID "6f1e2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b"
-#define MiB (1024 * 1024)
+#define MiB  (1024 * 1024)
 
 static char tmp[] = "/tmp/test-stream.XXXXXX";
 static bool have_xattr;
@@ -994,6 +994,65 @@ static void encoding_names(void)
 	CHECK(stream_encoding_by_name(NULL) == 0);
 }
 
+/* DS_BEGIN's resume_token: carried for a zfs dataset, absent otherwise,
+ * and refused on any other encoding (a receiver could take it for the rest
+ * of a cut stream). */
+static const struct stream_dataset *one_dataset(struct stream_dataset *d, struct stream_reader **r,
+						int fd, struct vm_error *err)
+{
+	struct stream_writer *w = NULL;
+	json_t *config = json_pack("{s:s}", "uuid", UUID), *c2 = NULL;
+	const struct stream_dataset *ds = NULL;
+
+	if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0 ||
+	    stream_writer_open(fd, 0, &w, err) < 0 || stream_write_config(w, config, err) < 0 ||
+	    stream_begin_dataset(w, d, err) < 0 || stream_write_data(w, "x", 1, err) < 0 ||
+	    stream_end_dataset(w, err) < 0 || stream_finish(w, err) < 0)
+		abort();
+	stream_writer_free(w);
+	lseek(fd, 0, SEEK_SET);
+	if (stream_reader_open(fd, r, err) < 0 || stream_read_config(*r, &c2, err) < 0 ||
+	    stream_next_dataset(*r, &ds, err) != 1)
+		ds = NULL;
+	json_decref(config);
+	json_decref(c2);
+	return ds;
+}
+
+static void resume_token_field(void)
+{
+	struct stream_dataset d = {.name = "-disk0",
+				   .kind = STREAM_KIND_VOLUME,
+				   .size = 1,
+				   .encoding = STREAM_ENC_ZFS,
+				   .snapshot = "s1",
+				   .resume_token = "1-e604ea4bf-e0-789c63a2"};
+	struct stream_reader *r = NULL;
+	struct vm_error err = {0};
+	const struct stream_dataset *ds;
+	int fd = memfd_create("s", MFD_CLOEXEC);
+
+	ds = one_dataset(&d, &r, fd, &err);
+	CHECK(ds && ds->resume_token);
+	if (ds)
+		CHECK_STR(ds->resume_token, "1-e604ea4bf-e0-789c63a2");
+	stream_reader_free(r);
+
+	d.resume_token = NULL;
+	ds = one_dataset(&d, &r, fd, &err);
+	CHECK(ds && !ds->resume_token);
+	stream_reader_free(r);
+
+	/* on a dataset of another encoding: refused */
+	d.encoding = STREAM_ENC_BLOCKS;
+	d.resume_token = "1-e604ea4bf-e0-789c63a2";
+	ds = one_dataset(&d, &r, fd, &err);
+	CHECK(ds == NULL);
+	CHECK_HAS(err.msg, "resume_token");
+	stream_reader_free(r);
+	close(fd);
+}
+
 int main(void)
 {
 	struct vm_error err;
@@ -1013,6 +1072,7 @@ int main(void)
 	RUN(zstd_compresses);
 	RUN(pumps);
 	RUN(writer_reports_closed_pipe);
+	RUN(resume_token_field);
 	RUN(writer_refuses_bad_names);
 	RUN(name_outside_vm_refused);
 	RUN(tar_escapes_refused);

@@ -52,7 +52,7 @@ struct stream_reader {
 
 	char uuid[VM_UUID_LEN + 1];
 	struct stream_dataset ds;
-	char *snapshot, *from_snapshot;
+	char *snapshot, *from_snapshot, *resume_token;
 	char ds_full[128];
 	uint64_t ds_bytes, ds_count;
 	uint64_t ds_limit; /* data bytes the dataset may carry */
@@ -70,6 +70,7 @@ void stream_reader_free(struct stream_reader *r)
 	free(r->chunk);
 	free(r->snapshot);
 	free(r->from_snapshot);
+	free(r->resume_token);
 	json_decref(r->names);
 	free(r);
 }
@@ -421,7 +422,7 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	_cleanup_json_ json_t *o = NULL;
 	json_error_t jerr;
 	json_t *v;
-	const char *name, *kind, *enc, *comp, *snap, *from = NULL;
+	const char *name, *kind, *enc, *comp, *snap, *from = NULL, *tok = NULL;
 	int k;
 
 #define bad(...)                                                                                   \
@@ -499,18 +500,28 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 	if (!from && (r->ds.encoding == STREAM_ENC_BLOCKS_DELTA ||
 		      r->ds.encoding == STREAM_ENC_TAR_DELTA))
 		return bad("a delta encoding without \"from_snapshot\"");
+	v = json_object_get(o, "resume_token");
+	if (v && !json_is_null(v)) {
+		tok = json_string_value(v);
+		if (!tok || !*tok || r->ds.encoding != STREAM_ENC_ZFS)
+			return bad("a \"resume_token\" that is not a string, or not of a zfs "
+				   "dataset");
+	}
 #undef bad
 
 	free(r->snapshot);
 	free(r->from_snapshot);
+	free(r->resume_token);
 	r->snapshot = strdup(snap);
 	r->from_snapshot = from ? strdup(from) : NULL;
-	if (!r->snapshot || (from && !r->from_snapshot) ||
+	r->resume_token = tok ? strdup(tok) : NULL;
+	if (!r->snapshot || (from && !r->from_snapshot) || (tok && !r->resume_token) ||
 	    json_object_set_new(r->names, name, json_true()) < 0)
 		return fail(r, ENOMEM, "stream: out of memory");
 	snprintf(r->ds.name, sizeof(r->ds.name), "%s", name);
 	r->ds.snapshot = r->snapshot;
 	r->ds.from_snapshot = r->from_snapshot;
+	r->ds.resume_token = r->resume_token;
 	r->ds.compressed = comp && streq(comp, "zstd");
 	stream_dataset_full_name(r->uuid, name, r->ds_full, sizeof(r->ds_full));
 	if (stream_digest_init(r->ds_hash, stream_digest_alg_of(r->features_req)) < 0)

@@ -30,8 +30,8 @@
 #include "util/error.h"
 #include "util/macros.h"
 
-#define STREAM_MAGIC "VMADMSTR"
-#define STREAM_VERSION 1 /* newest version written and read */
+#define STREAM_MAGIC	   "VMADMSTR"
+#define STREAM_VERSION	   1 /* newest version written and read */
 #define STREAM_HEADER_SIZE 32
 
 enum stream_record_type {
@@ -45,27 +45,27 @@ enum stream_record_type {
 
 /* Record header flags. */
 #define STREAM_FLAG_SKIPPABLE 0x1u /* unknown types with this bit are skipped */
-#define STREAM_FLAG_ZSTD 0x2u	   /* payload is one zstd frame (DS_DATA only) */
-#define STREAM_FLAGS_KNOWN (STREAM_FLAG_SKIPPABLE | STREAM_FLAG_ZSTD)
+#define STREAM_FLAG_ZSTD      0x2u /* payload is one zstd frame (DS_DATA only) */
+#define STREAM_FLAGS_KNOWN    (STREAM_FLAG_SKIPPABLE | STREAM_FLAG_ZSTD)
 
 /* BEGIN feature bits. */
-#define STREAM_FEATURE_ZSTD 0x1ull /* required: DS_DATA records may be zstd */
-#define STREAM_FEATURE_XXH3 0x2ull /* required: DS_END hashes are XXH3-128, not SHA-256 */
+#define STREAM_FEATURE_ZSTD	       0x1ull /* required: DS_DATA records may be zstd */
+#define STREAM_FEATURE_XXH3	       0x2ull /* required: DS_END hashes are XXH3-128, not SHA-256 */
 #define STREAM_FEATURES_REQUIRED_KNOWN (STREAM_FEATURE_ZSTD | STREAM_FEATURE_XXH3)
 #define STREAM_FEATURES_OPTIONAL_KNOWN 0ull
 
 /* Limits (docs/stream-format.md, section 2). */
-#define STREAM_BEGIN_MAX 4096u
-#define STREAM_CONFIG_MAX (16u << 20)
-#define STREAM_DS_BEGIN_MAX (64u << 10)
-#define STREAM_CHUNK_MAX (1u << 20) /* DS_DATA payload after decompression */
-#define STREAM_WIRE_MAX (4u << 20)  /* any payload as stored (DS_DATA, skippable) */
-#define STREAM_DS_END_SIZE 40u
-#define STREAM_END_SIZE 40u
-#define STREAM_BLOCK_MAX (1u << 20) /* "blocks" encoding: data per block record */
+#define STREAM_BEGIN_MAX	 4096u
+#define STREAM_CONFIG_MAX	 (16u << 20)
+#define STREAM_DS_BEGIN_MAX	 (64u << 10)
+#define STREAM_CHUNK_MAX	 (1u << 20) /* DS_DATA payload after decompression */
+#define STREAM_WIRE_MAX		 (4u << 20) /* any payload as stored (DS_DATA, skippable) */
+#define STREAM_DS_END_SIZE	 40u
+#define STREAM_END_SIZE		 40u
+#define STREAM_BLOCK_MAX	 (1u << 20) /* "blocks" encoding: data per block record */
 #define STREAM_BLOCK_HEADER_SIZE 16u
-#define STREAM_ZERO_GRAIN (64u << 10) /* all-zero blocks of this size are skipped */
-#define STREAM_NAME_MAX 64u
+#define STREAM_ZERO_GRAIN	 (64u << 10) /* all-zero blocks of this size are skipped */
+#define STREAM_NAME_MAX		 64u
 
 /* ---- the fixed record header ---- */
 
@@ -124,10 +124,10 @@ enum stream_ds_kind {
 };
 
 enum stream_encoding {
-	STREAM_ENC_BTRFS = 1,  /* `btrfs send` output */
-	STREAM_ENC_ZFS = 2,    /* `zfs send` output (reserved) */
-	STREAM_ENC_TAR = 3,    /* pax archive of a filesystem */
-	STREAM_ENC_BLOCKS = 4, /* (offset, length, data) block records of a volume */
+	STREAM_ENC_BTRFS = 1,	     /* `btrfs send` output */
+	STREAM_ENC_ZFS = 2,	     /* `zfs send` output (reserved) */
+	STREAM_ENC_TAR = 3,	     /* pax archive of a filesystem */
+	STREAM_ENC_BLOCKS = 4,	     /* (offset, length, data) block records of a volume */
 	STREAM_ENC_BLOCKS_DELTA = 5, /* blocks changed since from_snapshot, and zeroed ranges */
 	STREAM_ENC_TAR_DELTA = 6,    /* deletions, then a pax archive of what changed */
 };
@@ -144,6 +144,8 @@ struct stream_dataset {
 	const char *snapshot;	   /* short snapshot name, required */
 	const char *from_snapshot; /* NULL for a full stream */
 	bool compressed;	   /* reader: the sender said "compression": "zstd" */
+	const char *resume_token;  /* the rest of a cut zfs stream (`zfs send -t`), from
+				    * the receiver's token of that cut; NULL otherwise */
 };
 
 const char *stream_encoding_name(enum stream_encoding enc);
@@ -345,12 +347,12 @@ int stream_receive_tree(struct stream_reader *r, const char *dir, struct vm_erro
  * largest limit of any record type (16 MiB). */
 struct stream_raw_record {
 	struct stream_header h;
-	uint64_t offset;     /* byte offset of the header in the input */
-	size_t header_len;   /* header bytes read: 32, fewer when the input ended inside it */
-	bool header_ok;	     /* header CRC matches */
-	bool length_ok;	     /* length within the limit of its type (payload then read) */
-	bool complete;	     /* the whole payload was read (false: input ended inside it) */
-	bool payload_ok;     /* complete and payload CRC matches */
+	uint64_t offset;	/* byte offset of the header in the input */
+	size_t header_len;	/* header bytes read: 32, fewer when the input ended inside it */
+	bool header_ok;		/* header CRC matches */
+	bool length_ok;		/* length within the limit of its type (payload then read) */
+	bool complete;		/* the whole payload was read (false: input ended inside it) */
+	bool payload_ok;	/* complete and payload CRC matches */
 	const uint8_t *payload; /* payload_len bytes, valid until the next call */
 	size_t payload_len;
 };
@@ -419,8 +421,7 @@ int stream_send_volume_delta(struct stream_writer *w, const struct stream_datase
  * which must hold the volume as of from_snapshot: resize it to ds->size,
  * write the blocks, punch the zero ranges, fsync. On failure path is
  * half-updated: the caller restores it from its snapshot. */
-int stream_receive_volume_delta(struct stream_reader *r, const char *path,
-				struct vm_error *err);
+int stream_receive_volume_delta(struct stream_reader *r, const char *path, struct vm_error *err);
 
 /* Send the tree at new_dirfd (snapshot ds->snapshot) as a "tar-delta"
  * against the tree at old_dirfd (ds->from_snapshot): the paths that exist

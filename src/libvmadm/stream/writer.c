@@ -201,6 +201,9 @@ int stream_begin_dataset(struct stream_writer *w, const struct stream_dataset *d
 	if (o && ds->has_used &&
 	    json_object_set_new(o, "used", json_integer((json_int_t)ds->used)) < 0)
 		o = (json_decref(o), NULL);
+	if (o && ds->resume_token &&
+	    json_object_set_new(o, "resume_token", json_string(ds->resume_token)) < 0)
+		o = (json_decref(o), NULL);
 	if (!o)
 		return vm_error_setx(err, EINVAL, "stream: dataset \"%s\": cannot encode",
 				     ds->name);
