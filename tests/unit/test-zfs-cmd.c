@@ -6,6 +6,7 @@
  * zfs-create(8), zfs-set(8), zfs-send(8) and zfs-receive(8). The others run
  * in tests/integration/zfs.sh as well.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -128,6 +129,39 @@ static void test_token_ok(void)
 	CHECK(!zfs_resume_token_ok(big)); /* more than 64 KiB */
 }
 
+/* `zfs send -nvt TOKEN`'s report, as OpenZFS prints it. */
+static void test_resume_contents(void)
+{
+	const char *full = "resume token contents:\nnvlist version: 0\n\tobject = 0x6\n"
+			   "\toffset = 0x3c0000\n\tbytes = 0x3c4f48\n"
+			   "\ttoguid = 0x4d3bb0b8ef02321f\n\ttoname = tank/u-disk0@vmadm-1\n"
+			   "full send of tank/u-disk0@vmadm-1 estimated size is 10.2M\n";
+	const char *incr = "resume token contents:\nnvlist version: 0\n"
+			   "\tfromguid = 0xc0b1551148241d5a\n\tobject = 0x1\n"
+			   "\ttoguid = 0x4d3bb0b8ef02321f\n\ttoname = tank/u@vmadm-2\n";
+	struct zfs_argv a;
+	char name[64];
+	uint64_t from = 1;
+
+	zfs_cmd_resume_contents(&a, "1-abc");
+	CHECK_STR(joined(&a), "zfs send -nvt 1-abc");
+	CHECK(zfs_resume_contents_parse(full, name, sizeof(name), &from) == 0);
+	CHECK_STR(name, "tank/u-disk0@vmadm-1");
+	CHECK(from == 0);
+	CHECK(zfs_resume_contents_parse(incr, name, sizeof(name), &from) == 0);
+	CHECK_STR(name, "tank/u@vmadm-2");
+	CHECK(from == 0xc0b1551148241d5aull);
+	/* no toname, a name too long, a bad guid */
+	CHECK(zfs_resume_contents_parse("resume token contents:\n", name, sizeof(name), &from) ==
+	      -EINVAL);
+	CHECK(zfs_resume_contents_parse(full, name, 8, &from) == -EINVAL);
+	CHECK(zfs_resume_contents_parse("\tfromguid = 0xzz\n\ttoname = a@b\n", name, sizeof(name),
+					&from) == -EINVAL);
+	/* "toname" only as a whole name at the start of a line */
+	CHECK(zfs_resume_contents_parse("\tnottoname = x@y\n", name, sizeof(name), &from) ==
+	      -EINVAL);
+}
+
 int main(void)
 {
 	RUN(test_create_volume);
@@ -138,5 +172,6 @@ int main(void)
 	RUN(test_resume_state);
 	RUN(test_zvol_path);
 	RUN(test_token_ok);
+	RUN(test_resume_contents);
 	CHECK_EXIT();
 }

@@ -27,21 +27,24 @@
 struct vm_progress {
 	const char *phase;   /* "stop", "snapshot", "send", "receive", "install", "done" */
 	const char *dataset; /* full name of the dataset moving, or NULL */
-	uint64_t bytes;      /* stream bytes so far */
-	uint64_t total;      /* estimated stream bytes, 0 if unknown */
+	uint64_t bytes;	     /* stream bytes so far */
+	uint64_t total;	     /* estimated stream bytes, 0 if unknown */
 };
 typedef void (*vm_progress_fn)(const struct vm_progress *p, void *userdata);
 
 /* The options of a send, to a file (vm_send) or, inside struct
  * migrate_send_opts, to a node. */
 struct vm_send_opts {
-	bool portable;       /* portable encodings even where the pool has a native one */
-	bool compress;       /* zstd inside the records */
-	int stop_timeout;    /* seconds a running VM gets to shut down (default 60) */
+	bool portable;	      /* portable encodings even where the pool has a native one */
+	bool compress;	      /* zstd inside the records */
+	int stop_timeout;     /* seconds a running VM gets to shut down (default 60) */
 	const char *snapshot; /* a fixed name for the send snapshots: reused if every
 			       * dataset has it, never destroyed by vm_send (the
 			       * caller drops them: vm_send_drop_snapshots) */
-	json_t *skip;        /* dataset names to leave out of the stream, or NULL */
+	json_t *skip;	      /* dataset names to leave out of the stream, or NULL */
+	json_t *resume;	      /* dataset name -> the receiver's token of a cut resumable
+			       * native receive of it: only its rest is sent (zfs
+			       * send -t), or NULL */
 	vm_progress_fn progress;
 	void *userdata;
 };

@@ -661,6 +661,35 @@ int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap, cons
 	return pool->ops->receive(pool, ds, snap, from_snap, fd, err);
 }
 
+int vm_pool_receive_resumable(struct vm_pool *pool, const char *ds, const char *snap,
+			      const char *from_snap, const char *token, int fd, char **ret_token,
+			      struct vm_error *err)
+{
+	*ret_token = NULL;
+	if (!pool->ops->receive_resumable) {
+		if (token)
+			return no_op(pool, "resumed receive", err);
+		return vm_pool_receive(pool, ds, snap, from_snap, fd, err);
+	}
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (from_snap)
+		CHECK_SNAP(from_snap);
+	return pool->ops->receive_resumable(pool, ds, snap, from_snap, token, fd, ret_token, err);
+}
+
+int vm_pool_send_resume(struct vm_pool *pool, const char *ds, const char *snap,
+			const char *from_snap, const char *token, int fd, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (from_snap)
+		CHECK_SNAP(from_snap);
+	if (!pool->ops->send_resume)
+		return no_op(pool, "resumed send", err);
+	return pool->ops->send_resume(pool, ds, snap, from_snap, token, fd, err);
+}
+
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err)
 {
 	CHECK_DS(ds);

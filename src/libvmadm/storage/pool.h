@@ -151,12 +151,39 @@ struct vm_storage_ops {
 	int (*receive)(struct vm_pool *pool, const char *ds, const char *snap,
 		       const char *from_snap, int fd, struct vm_error *err);
 
+	/* Resumable native receives, where the pool keeps the state of a cut
+	 * one (OpenZFS's `zfs receive -s`; not zfs-fuse). NULL where no pool of
+	 * this backend can; a pool of it that cannot behaves as receive().
+	 *
+	 * As receive(), except that a receive cut by the end of its input (a
+	 * link or sender lost: the stream ended early, nothing refused) keeps
+	 * what it took: it fails with -EAGAIN, and *ret_token (malloc'ed) is
+	 * the token of that state, which stays with ds until a resumed receive
+	 * finishes it or receive_cleanup() drops it. With token (the one an
+	 * earlier cut receive of ds@snap gave, which the caller kept), fd
+	 * carries the rest of that stream (the peer's send_resume) and the
+	 * receive goes on from where it was cut; ds must still hold that
+	 * state. A refused stream or any other failure leaves nothing, as
+	 * receive(). */
+	int (*receive_resumable)(struct vm_pool *pool, const char *ds, const char *snap,
+				 const char *from_snap, const char *token, int fd, char **ret_token,
+				 struct vm_error *err);
+
+	/* The rest of the native stream of ds@snap (incremental from
+	 * from_snap) whose receive was cut at token (the receiver's, so a
+	 * peer's word): refused (-EINVAL) unless token is well formed and
+	 * names exactly that snapshot and base here; then written to fd as
+	 * send() writes. NULL where receive_resumable is. */
+	int (*send_resume)(struct vm_pool *pool, const char *ds, const char *snap,
+			   const char *from_snap, const char *token, int fd, struct vm_error *err);
+
 	/* Remove what a receive into ds (a temporary name the receive made)
 	 * killed in the middle (SIGKILL: no chance to clean up) or refused
 	 * left behind that destroy() would not find: a btrfs receive()'s
 	 * staging directory; for the dir pool, ds's directory if it is no
 	 * dataset (no marker: killed between mkdir and marker) and its
-	 * snapshots. A dataset ds is not touched, and ds need not exist. 0
+	 * snapshots; the kept state of a cut resumable receive into ds
+	 * (receive_resumable). A dataset ds is not touched, and ds need not exist. 0
 	 * when nothing was left. Must not run while a receive of ds is in
 	 * progress. NULL when a receive leaves nothing of its own. */
 	int (*receive_cleanup)(struct vm_pool *pool, const char *ds, struct vm_error *err);
@@ -256,6 +283,13 @@ int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const c
 int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		    const char *from_snap, int fd, struct vm_error *err);
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
+/* receive_resumable where the backend has it, else receive() (no token is
+ * ever given). */
+int vm_pool_receive_resumable(struct vm_pool *pool, const char *ds, const char *snap,
+			      const char *from_snap, const char *token, int fd, char **ret_token,
+			      struct vm_error *err);
+int vm_pool_send_resume(struct vm_pool *pool, const char *ds, const char *snap,
+			const char *from_snap, const char *token, int fd, struct vm_error *err);
 
 int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
 			  struct vm_error *err);

@@ -2,8 +2,10 @@
 /* zfs command lines (see zfs-cmd.h). */
 #include "storage/zfs-cmd.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/fs.h"
@@ -99,4 +101,55 @@ bool zfs_resume_token_ok(const char *token)
 		      (token[i] >= 'a' && token[i] <= 'f')))
 			return false;
 	return true;
+}
+
+void zfs_cmd_resume_contents(struct zfs_argv *a, const char *token)
+{
+	/* zfs send -nvt TOKEN */
+	SET_ARGV(a, "zfs", "send", "-nvt", token);
+}
+
+/* The value of "NAME = VALUE" on a line of its own in text (leading blanks
+ * allowed), up to the end of the line; NULL when absent. */
+static const char *nv_value(const char *text, const char *name, size_t *ret_len)
+{
+	size_t n = strlen(name);
+
+	for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		const char *p = l;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, name, n) == 0 && strncmp(p + n, " = ", 3) == 0) {
+			p += n + 3;
+			*ret_len = strcspn(p, "\n");
+			return p;
+		}
+	}
+	return NULL;
+}
+
+int zfs_resume_contents_parse(const char *text, char *toname, size_t len, uint64_t *ret_fromguid)
+{
+	size_t n = 0;
+	const char *v = nv_value(text, "toname", &n);
+	char guid[32], *end;
+
+	if (!v || n == 0 || n >= len)
+		return -EINVAL;
+	memcpy(toname, v, n);
+	toname[n] = '\0';
+	*ret_fromguid = 0;
+	v = nv_value(text, "fromguid", &n);
+	if (v) {
+		if (n >= sizeof(guid))
+			return -EINVAL;
+		memcpy(guid, v, n);
+		guid[n] = '\0';
+		errno = 0;
+		*ret_fromguid = strtoull(guid, &end, 0);
+		if (errno || end == guid || *end)
+			return -EINVAL;
+	}
+	return 0;
 }

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ZFS_ARGV_MAX 12
@@ -63,3 +64,13 @@ char *zfs_zvol_path(const char *zds);
  * VERSION-CHECKSUM-LENGTH-DATA, at most 64 KiB)? A token comes from the
  * peer: checked before it reaches a command line. */
 bool zfs_resume_token_ok(const char *token);
+
+/* zfs send -nvt TOKEN: what a token resumes, printed and not sent. */
+void zfs_cmd_resume_contents(struct zfs_argv *a, const char *token);
+
+/* From what `zfs send -nvt TOKEN` printed (its "resume token contents",
+ * an nvlist as "\tNAME = VALUE" lines): the snapshot the stream goes to
+ * ("toname", into toname of size len) and the base's guid ("fromguid", 0
+ * when the token has none: a full stream). -EINVAL when there is no
+ * toname, or it does not fit. */
+int zfs_resume_contents_parse(const char *text, char *toname, size_t len, uint64_t *ret_fromguid);

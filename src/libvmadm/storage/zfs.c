@@ -19,8 +19,11 @@
  *   ROOT/.zfs-open/PID-N            that open_snapshot() hands out an fd on
  *
  * Only the syntax that zfs-fuse (0.7, pool version 23) and OpenZFS share is
- * used: no `zfs list -p` (sizes come from `zfs get -Hp`), no `receive -s`,
- * no `receive -o/-x`.
+ * used: no `zfs list -p` (sizes come from `zfs get -Hp`), no `receive
+ * -o/-x`. Where the tool is OpenZFS's (`zfs version` works) two things
+ * zfs-fuse lacks are used: zvols for volumes and resumable receives
+ * (`receive -s`, `send -t`, `receive -A`); their commands come from
+ * storage/zfs-cmd.c, unit-tested word for word, as they cannot run here.
  *
  * An existing zpool is used as it is and never destroyed: open() refuses
  * one mounted elsewhere than MOUNTPOINT rather than change its mountpoint.
@@ -62,7 +65,8 @@ struct zfs_priv {
 	char *opendir; /* ROOT/.zfs-open */
 	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
 	size_t n_clones;
-	bool volumes; /* new volumes are zvols (OpenZFS), not image files */
+	bool volumes;	/* new volumes are zvols (OpenZFS), not image files */
+	bool resumable; /* receives keep a cut one's state (OpenZFS's receive -s) */
 };
 
 static struct zfs_priv *priv(struct vm_pool *pool)
@@ -382,17 +386,13 @@ static void zpool_unmake(struct vm_pool *pool, const char *img)
 		unlink(img);
 }
 
-/* Are new volumes zvols? conf "zfs_volumes" (true or false) when set, else
- * when the zfs tool is OpenZFS's (`zfs version` works: zfs-fuse has no
- * volumes, and no such command). */
-static bool has_volumes(json_t *conf)
+/* Is the zfs tool OpenZFS's (`zfs version` works)? zfs-fuse has no such
+ * command, and neither volumes nor resumable receives. */
+static bool is_openzfs(void)
 {
-	json_t *j = json_object_get(conf, "zfs_volumes");
 	struct zfs_argv a;
 	struct vm_error e2;
 
-	if (json_is_boolean(j))
-		return json_is_true(j);
 	zfs_cmd_version(&a);
 	return run(a.argv, NULL, &e2) >= 0;
 }
@@ -464,7 +464,11 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 		if (r < 0)
 			goto fail;
 	}
-	p->volumes = has_volumes(pool->conf);
+	/* conf "zfs_volumes" (true or false) decides where it is set */
+	p->resumable = is_openzfs();
+	p->volumes = json_is_boolean(json_object_get(pool->conf, "zfs_volumes"))
+			 ? json_is_true(json_object_get(pool->conf, "zfs_volumes"))
+			 : p->resumable;
 	r = pool_restrict_mountpoint(pool, err);
 	if (r >= 0)
 		r = fs_mkdir_p(p->opendir, 0700, err);
@@ -1019,7 +1023,7 @@ static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, cons
 
 /* Copy n payload bytes from in to out (or drop them), through buf. */
 static int feed_payload(int in, int out, uint64_t n, bool forward, uint8_t *buf, size_t cap,
-			uint64_t at, struct vm_error *err)
+			uint64_t at, bool *ret_cut, struct vm_error *err)
 {
 	while (n > 0) {
 		size_t want = n < cap ? (size_t)n : cap;
@@ -1029,10 +1033,12 @@ static int feed_payload(int in, int out, uint64_t n, bool forward, uint8_t *buf,
 		if (got < 0)
 			return vm_error_set(err, (int)-got, "read zfs stream at byte %llu",
 					    (unsigned long long)at);
-		if ((size_t)got < want)
+		if ((size_t)got < want) {
+			*ret_cut = true;
 			return vm_error_setx(err, EPROTO,
 					     "zfs stream truncated at byte %llu (in a payload)",
 					     (unsigned long long)(at + (uint64_t)got));
+		}
 		if (forward) {
 			r = fs_write_all(out, buf, want);
 			if (r < 0)
@@ -1044,13 +1050,19 @@ static int feed_payload(int in, int out, uint64_t n, bool forward, uint8_t *buf,
 	return 0;
 }
 
-/* The checked feed of `zfs receive` (pool_feed_fn; ctx: the check). The
- * substream's END is held back until the whole stream was checked and its
- * input ended: the tool finishes a dataset only from a stream that passed
- * to its last byte. */
+struct zfs_feed {
+	struct zfs_stream_check check;
+	bool cut; /* the input ended before the stream did (nothing refused) */
+};
+
+/* The checked feed of `zfs receive` (pool_feed_fn; ctx: struct zfs_feed).
+ * The substream's END is held back until the whole stream was checked and
+ * its input ended: the tool finishes a dataset only from a stream that
+ * passed to its last byte. */
 static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 {
-	struct zfs_stream_check *c = ctx;
+	struct zfs_feed *f = ctx;
+	struct zfs_stream_check *c = &f->check;
 	_cleanup_free_ uint8_t *buf = malloc(ZFS_FEED_BUF);
 	uint8_t rec[ZFS_STREAM_RECORD_SIZE], held[ZFS_STREAM_RECORD_SIZE], extra;
 	bool holding = false;
@@ -1066,10 +1078,12 @@ static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 		if (n < 0)
 			return vm_error_set(err, (int)-n, "read zfs stream at byte %llu",
 					    (unsigned long long)at);
-		if ((size_t)n < sizeof(rec))
+		if ((size_t)n < sizeof(rec)) {
+			f->cut = true;
 			return vm_error_setx(err, EPROTO,
 					     "zfs stream truncated at byte %llu (no last END)",
 					     (unsigned long long)(at + (uint64_t)n));
+		}
 		r = zfs_stream_check_record(c, rec, &payload, &fwd, err);
 		if (r < 0)
 			return r;
@@ -1084,7 +1098,7 @@ static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 				return r == -EPIPE ? r : vm_error_set(err, -r, "feed zfs receive");
 		}
 		r = feed_payload(in, out, payload, fwd, buf, ZFS_FEED_BUF,
-				 at + ZFS_STREAM_RECORD_SIZE, err);
+				 at + ZFS_STREAM_RECORD_SIZE, &f->cut, err);
 		if (r < 0)
 			return r;
 	}
@@ -1100,24 +1114,69 @@ static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 	return 0;
 }
 
-/* A full stream lands as a new dataset ds (`zfs receive` makes it whole or
- * not at all), an incremental one on top of ds@from_snap, which must be
- * ds's latest snapshot (`receive -F` drops what changed in ds since). The
- * stream's properties never reach the tool (storage/zfs-stream.h): ds
- * inherits its mountpoint from the pool and is mounted there. */
-static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
-		       const char *from_snap, int fd, struct vm_error *err)
+/* The token of the kept state of a cut resumable receive into zds
+ * (malloc'ed), NULL when there is none. */
+static char *resume_token_of(const char *zds)
+{
+	struct zfs_argv a;
+	struct vm_error e2;
+	char *out = NULL;
+
+	zfs_cmd_resume_token(&a, zds);
+	if (run(a.argv, &out, &e2) < 0)
+		return NULL;
+	out[strcspn(out, "\n")] = '\0';
+	if (!zfs_resume_token_ok(out))
+		out = (free(out), NULL);
+	return out;
+}
+
+/* Drop the kept state of a cut resumable receive into zds, if any. */
+static void drop_resume_state(const char *zds)
+{
+	_cleanup_free_ char *tok = resume_token_of(zds);
+	struct zfs_argv a;
+	struct vm_error e2;
+
+	if (!tok)
+		return;
+	zfs_cmd_receive_abort(&a, zds);
+	if (run(a.argv, NULL, &e2) < 0)
+		vm_warn("%s: could not drop the state of a cut receive: %s", zds, e2.msg);
+}
+
+/* receive() and receive_resumable(): a full stream lands as a new dataset
+ * ds (`zfs receive` makes it whole or not at all), an incremental one on
+ * top of ds@from_snap, which must be ds's latest snapshot (`receive -F`
+ * drops what changed in ds since). The stream's properties never reach the
+ * tool (storage/zfs-stream.h): ds inherits its mountpoint from the pool and
+ * is mounted there. resumable: `receive -s` where the pool keeps state
+ * (OpenZFS), kept when the input was cut (-EAGAIN, *ret_token); token: fd
+ * is the rest of the stream cut at token. */
+static int receive_impl(struct vm_pool *pool, const char *ds, const char *snap,
+			const char *from_snap, const char *token, bool resumable, int fd,
+			char **ret_token, struct vm_error *err)
 {
 	_cleanup_free_ char *zds = zname(pool, ds), *zsnap = zsnapname(pool, ds, snap);
 	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
-	struct zfs_stream_check check;
+	_cleanup_free_ char *kept = NULL;
+	struct zfs_feed feed = {0};
 	uint64_t from_guid = 0;
 	struct zfs_argv a;
 	struct vm_error e2;
 	int r;
 
+	resumable = resumable && priv(pool)->resumable;
 	if (!zds || !zsnap || (from_snap && !zfrom))
 		return vm_error_set(err, ENOMEM, "receive %s@%s", ds, snap);
+	if (token) {
+		kept = resume_token_of(zds);
+		if (!resumable || !kept || !streq(kept, token))
+			return vm_error_setx(err, EINVAL,
+					     "receive %s@%s: the stream resumes a cut receive that "
+					     "this pool does not hold",
+					     ds, snap);
+	}
 	if (from_snap) {
 		if (!zexists(zds))
 			return vm_error_setx(err, ENOENT,
@@ -1130,7 +1189,7 @@ static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 					     "receive %s@%s: incremental stream needs snapshot "
 					     "%s@%s, which does not exist",
 					     ds, snap, ds, from_snap);
-	} else {
+	} else if (!token) {
 		r = check_new(pool, "receive", ds, zds, err);
 		if (r < 0)
 			return r;
@@ -1139,19 +1198,104 @@ static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		return vm_error_setx(err, EEXIST, "receive %s@%s: snapshot already exists", ds,
 				     snap);
 
-	zfs_stream_check_init(&check, from_guid, snap, priv(pool)->volumes);
-	zfs_cmd_receive(&a, zsnap, from_snap != NULL, false);
-	r = pool_run_fed(a.argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
+	zfs_stream_check_init(&feed.check, from_guid, snap, priv(pool)->volumes);
+	feed.check.resuming = token != NULL;
+	zfs_cmd_receive(&a, zsnap, from_snap != NULL, resumable);
+	r = pool_run_fed(a.argv, "zfs receive", NULL, fd, feed_zfs, &feed, err);
 	if (r >= 0)
 		r = zmount_tree(zds, err);
+	if (r < 0 && resumable && feed.cut && (*ret_token = resume_token_of(zds))) {
+		/* cut, not refused: what it took stays for a resume */
+		vm_error_prefix(err, "receive %s@%s (cut; kept for a resume)", ds, snap);
+		return -EAGAIN;
+	}
 	if (r < 0) {
 		/* what the tool made of a stream we refused or could not finish */
+		if (resumable)
+			drop_resume_state(zds);
 		if (!from_snap && zexists(zds))
 			(void)zdestroy(zds, true, &e2);
 		else if (from_snap && zexists(zsnap) && zdestroy(zsnap, false, &e2) >= 0)
 			(void)zfs_rollback(pool, ds, from_snap, &e2);
 		return vm_error_prefix(err, "receive %s@%s", ds, snap);
 	}
+	return 0;
+}
+
+static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
+		       const char *from_snap, int fd, struct vm_error *err)
+{
+	return receive_impl(pool, ds, snap, from_snap, NULL, false, fd, NULL, err);
+}
+
+static int zfs_receive_resumable(struct vm_pool *pool, const char *ds, const char *snap,
+				 const char *from_snap, const char *token, int fd, char **ret_token,
+				 struct vm_error *err)
+{
+	return receive_impl(pool, ds, snap, from_snap, token, true, fd, ret_token, err);
+}
+
+/* The peer's token is checked twice before anything is sent: its shape
+ * (one word of the token's alphabet), and what `zfs send -nvt` says it
+ * resumes, which must be exactly ds@snap from from_snap here: a token
+ * naming another dataset would send that one to the peer. */
+static int zfs_send_resume(struct vm_pool *pool, const char *ds, const char *snap,
+			   const char *from_snap, const char *token, int fd, struct vm_error *err)
+{
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap);
+	_cleanup_free_ char *zfrom = from_snap ? zsnapname(pool, ds, from_snap) : NULL;
+	struct vm_spawn sp = {.stdin_fd = -1, .stdout_fd = -1, .capture_stdout = true};
+	uint64_t from_guid = 0, want_from = 0;
+	char toname[512];
+	struct zfs_argv a;
+	int r;
+
+	if (!zsnap || (from_snap && !zfrom))
+		return vm_error_set(err, ENOMEM, "send %s@%s", ds, snap);
+	if (!priv(pool)->resumable || !zfs_resume_token_ok(token))
+		return vm_error_setx(err, EINVAL, "resume the send of %s@%s: %s", ds, snap,
+				     priv(pool)->resumable ? "not a resume token"
+							   : "this pool cannot resume a send");
+	if (zfrom) {
+		r = zget_u64(zfrom, "guid", "resume the send", &want_from, err);
+		if (r < 0)
+			return r;
+	}
+	zfs_cmd_resume_contents(&a, token);
+	sp.argv = a.argv;
+	r = vm_spawn_run(&sp, err);
+	if (r >= 0 &&
+	    zfs_resume_contents_parse(sp.out ? sp.out : "", toname, sizeof(toname), &from_guid) <
+		0 &&
+	    zfs_resume_contents_parse(sp.errout ? sp.errout : "", toname, sizeof(toname),
+				      &from_guid) < 0)
+		r = vm_error_setx(err, EINVAL, "zfs send -nvt: no snapshot named in its report");
+	vm_spawn_clear(&sp);
+	if (r < 0)
+		return vm_error_prefix(err, "resume the send of %s@%s", ds, snap);
+	if (!streq(toname, zsnap) || from_guid != want_from)
+		return vm_error_setx(err, EINVAL,
+				     "resume the send of %s@%s: the peer's token resumes %s (from "
+				     "guid 0x%llx), not this snapshot",
+				     ds, snap, toname, (unsigned long long)from_guid);
+	zfs_cmd_send_resume(&a, token);
+	sp = (struct vm_spawn){.argv = a.argv, .stdin_fd = -1, .stdout_fd = fd};
+	r = vm_spawn_run(&sp, err);
+	vm_spawn_clear(&sp);
+	if (r < 0)
+		return vm_error_prefix(err, "resume the send of %s@%s", ds, snap);
+	return 0;
+}
+
+/* The kept state of a cut resumable receive into ds (OpenZFS). */
+static int zfs_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds);
+
+	if (!zds)
+		return vm_error_set(err, ENOMEM, "clean up %s", ds);
+	if (priv(pool)->resumable)
+		drop_resume_state(zds);
 	return 0;
 }
 
@@ -1173,12 +1317,13 @@ const struct vm_storage_ops zfs_storage_ops = {
     .open_snapshot = zfs_open_snapshot,
     .rollback = zfs_rollback,
     .volume_path = zfs_volume_path,
-    /* a portable receive makes its datasets with create_filesystem and
-     * create_volume, each a whole zfs dataset or none: nothing of its own is
-     * left for destroy() not to find */
-    .receive_cleanup = NULL,
+    /* a receive makes whole zfs datasets or none; only the kept state of a
+     * cut resumable one (OpenZFS) is left for destroy() not to find */
+    .receive_cleanup = zfs_receive_cleanup,
     .send = zfs_send,
     .receive = zfs_receive,
+    .receive_resumable = zfs_receive_resumable,
+    .send_resume = zfs_send_resume,
     .native_encoding = "zfs",
     .dir = NULL,
 };

@@ -36,7 +36,7 @@ struct stream_reader {
 	uint32_t version;
 	uint64_t features_req, features_opt;
 	enum reader_state state;
-	EVP_MD_CTX *stream_hash; /* headers and non-DS_DATA payloads before END */
+	EVP_MD_CTX *stream_hash;       /* headers and non-DS_DATA payloads before END */
 	struct stream_digest *ds_hash; /* XXH3-128, or SHA-256 in older streams */
 	ZSTD_DCtx *zd;
 
@@ -53,6 +53,7 @@ struct stream_reader {
 	char uuid[VM_UUID_LEN + 1];
 	struct stream_dataset ds;
 	char *snapshot, *from_snapshot, *resume_token;
+	bool cut; /* the input ended or failed early: nothing in it was wrong */
 	char ds_full[128];
 	uint64_t ds_bytes, ds_count;
 	uint64_t ds_limit; /* data bytes the dataset may carry */
@@ -73,6 +74,11 @@ void stream_reader_free(struct stream_reader *r)
 	free(r->resume_token);
 	json_decref(r->names);
 	free(r);
+}
+
+bool stream_reader_was_cut(const struct stream_reader *r)
+{
+	return r->cut;
 }
 
 uint64_t stream_reader_bytes(const struct stream_reader *r)
@@ -151,6 +157,7 @@ static int read_in(struct stream_reader *r, void *buf, size_t len, size_t *ret_n
 		n += from_prefix;
 	if (n < 0) {
 		r->state = ST_FAILED;
+		r->cut = true;
 		return vm_error_set(err, (int)n, "read stream at byte %llu",
 				    (unsigned long long)r->offset);
 	}
@@ -201,6 +208,7 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 			if (r->seq == 0 && compressed_input_hint(hdr, n)[0])
 				return fail(r, EINVAL, "not a vmadm stream%s",
 					    compressed_input_hint(hdr, n));
+			r->cut = true;
 			return fail(r, EPROTO,
 				    "stream truncated at byte %llu%s: the header of record %llu "
 				    "is incomplete",
@@ -262,7 +270,8 @@ static int read_record(struct stream_reader *r, struct vm_error *err)
 		if (k < 0)
 			return k;
 		if (n < h->length)
-			return fail(r, EPROTO,
+			return r->cut = true,
+			       fail(r, EPROTO,
 				    "stream truncated at byte %llu%s: the payload of record %llu "
 				    "(type %s) is incomplete",
 				    (unsigned long long)r->offset, where(r, w, sizeof(w)),
@@ -362,6 +371,7 @@ static int truncated_at_boundary(struct stream_reader *r, const char *before, st
 {
 	char w[200];
 
+	r->cut = true;
 	return fail(r, EPROTO, "stream truncated at byte %llu%s: it ends before its %s record",
 		    (unsigned long long)r->offset, where(r, w, sizeof(w)), before);
 }
@@ -497,8 +507,8 @@ static int parse_ds_begin(struct stream_reader *r, struct vm_error *err)
 		if (!from || !snapshot_name_ok(from))
 			return bad("invalid \"from_snapshot\"");
 	}
-	if (!from && (r->ds.encoding == STREAM_ENC_BLOCKS_DELTA ||
-		      r->ds.encoding == STREAM_ENC_TAR_DELTA))
+	if (!from &&
+	    (r->ds.encoding == STREAM_ENC_BLOCKS_DELTA || r->ds.encoding == STREAM_ENC_TAR_DELTA))
 		return bad("a delta encoding without \"from_snapshot\"");
 	v = json_object_get(o, "resume_token");
 	if (v && !json_is_null(v)) {
@@ -613,10 +623,9 @@ static int check_ds_end(struct stream_reader *r, struct vm_error *err)
 			    (unsigned long long)count);
 	stream_digest_final(r->ds_hash, md);
 	if (memcmp(md, r->payload + 8, sizeof(md)) != 0)
-		return fail(r, EBADMSG,
-			    "dataset %s: data hash mismatch (DS_END record %llu at byte %llu)",
-			    r->ds_full, (unsigned long long)(r->seq - 1),
-			    (unsigned long long)r->rec_off);
+		return fail(
+		    r, EBADMSG, "dataset %s: data hash mismatch (DS_END record %llu at byte %llu)",
+		    r->ds_full, (unsigned long long)(r->seq - 1), (unsigned long long)r->rec_off);
 	r->ds_count++;
 	r->state = ST_DATASETS;
 	return 0;

@@ -266,6 +266,10 @@ int stream_read_chunk(struct stream_reader *r, const void **ret_buf, size_t *ret
 ssize_t stream_read_data(struct stream_reader *r, void *buf, size_t len, struct vm_error *err);
 
 /* Bytes read from fd so far (for progress and messages). */
+/* Did the reader fail because its input ended (or could not be read)
+ * before the stream did, with nothing wrong in what came: a link or sender
+ * lost, not a refusal? A receive may keep what it took for a resume. */
+bool stream_reader_was_cut(const struct stream_reader *r);
 uint64_t stream_reader_bytes(const struct stream_reader *r);
 
 /* The full name of the current dataset ("zones/UUID-disk0"), "" if none. */

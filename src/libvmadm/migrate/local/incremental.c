@@ -139,7 +139,7 @@ int vm_incr_snapshot_all(struct vm_node *node, const char *uuid, const char *nam
 			return vm_error_prefix(err, "snapshot VM %s", uuid);
 		paused = true;
 	}
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		r = vm_pool_snapshot(pool, json_string_value(x), name, err);
 		if (r < 0)
 			break;
@@ -198,7 +198,7 @@ int vm_incr_send_pass(struct vm_node *node, const char *uuid, const char *from_s
 	r = stream_writer_open(fd, opts && opts->compress ? STREAM_WRITE_ZSTD : 0, &w, err);
 	if (r >= 0)
 		r = stream_write_config(w, config, err);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		const char *ds = json_string_value(x);
 		if (r < 0)
 			break;
@@ -208,7 +208,7 @@ int vm_incr_send_pass(struct vm_node *node, const char *uuid, const char *from_s
 			opts->progress(&p, opts->userdata);
 		}
 		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, from_snap,
-					 opts && opts->portable, err);
+					 opts && opts->portable, NULL, err);
 		if (r < 0)
 			vm_error_prefix(err, "send %s@%s%s%s", ds, snap, from_snap ? " from " : "",
 					from_snap ? from_snap : "");
@@ -289,7 +289,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 		return r;
 	finals = vm_datasets(config);
 	temps = json_array();
-	json_array_foreach(finals, i, x) {
+	json_array_foreach (finals, i, x) {
 		_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
 		json_array_append_new(temps, json_string(t));
 	}
@@ -297,7 +297,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 			    "receiving", "temps", temps, "finals", finals, "old_datasets",
 			    old ? vm_datasets(old) : json_array(), "record", config, "placeholder",
 			    old == NULL);
-	json_array_foreach(temps, i, x)
+	json_array_foreach (temps, i, x)
 		if (vm_pool_kind(pool, json_string_value(x)) != VM_DS_NONE)
 			return vm_error_setx(err, EEXIST, "dataset %s already exists",
 					     json_string_value(x));
@@ -361,7 +361,7 @@ static int receive_full(struct vm_node *node, struct vm_pool *pool, struct strea
 	}
 	if (r < 0)
 		goto fail;
-	json_array_foreach(finals, i, x)
+	json_array_foreach (finals, i, x)
 		if (!got[i]) {
 			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
 					  json_string_value(x));
@@ -416,10 +416,10 @@ static int apply_delta(struct vm_pool *pool, struct stream_reader *rd,
 		    err, ENOSPC,
 		    "%s would take %s after this pass, but it holds %s and pool %s "
 		    "has %s free",
-		    final, format_size(need, (char[FORMAT_SIZE_MAX]){ 0 }),
-		    format_size(held, (char[FORMAT_SIZE_MAX]){ 0 }), pool->name,
-		    format_size(avail, (char[FORMAT_SIZE_MAX]){ 0 }));
-	r = migrate_receive_native(pool, rd, sd, temp, sd->from_snapshot, err);
+		    final, format_size(need, (char[FORMAT_SIZE_MAX]){0}),
+		    format_size(held, (char[FORMAT_SIZE_MAX]){0}), pool->name,
+		    format_size(avail, (char[FORMAT_SIZE_MAX]){0}));
+	r = migrate_receive_native(pool, rd, sd, temp, sd->from_snapshot, NULL, NULL, err);
 	/* the native receive made the snapshot; the checks below look at the
 	 * head, which it left as the snapshot */
 	if (r <= 0)
@@ -518,7 +518,7 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 	}
 	if (r < 0)
 		goto fail;
-	json_array_foreach(finals, i, x)
+	json_array_foreach (finals, i, x)
 		if (!got[i]) {
 			r = vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
 					  json_string_value(x));
@@ -534,7 +534,7 @@ static int receive_delta(struct vm_node *node, struct vm_pool *pool, struct stre
 	if (r < 0)
 		goto fail;
 	/* the pass landed: the base is not needed any more */
-	json_array_foreach(temps, i, x) {
+	json_array_foreach (temps, i, x) {
 		struct vm_error e = {0};
 		vm_pool_destroy_snapshot(pool, json_string_value(x), base, &e);
 	}
@@ -595,8 +595,8 @@ int vm_incr_receive_pass(struct vm_node *node, int fd, const void *prefix, size_
 			    uuid, sd->from_snapshot);
 		if (json_object_get(held, "applying")) {
 			/* a pass that died half-way: back to its base first */
-			r = recv_journal_reset(pool, held, jstr(held, "snapshot"), jstr(held, "applying"),
-				       err);
+			r = recv_journal_reset(pool, held, jstr(held, "snapshot"),
+					       jstr(held, "applying"), err);
 			if (r < 0)
 				return r;
 			json_object_del(held, "applying");
@@ -670,7 +670,7 @@ int vm_incr_finish(struct vm_node *node, const char *uuid, json_t **ret_vm, stru
 	if (r < 0)
 		return r;
 	/* recv_commit drops "vmadm-send-*" snapshots; ours too, but say it */
-	json_array_foreach(json_object_get(held, "finals"), i, x) {
+	json_array_foreach (json_object_get(held, "finals"), i, x) {
 		struct vm_error e = {0};
 		if (snap && vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);

@@ -61,14 +61,19 @@ int recv_journal_load(struct vm_node *node, const char *uuid, json_t **ret, stru
 int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64_t secs,
 	      struct vm_error *err)
 {
-	json_t *temps = json_object_get(journal, "temps"), *finals = json_object_get(journal, "finals");
-	json_t *done = json_object_get(journal, "done");
+	json_t *temps = json_object_get(journal, "temps"),
+	       *finals = json_object_get(journal, "finals");
+	json_t *done = json_object_get(journal, "done"),
+	       *resume = json_object_get(journal, "resume");
 
-	/* Children first, so that a parent's destroy does not take a kept child. */
+	/* Children first, so that a parent's destroy does not take a kept child.
+	 * The part of a cut resumable receive stays too (its token in
+	 * "resume"). */
 	for (size_t i = json_array_size(temps); i-- > 0;) {
 		const char *t = json_string_value(json_array_get(temps, i));
 		const char *f = json_string_value(json_array_get(finals, i));
-		if (jstrv_index(done, f) >= 0 || vm_pool_kind(pool, t) == VM_DS_NONE)
+		if (jstrv_index(done, f) >= 0 || json_object_get(resume, f) ||
+		    vm_pool_kind(pool, t) == VM_DS_NONE)
 			continue;
 		int r = vm_pool_destroy(pool, t, true, err);
 		if (r < 0)
@@ -85,8 +90,7 @@ void recv_journal_remove(struct vm_node *node, const char *uuid)
 	unlink(path);
 }
 
-int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
-		  struct vm_error *err)
+int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal, struct vm_error *err)
 {
 	json_t *temps = json_object_get(journal, "temps");
 	const char *uuid = jstr(journal, "uuid");
@@ -106,7 +110,7 @@ int recv_rollback(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 	}
 	if (json_is_true(json_object_get(journal, "placeholder"))) {
 		json_t *cur = NULL;
-		struct vm_error e = { 0 };
+		struct vm_error e = {0};
 		/* Only our placeholder, never a VM that was there before. */
 		if (vm_store_load(node, uuid, &cur, &e) >= 0) {
 			const char *tr = jstr(cur, "transition");
@@ -129,7 +133,7 @@ static bool parent_in(json_t *list, const char *name)
 
 	if (!slash)
 		return false;
-	json_array_foreach(list, i, x) {
+	json_array_foreach (list, i, x) {
 		const char *p = json_string_value(x);
 		if (strlen(p) == (size_t)(slash - name) && strncmp(p, name, slash - name) == 0)
 			return true;
@@ -137,10 +141,10 @@ static bool parent_in(json_t *list, const char *name)
 	return false;
 }
 
-int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
-		struct vm_error *err)
+int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal, struct vm_error *err)
 {
-	json_t *temps = json_object_get(journal, "temps"), *finals = json_object_get(journal, "finals");
+	json_t *temps = json_object_get(journal, "temps"),
+	       *finals = json_object_get(journal, "finals");
 	json_t *old = json_object_get(journal, "old_datasets"), *x;
 	json_t *record = json_object_get(journal, "record");
 	const char *uuid = jstr(journal, "uuid");
@@ -158,7 +162,7 @@ int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 			return vm_error_prefix(err, "replace VM %s", uuid);
 	}
 	vm_fault_point("receive-commit-after-destroy");
-	json_array_foreach(temps, i, x) {
+	json_array_foreach (temps, i, x) {
 		const char *t = json_string_value(x);
 		const char *f = json_string_value(json_array_get(finals, i));
 		if (parent_in(temps, t) || vm_pool_kind(pool, t) == VM_DS_NONE)
@@ -173,9 +177,9 @@ int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
 			return vm_error_prefix(err, "install VM %s", uuid);
 	}
 	/* Snapshots that came with native streams are not the VM's. */
-	json_array_foreach(finals, i, x) {
+	json_array_foreach (finals, i, x) {
 		_cleanup_strv_ char **snaps = NULL;
-		struct vm_error e = { 0 };
+		struct vm_error e = {0};
 		if (vm_pool_list_snapshots(pool, json_string_value(x), &snaps, &e) < 0)
 			continue;
 		for (char **s = snaps; s && *s; s++)
@@ -281,7 +285,7 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 		_cleanup_free_ char *path = NULL, *text = NULL;
 		_cleanup_json_ json_t *j = NULL;
 		_cleanup_close_ int lock = -1;
-		struct vm_error e = { 0 };
+		struct vm_error e = {0};
 		struct vm_pool *pool;
 		char uuid[37], line[256];
 		const char *phase;
@@ -364,7 +368,7 @@ int vm_recv_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 }
 
 int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base, const char *partial,
-		      struct vm_error *err)
+		       struct vm_error *err)
 {
 	json_t *temps = json_object_get(journal, "temps");
 	json_t *x;
@@ -377,7 +381,7 @@ int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base, 
 		if (r < 0)
 			return r;
 	}
-	json_array_foreach(temps, i, x) {
+	json_array_foreach (temps, i, x) {
 		const char *t = json_string_value(x);
 		struct vm_error e = {0};
 
@@ -403,8 +407,8 @@ int recv_journal_undo_pass(struct vm_pool *pool, json_t *journal, struct vm_erro
 
 	if (applying) {
 		r = recv_journal_reset(pool, journal,
-			       jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "", applying,
-			       err);
+				       jstr(journal, "snapshot") ? jstr(journal, "snapshot") : "",
+				       applying, err);
 		if (r < 0)
 			return r;
 		json_object_del(journal, "applying");

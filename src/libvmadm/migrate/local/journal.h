@@ -26,8 +26,9 @@ char *recv_temp_name(const char *uuid, const char *final);
 int recv_journal_load(struct vm_node *node, const char *uuid, json_t **ret, struct vm_error *err);
 
 /* Keep a failed receive's complete datasets for a resume: destroy the temps
- * not listed in "done", and write the journal as phase "kept" until
- * now + secs (the placeholder record stays). */
+ * not listed in "done" (nor in "resume": the kept part of a cut resumable
+ * receive, final name -> its token), and write the journal as phase
+ * "kept" until now + secs (the placeholder record stays). */
 int recv_hold(struct vm_node *node, struct vm_pool *pool, json_t *journal, int64_t secs,
 	      struct vm_error *err);
 
@@ -57,15 +58,14 @@ int migrate_owner_dead(struct vm_node *node, const char *uuid, const char *kind)
 /* Finish a receive in phase "committing": destroy the replaced VM's
  * datasets, rename temps into place, write the record. Idempotent, so that
  * it can be resumed after a crash at any point. */
-int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal,
-		struct vm_error *err);
+int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal, struct vm_error *err);
 
 /* Put every temp of a held receive's journal back to its snapshot base (a
  * pass that failed or died half-way), first removing the staging a native
  * receive of the pass left, and drop a snapshot called partial that the
  * pass may have taken (partial may be NULL). */
-int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base,
-		       const char *partial, struct vm_error *err);
+int recv_journal_reset(struct vm_pool *pool, json_t *journal, const char *base, const char *partial,
+		       struct vm_error *err);
 
 /* Recovery of a held receive whose owner died (the caller holds the VM's
  * lock): a pass that died half-way ("applying") is undone, its temps back

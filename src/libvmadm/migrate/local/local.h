@@ -15,10 +15,12 @@
 /* Write dataset ds (of VM uuid, whose datasets are names) from snapshot
  * snap into the stream: as vm_send does when from_snap is NULL, else
  * incremental from ds@from_snap (`btrfs send -p`, or the "blocks-delta" /
- * "tar-delta" encodings when portable or the pool has no native stream). */
+ * "tar-delta" encodings when portable or the pool has no native stream).
+ * token (NULL: none): the receiver's, of a cut resumable native receive of
+ * it; in the native encoding only its rest is sent. */
 int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
 			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
-			 bool portable, struct vm_error *err);
+			 bool portable, const char *token, struct vm_error *err);
 
 /* Top-level names a tree send of ds leaves out: the dataset marker and its
  * child datasets' mount points. NULL-terminated, malloc'ed. */
@@ -33,12 +35,13 @@ int migrate_receive_full(struct vm_pool *pool, struct stream_reader *rd,
 			 const char *temp, struct vm_error *err);
 
 /* A dataset in a native encoding into temp (incremental from from_snap
- * when not NULL): 0 when the pool's own receive took it, -EPROTONOSUPPORT
- * when it is another backend's encoding, 1 when sd is in a portable
- * encoding, for the caller to take. */
+ * when not NULL; token, ret_token as for migrate_native_receive, NULL for
+ * a receive that is not resumable): 0 when the pool's own receive took it,
+ * -EPROTONOSUPPORT when it is another backend's encoding, 1 when sd is in
+ * a portable encoding, for the caller to take. */
 int migrate_receive_native(struct vm_pool *pool, struct stream_reader *rd,
 			   const struct stream_dataset *sd, const char *temp, const char *from_snap,
-			   struct vm_error *err);
+			   const char *token, char **ret_token, struct vm_error *err);
 
 /* Is sd what config makes dataset final: a filesystem, or a volume of
  * the size its disk has (zones/UUID-diskN: disks[N].size MiB)? -EINVAL

@@ -17,7 +17,10 @@
 struct native_job {
 	struct vm_pool *pool;
 	const char *ds, *snap, *from_snap;
-	int fd; /* the thread's end of the pipe; the thread closes it */
+	const char *token; /* send: the receiver's token to resume from; receive: the
+			    * cut receive it resumes */
+	char **ret_token;  /* receive: resumable, the token of a cut one here */
+	int fd;		   /* the thread's end of the pipe; the thread closes it */
 	bool send;
 	int result;
 	struct vm_error err;
@@ -27,8 +30,14 @@ static void *native_thread(void *arg)
 {
 	struct native_job *j = arg;
 
-	if (j->send)
+	if (j->send && j->token)
+		j->result = vm_pool_send_resume(j->pool, j->ds, j->snap, j->from_snap, j->token,
+						j->fd, &j->err);
+	else if (j->send)
 		j->result = vm_pool_send(j->pool, j->ds, j->snap, j->from_snap, j->fd, &j->err);
+	else if (j->ret_token)
+		j->result = vm_pool_receive_resumable(j->pool, j->ds, j->snap, j->from_snap,
+						      j->token, j->fd, j->ret_token, &j->err);
 	else
 		j->result = vm_pool_receive(j->pool, j->ds, j->snap, j->from_snap, j->fd, &j->err);
 	close(j->fd);
@@ -54,10 +63,15 @@ static int start_job(struct native_job *j, pthread_t *th, int *ret_our_end, stru
 }
 
 int migrate_native_send(struct vm_pool *pool, const char *ds, const char *snap,
-			const char *from_snap, struct stream_writer *w, struct vm_error *err)
+			const char *from_snap, const char *token, struct stream_writer *w,
+			struct vm_error *err)
 {
-	struct native_job j = {
-	    .pool = pool, .ds = ds, .snap = snap, .from_snap = from_snap, .send = true};
+	struct native_job j = {.pool = pool,
+			       .ds = ds,
+			       .snap = snap,
+			       .from_snap = from_snap,
+			       .token = token,
+			       .send = true};
 	_cleanup_close_ int rfd = -1;
 	pthread_t th;
 	int r;
@@ -77,10 +91,16 @@ int migrate_native_send(struct vm_pool *pool, const char *ds, const char *snap,
 }
 
 int migrate_native_receive(struct vm_pool *pool, const char *ds, const char *snap,
-			   const char *from_snap, struct stream_reader *rd, struct vm_error *err)
+			   const char *from_snap, const char *token, char **ret_token,
+			   struct stream_reader *rd, struct vm_error *err)
 {
-	struct native_job j = {
-	    .pool = pool, .ds = ds, .snap = snap, .from_snap = from_snap, .send = false};
+	struct native_job j = {.pool = pool,
+			       .ds = ds,
+			       .snap = snap,
+			       .from_snap = from_snap,
+			       .token = token,
+			       .ret_token = ret_token,
+			       .send = false};
 	_cleanup_close_ int wfd = -1;
 	pthread_t th;
 	int r;

@@ -10,13 +10,14 @@
 #include "brand/brand.h"
 #include "migrate/local/journal.h"
 #include "migrate/local/local.h"
-#include "migrate/migrate.h"
 #include "migrate/local/native.h"
+#include "migrate/migrate.h"
 #include "stream/stream.h"
 #include "util/fault.h"
 #include "util/format.h"
 #include "util/fs.h"
 #include "util/json.h"
+#include "util/log.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/props.h"
@@ -72,7 +73,7 @@ int vm_record_localize(struct vm_node *node, json_t *vm, struct vm_error *err)
 	json_object_set_new(vm, "zonepath", json_string(zonepath));
 	json_object_set_new(vm, "zfs_filesystem", json_string(zfs));
 	json_object_set_new(vm, "zpool", json_string(VM_POOL_NAME));
-	json_array_foreach(json_object_get(vm, "disks"), i, disk) {
+	json_array_foreach (json_object_get(vm, "disks"), i, disk) {
 		_cleanup_free_ char *name = strdup_printf(VM_POOL_NAME "/%s-disk%zu", uuid, i);
 		_cleanup_free_ char *path = vm_pool_volume_path(pool, name);
 		json_object_set_new(disk, "zfs_filesystem", json_string(name));
@@ -112,8 +113,8 @@ static int check_target(struct vm_node *node, const char *uuid, bool force, json
 	if (r < 0)
 		return r;
 	if (streq(jstr(old, "state") ? jstr(old, "state") : "", "running"))
-		return vm_error_setx(err, EBUSY,
-				     "VM %s is running on this node: stop it before replacing it", uuid);
+		return vm_error_setx(
+		    err, EBUSY, "VM %s is running on this node: stop it before replacing it", uuid);
 	*ret_old = TAKE_PTR(old);
 	return 0;
 }
@@ -177,10 +178,11 @@ static int check_shape(json_t *config, const struct stream_dataset *sd, const ch
 }
 
 /* Receive one dataset of the stream into temp, as the VM's config makes
- * it. */
+ * it; a native one resumably when ret_token is given (token: the cut
+ * receive its data goes on from; migrate_native_receive). */
 static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 		       const struct stream_dataset *sd, json_t *config, const char *final,
-		       const char *temp, struct vm_error *err)
+		       const char *temp, const char *token, char **ret_token, struct vm_error *err)
 {
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, temp);
 	uint64_t avail, need = stream_dataset_declared(sd);
@@ -205,11 +207,10 @@ static int receive_one(struct vm_pool *pool, struct stream_reader *rd,
 	}
 	/* A parent received natively may hold an empty directory where its
 	 * child dataset goes (btrfs shows nested subvolumes so). */
-	if (vm_pool_kind(pool, temp) == VM_DS_NONE && lstat(path, &st) == 0 &&
-	    S_ISDIR(st.st_mode))
+	if (vm_pool_kind(pool, temp) == VM_DS_NONE && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
 		rmdir(path);
 
-	r = migrate_receive_native(pool, rd, sd, temp, NULL, err);
+	r = migrate_receive_native(pool, rd, sd, temp, NULL, token, ret_token, err);
 	if (r <= 0)
 		return r;
 	switch (sd->encoding) {
@@ -270,7 +271,8 @@ static int check_landed(struct vm_pool *pool, json_t *config, const char *final,
 			return vm_error_setx(err, EINVAL,
 					     "%s: the stream made a volume of %llu bytes, but the "
 					     "VM's config makes the disk %llu bytes",
-					     final, (unsigned long long)size, (unsigned long long)want);
+					     final, (unsigned long long)size,
+					     (unsigned long long)want);
 	}
 	if (ops && ops->check_received_zone &&
 	    strlen(final) == strlen(VM_POOL_NAME) + 1 + strlen(uuid)) {
@@ -282,10 +284,9 @@ static int check_landed(struct vm_pool *pool, json_t *config, const char *final,
 	return 0;
 }
 
-static void report(const struct vm_recv_opts *o, const char *phase, const char *ds,
-		   uint64_t bytes)
+static void report(const struct vm_recv_opts *o, const char *phase, const char *ds, uint64_t bytes)
 {
-	struct vm_progress p = { .phase = phase, .dataset = ds, .bytes = bytes };
+	struct vm_progress p = {.phase = phase, .dataset = ds, .bytes = bytes};
 	if (o->progress)
 		o->progress(&p, o->userdata);
 }
@@ -352,8 +353,8 @@ static int recv_start(struct vm_node *node, struct vm_pool *pool, const struct v
 		 * stay, the stream brings the rest. */
 		const char *ju = jstr(opts->resume, "uuid");
 		if (!ju || !streq(ju, uuid))
-			return vm_error_setx(err, EINVAL, "the stream is of VM %s, not of VM %s", uuid,
-					     ju ? ju : "?");
+			return vm_error_setx(err, EINVAL, "the stream is of VM %s, not of VM %s",
+					     uuid, ju ? ju : "?");
 		journal = *ret_journal = json_deep_copy(opts->resume);
 		json_object_set_new(journal, "phase", json_string("receiving"));
 		json_object_del(journal, "expires");
@@ -369,7 +370,7 @@ static int recv_start(struct vm_node *node, struct vm_pool *pool, const struct v
 			return r;
 		finals = vm_datasets(config);
 		temps = json_array();
-		json_array_foreach(finals, i, x) {
+		json_array_foreach (finals, i, x) {
 			_cleanup_free_ char *t = recv_temp_name(uuid, json_string_value(x));
 			if (vm_pool_kind(pool, t) != VM_DS_NONE) {
 				json_decref(finals);
@@ -403,6 +404,56 @@ static int recv_start(struct vm_node *node, struct vm_pool *pool, const struct v
 	return 0;
 }
 
+/* One dataset of a receive into temp; in a network receive (opts->hold) a
+ * native one resumably: one cut by the link or the sender (nothing refused)
+ * keeps what it took where the pool can (OpenZFS), its token in the
+ * journal's "resume" (final name -> token), offered to the sender in the
+ * next ACCEPT; a stream that resumes one (DS_BEGIN's resume_token) must
+ * bring the token kept here. A kept part the stream does not resume is
+ * dropped first. */
+static int receive_resumable(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
+			     const struct stream_dataset *sd, json_t *config, json_t *journal,
+			     const struct vm_recv_opts *opts, const char *final, const char *temp,
+			     struct vm_error *err)
+{
+	json_t *resume = json_object_get(journal, "resume");
+	const char *kept = json_string_value(json_object_get(resume, final));
+	_cleanup_free_ char *tok = NULL;
+	struct vm_error e = {0};
+	int r;
+
+	if (sd->resume_token && (!kept || !streq(kept, sd->resume_token)))
+		return vm_error_setx(err, EINVAL,
+				     "the stream resumes a cut receive of %s that this node did "
+				     "not keep",
+				     final);
+	if (kept && !sd->resume_token) {
+		/* sent whole again: what the cut receive took goes */
+		vm_pool_receive_cleanup(pool, temp, &e);
+		if (vm_pool_kind(pool, temp) != VM_DS_NONE)
+			vm_pool_destroy(pool, temp, true, &e);
+	}
+	if (kept) {
+		json_object_del(resume, final);
+		r = recv_journal_write(node, journal, err);
+		if (r < 0)
+			return r;
+	}
+	r = receive_one(pool, rd, sd, config, final, temp, sd->resume_token,
+			opts->hold ? &tok : NULL, err);
+	if (r < 0 && tok && stream_reader_was_cut(rd)) {
+		if (!json_is_object(resume))
+			json_object_set_new(journal, "resume", resume = json_object());
+		json_object_set_new(resume, final, json_string(tok));
+		if (recv_journal_write(node, journal, &e) < 0)
+			vm_warn("receive %s: the journal lost the resume token: %s", final, e.msg);
+	} else if (r < 0 && tok) {
+		/* refused, not cut: nothing of it is kept */
+		vm_pool_receive_cleanup(pool, temp, &e);
+	}
+	return r;
+}
+
 /* Every dataset of the stream into its temp, checked as it lands; every
  * dataset of the VM's config must come, but those the journal has done. */
 static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stream_reader *rd,
@@ -419,7 +470,7 @@ static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stre
 
 	if (!got)
 		return vm_error_set(err, ENOMEM, "receive");
-	json_array_foreach(json_object_get(journal, "done"), i, x) {
+	json_array_foreach (json_object_get(journal, "done"), i, x) {
 		ssize_t idx = jstrv_index(finals, json_string_value(x));
 		if (idx >= 0)
 			got[idx] = true;
@@ -439,7 +490,7 @@ static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stre
 			    name);
 		report(opts, "receive", name, stream_reader_bytes(rd));
 		temp = json_string_value(json_array_get(temps, idx));
-		r = receive_one(pool, rd, sd, config, name, temp, err);
+		r = receive_resumable(node, pool, rd, sd, config, journal, opts, name, temp, err);
 		if (r >= 0)
 			r = check_landed(pool, config, name, temp, err);
 		if (r < 0)
@@ -456,7 +507,7 @@ static int recv_datasets(struct vm_node *node, struct vm_pool *pool, struct stre
 	}
 	if (r < 0)
 		return r;
-	json_array_foreach(finals, i, x)
+	json_array_foreach (finals, i, x)
 		if (!got[i])
 			return vm_error_setx(err, EINVAL, "the stream lacks dataset %s",
 					     json_string_value(x));
@@ -508,18 +559,20 @@ int vm_receive(struct vm_node *node, int fd, const void *prefix, size_t prefix_l
 		*ret_vm = json_incref(config);
 	return 0;
 
-fail:
-	{
-		struct vm_error cerr = { 0 };
-		if (opts->hold && json_array_size(json_object_get(journal, "done")) > 0 &&
-		    recv_hold(node, pool, journal, opts->hold_secs, &cerr) >= 0)
-			return vm_error_prefix(err, "receive VM %s (the %zu complete datasets are "
-						    "kept for a resume)",
-					       uuid, json_array_size(json_object_get(journal, "done")));
-		recv_rollback(node, pool, journal, &cerr);
-	}
+fail : {
+	struct vm_error cerr = {0};
+	size_t ndone = json_array_size(json_object_get(journal, "done"));
+	size_t ncut = json_object_size(json_object_get(journal, "resume"));
+	if (opts->hold && ndone + ncut > 0 &&
+	    recv_hold(node, pool, journal, opts->hold_secs, &cerr) >= 0)
+		return vm_error_prefix(err,
+				       "receive VM %s (the %zu complete datasets%s are "
+				       "kept for a resume)",
+				       uuid, ndone, ncut ? " and the part of a cut one" : "");
+	recv_rollback(node, pool, journal, &cerr);
+}
 	return vm_error_prefix(err, "receive VM %s", uuid);
-	}
+}
 
 int vm_receive_config(struct vm_node *node, json_t *config, bool force, json_t **ret_vm,
 		      struct vm_error *err)
@@ -571,7 +624,7 @@ int vm_install(struct vm_node *node, const char *uuid, struct vm_error *err)
 	if (r < 0)
 		return r;
 	names = vm_datasets(vm);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		const char *ds = json_string_value(x);
 		enum vm_dataset_kind kind = vm_pool_kind(pool, ds);
 		bool vol = is_volume_name(uuid, ds);
@@ -602,17 +655,18 @@ int migrate_receive_full(struct vm_pool *pool, struct stream_reader *rd,
 			 const struct stream_dataset *sd, json_t *config, const char *final,
 			 const char *temp, struct vm_error *err)
 {
-	int r = receive_one(pool, rd, sd, config, final, temp, err);
+	int r = receive_one(pool, rd, sd, config, final, temp, NULL, NULL, err);
 
 	return r < 0 ? r : check_landed(pool, config, final, temp, err);
 }
 
 int migrate_receive_native(struct vm_pool *pool, struct stream_reader *rd,
 			   const struct stream_dataset *sd, const char *temp, const char *from_snap,
-			   struct vm_error *err)
+			   const char *token, char **ret_token, struct vm_error *err)
 {
 	if (vm_pool_speaks(pool, stream_encoding_name(sd->encoding)))
-		return migrate_native_receive(pool, temp, sd->snapshot, from_snap, rd, err);
+		return migrate_native_receive(pool, temp, sd->snapshot, from_snap, token, ret_token,
+					      rd, err);
 	if (sd->encoding == STREAM_ENC_BTRFS || sd->encoding == STREAM_ENC_ZFS)
 		return vm_error_setx(err, EPROTONOSUPPORT,
 				     "this node's %s pool cannot take a %s stream: send it with "

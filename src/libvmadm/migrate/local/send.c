@@ -12,8 +12,8 @@
 #include "brand/live.h"
 #include "migrate/local/journal.h"
 #include "migrate/local/local.h"
-#include "migrate/migrate.h"
 #include "migrate/local/native.h"
+#include "migrate/migrate.h"
 #include "storage/pool.h"
 #include "stream/stream.h"
 #include "util/fs.h"
@@ -23,10 +23,10 @@
 #include "vm/store.h"
 #include "vm/vm.h"
 
-static void report(const struct vm_send_opts *o, const char *phase, const char *ds,
-		   uint64_t bytes, uint64_t total)
+static void report(const struct vm_send_opts *o, const char *phase, const char *ds, uint64_t bytes,
+		   uint64_t total)
 {
-	struct vm_progress p = { .phase = phase, .dataset = ds, .bytes = bytes, .total = total };
+	struct vm_progress p = {.phase = phase, .dataset = ds, .bytes = bytes, .total = total};
 
 	if (o->progress)
 		o->progress(&p, o->userdata);
@@ -44,7 +44,7 @@ static char **child_names(json_t *names, const char *ds)
 	if (!v)
 		return NULL;
 	v[k++] = strdup(VM_DATASET_MARKER);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		const char *c = json_string_value(x);
 		if (strncmp(c, ds, len) == 0 && c[len] == '/' && !strchr(c + len + 1, '/'))
 			v[k++] = strdup(c + len + 1);
@@ -68,7 +68,8 @@ static int send_native(struct vm_pool *pool, struct stream_writer *w, struct str
 	r = stream_begin_dataset(w, sd, err);
 	if (r < 0)
 		return r;
-	r = migrate_native_send(pool, ds, sd->snapshot, sd->from_snapshot, w, err);
+	r = migrate_native_send(pool, ds, sd->snapshot, sd->from_snapshot, sd->resume_token, w,
+				err);
 	if (r < 0)
 		return r;
 	return stream_end_dataset(w, err);
@@ -76,7 +77,7 @@ static int send_native(struct vm_pool *pool, struct stream_writer *w, struct str
 
 int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
 			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
-			 bool portable, struct vm_error *err)
+			 bool portable, const char *token, struct vm_error *err)
 {
 	struct stream_dataset sd = {.snapshot = snap, .from_snapshot = from_snap};
 	enum vm_dataset_kind kind = vm_pool_kind(pool, ds);
@@ -103,8 +104,12 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	if (r < 0)
 		return vm_error_prefix(err, "%s@%s", ds, snap);
 	sd.has_used = true;
-	if (native)
+	if (native) {
+		/* the rest of a stream the receiver took in part (a resumable
+		 * native receive, cut): only where the receiver gave a token */
+		sd.resume_token = token;
 		return send_native(pool, w, &sd, kind, ds, err);
+	}
 	if (kind == VM_DS_VOLUME)
 		return from_snap ? stream_send_volume_delta(w, &sd, old_fd, fd, NULL, err)
 				 : stream_send_volume(w, &sd, fd, err);
@@ -121,8 +126,8 @@ void migrate_drop_snapshots(struct vm_pool *pool, json_t *names, const char *sna
 	json_t *x;
 	size_t i;
 
-	json_array_foreach(names, i, x) {
-		struct vm_error e = { 0 };
+	json_array_foreach (names, i, x) {
+		struct vm_error e = {0};
 		vm_pool_destroy_snapshot(pool, json_string_value(x), snap, &e);
 	}
 }
@@ -132,7 +137,7 @@ static bool has_snapshots(struct vm_pool *pool, json_t *names, const char *snap)
 	json_t *x;
 	size_t i;
 
-	json_array_foreach(names, i, x)
+	json_array_foreach (names, i, x)
 		if (!vm_pool_has_snapshot(pool, json_string_value(x), snap))
 			return false;
 	return true;
@@ -173,7 +178,7 @@ int vm_send_estimate(struct vm_node *node, const char *uuid, json_t **ret, uint6
 	if (r < 0)
 		return r;
 	names = vm_datasets(vm);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		uint64_t used = 0, volsize = 0;
 		r = vm_pool_used(pool, json_string_value(x), &used, &volsize, err);
 		if (r < 0)
@@ -235,7 +240,7 @@ static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_
 		return errno == ENOENT ? 0 : vm_error_set(err, errno, "open %s", dir);
 	while ((de = readdir(d))) {
 		_cleanup_close_ int lock = -1;
-		struct vm_error e = { 0 };
+		struct vm_error e = {0};
 		char uuid[VM_UUID_LEN + 1], line[1024];
 		int owner, r;
 
@@ -258,15 +263,17 @@ static int recover_live_sources(struct vm_node *node, json_t **notes, struct vm_
 		}
 		r = live_source_cancel(node, uuid, &e);
 		if (r < 0)
-			snprintf(line, sizeof(line),
-				 "the live migration of VM %s lost its sender, and undoing it failed: "
-				 "%s",
-				 uuid, e.msg);
+			snprintf(
+			    line, sizeof(line),
+			    "the live migration of VM %s lost its sender, and undoing it failed: "
+			    "%s",
+			    uuid, e.msg);
 		else
-			snprintf(line, sizeof(line),
-				 "undid the live migration of VM %s whose sender died: the VM runs on "
-				 "its own disks here",
-				 uuid);
+			snprintf(
+			    line, sizeof(line),
+			    "undid the live migration of VM %s whose sender died: the VM runs on "
+			    "its own disks here",
+			    uuid);
 		/* Tried once: a VM that cannot be put back says so here, and
 		 * `vmadm send -L` names the overlay in the way. */
 		migrate_owner_unlock(node, uuid, "live", owner);
@@ -316,7 +323,8 @@ int vm_send_recover(struct vm_node *node, json_t **notes, struct vm_error *err)
 			names = vm_datasets(vm);
 			migrate_drop_snapshots(pool, names, snap);
 			snprintf(line, sizeof(line),
-				 "removed the snapshots @%s of an interrupted send of VM %s", snap, uuid);
+				 "removed the snapshots @%s of an interrupted send of VM %s", snap,
+				 uuid);
 			note(notes, line);
 		}
 		unlink(path);
@@ -332,7 +340,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	_cleanup_free_ char *marker = NULL;
 	_cleanup_stream_writer_ struct stream_writer *w = NULL;
 	const struct vm_brand_ops *ops;
-	struct vm_runtime rt = { .state = "stopped" };
+	struct vm_runtime rt = {.state = "stopped"};
 	struct vm_pool *pool;
 	char snap[64];
 	uint64_t total = 0;
@@ -359,7 +367,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 		return r;
 
 	names = vm_datasets(vm);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		uint64_t used = 0, volsize = 0;
 		if (vm_pool_kind(pool, json_string_value(x)) == VM_DS_NONE)
 			return vm_error_setx(err, ENOENT, "send VM %s: dataset %s is missing", uuid,
@@ -409,7 +417,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	} else {
 		if (opts->snapshot)
 			migrate_drop_snapshots(pool, names, snap);
-		json_array_foreach(names, i, x) {
+		json_array_foreach (names, i, x) {
 			r = vm_pool_snapshot(pool, json_string_value(x), snap, err);
 			if (r < 0)
 				break;
@@ -418,7 +426,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	}
 	if (r < 0) {
 		for (i = 0; i < taken; i++) {
-			struct vm_error e = { 0 };
+			struct vm_error e = {0};
 			vm_pool_destroy_snapshot(pool, json_string_value(json_array_get(names, i)),
 						 snap, &e);
 		}
@@ -433,14 +441,15 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	r = stream_writer_open(fd, opts->compress ? STREAM_WRITE_ZSTD : 0, &w, err);
 	if (r >= 0)
 		r = stream_write_config(w, config, err);
-	json_array_foreach(names, i, x) {
+	json_array_foreach (names, i, x) {
 		const char *ds = json_string_value(x);
 		if (r < 0)
 			break;
 		if (jstrv_index(opts->skip, ds) >= 0)
 			continue;
 		report(opts, "send", ds, stream_writer_bytes(w), total);
-		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, NULL, opts->portable, err);
+		r = migrate_send_dataset(pool, w, names, uuid, ds, snap, NULL, opts->portable,
+					 json_string_value(json_object_get(opts->resume, ds)), err);
 		if (r < 0)
 			vm_error_prefix(err, "send %s", ds);
 	}

@@ -87,6 +87,7 @@ static int cold_source(struct migrate_source *ctx, json_t **ret_record, struct v
 	    .userdata = &cs.st,
 	    .snapshot = ctx->instant,
 	    .skip = json_object_get(ctx->accept, "have"),
+	    .resume = json_object_get(ctx->accept, "resume"),
 	};
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return vm_error_set(err, errno, "make a pipe");

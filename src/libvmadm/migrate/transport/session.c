@@ -337,6 +337,9 @@ void migrate_serve_migration(struct vm_node *node, struct net_conn *c, json_t *b
 			net_conn_peer(c), json_array_size(have));
 	}
 	accept = json_pack("{s:s, s:O, s:[]}", "type", "accept", "have", have, "images_needed");
+	/* cut resumable receives kept here: the sender sends only their rest */
+	if (accept && held && json_object_size(json_object_get(held, "resume")) > 0)
+		json_object_set(accept, "resume", json_object_get(held, "resume"));
 	if (net_send_msg(c, accept, &err) < 0) {
 		vm_warn("migration of VM %s from %s: %s", uuid, net_conn_peer(c), err.msg);
 		return;
