@@ -255,11 +255,12 @@ int migrate_serve_hello(struct vm_node *node, struct net_conn *c, double hello_d
 		vm_warn("migration from %s: %s", net_conn_peer(c), err.msg);
 		return -1;
 	}
-	vm_info("migration of VM %s from %s (node %s, vmadm %s, mode %s, %lld bytes)",
+	vm_info("migration of VM %s from %s (node %s, vmadm %s, mode %s, encoding %s, %lld bytes)",
 		jstr(begin, "uuid") ? jstr(begin, "uuid") : "?", net_conn_peer(c),
 		jstr(their, "node") ? jstr(their, "node") : "?",
 		jstr(their, "version") ? jstr(their, "version") : "?",
 		jstr(begin, "mode") ? jstr(begin, "mode") : "?",
+		jstr(begin, "encoding") ? jstr(begin, "encoding") : "?",
 		json_integer_value(json_object_get(begin, "total")));
 	*ret_begin = TAKE_PTR(begin);
 	return 0;
