@@ -299,6 +299,63 @@ static void run(const uint8_t *data, size_t size, const struct expect *e)
 		fuzz_die("%s: the forwarded substream is not forwarded whole", e->what);
 }
 
+/* The rest of a cut stream (`zfs send -t`), as a resumed receive checks it:
+ * accepted, it is one substream whose BEGIN has the resuming feature (and
+ * none the checker never takes but that one), every record goes to the
+ * tool, payloads stay inside the input, no record of a type never taken,
+ * and it ends with the END of its BEGIN's snapshot. */
+#define FEAT_RESUMING (1u << 20)
+static void run_resuming(const uint8_t *data, size_t size, uint64_t from, const char *snap)
+{
+	struct vm_error err = {0};
+	struct zfs_stream_check c;
+	size_t pos = 0;
+	bool sw = false;
+	uint64_t to = 0;
+	uint32_t type = 0;
+
+	zfs_stream_check_init(&c, from, snap, false);
+	c.resuming = true;
+	while (!zfs_stream_ended(&c)) {
+		uint64_t payload = 0;
+		bool forward = false;
+		int r;
+
+		if (size - pos < REC)
+			return; /* cut: refused by the feed */
+		r = zfs_stream_check_record(&c, data + pos, &payload, &forward, &err);
+		fuzz_check_error(r, &err, "resumed");
+		if (r < 0)
+			return;
+		if (!forward)
+			fuzz_die("resumed: record at byte %zu not passed to the tool", pos);
+		if (pos == 0) {
+			uint64_t vi;
+
+			if (!begin_order(data, &sw))
+				fuzz_die("resumed: accepted a first record without the magic");
+			vi = rd64(data + BEGIN_VERSIONINFO, sw);
+			if ((vi & 3) != DMU_SUBSTREAM || !((vi >> 2) & FEAT_RESUMING) ||
+			    ((vi >> 2) & (FEATURES_NEVER & ~FEAT_RESUMING)))
+				fuzz_die("resumed: accepted a BEGIN of version info 0x%llx",
+					 (unsigned long long)vi);
+			if (rd32(data + BEGIN_FLAGS, sw) & DRR_FLAG_CLONE)
+				fuzz_die("resumed: accepted a clone stream");
+			to = rd64(data + BEGIN_TOGUID, sw);
+		} else {
+			type = rd32(data + pos, sw);
+			if (type == ZFS_DRR_BEGIN || type == ZFS_DRR_WRITE_BYREF ||
+			    type >= ZFS_DRR_WRITE_EMBEDDED)
+				fuzz_die("resumed: accepted record type %u at byte %zu", type, pos);
+		}
+		if (payload > size - pos - REC)
+			return; /* cut in a payload: refused by the feed */
+		pos += REC + payload;
+	}
+	if (type != ZFS_DRR_END || rd64(data + pos - REC + END_TOGUID, sw) != to)
+		fuzz_die("resumed: accepted a stream that does not end with its snapshot's END");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -333,5 +390,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	e = (struct expect){
 	    .from = GUID_OTHER, .snap = snap, .volumes = false, .what = "from another base"};
 	run(data, size, &e);
+	run_resuming(data, size, from, snap);
 	return 0;
 }

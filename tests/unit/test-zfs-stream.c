@@ -1395,6 +1395,14 @@ static void resumed_stream(void)
 	CHECK(check_resumed(0, "s1", &err) == -EPROTO);
 	CHECK_HAS(err.msg, "a whole stream where the rest of a cut one was expected");
 
+	/* a compound stream (properties first) is no resumed stream */
+	compound(64);
+	body();
+	end(GUID_S1);
+	end(0);
+	CHECK(check_resumed(0, "s1", &err) == -EPROTO);
+	CHECK_HAS(err.msg, "a stream with properties where the rest of a cut one was expected");
+
 	/* resume state within bounds */
 	reset(false);
 	begin(VI(SUBSTREAM, F_RESUMING), ZFS_STREAM_OST_ZFS, GUID_S1, 0, "zones/ds@s1");

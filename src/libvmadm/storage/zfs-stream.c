@@ -334,6 +334,10 @@ int zfs_stream_check_record(struct zfs_stream_check *c, const uint8_t *rec, uint
 	case P_START:
 		if (type != ZFS_DRR_BEGIN)
 			return refuse(c, type, err, "a stream must begin with BEGIN");
+		if ((get64(c, rec, B_VERSIONINFO) & 3) == HDR_COMPOUND && c->resuming)
+			return refuse(c, type, err,
+				      "a stream with properties where the rest of a cut one was "
+				      "expected");
 		if ((get64(c, rec, B_VERSIONINFO) & 3) == HDR_COMPOUND) {
 			c->compound = true;
 			*ret_forward = false;
