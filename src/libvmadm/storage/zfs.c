@@ -1047,6 +1047,14 @@ static int zfs_receive(struct vm_pool *pool, const char *ds, const char *snap,
 		const char *argv[] = {"zfs", "receive", "-u", zsnap, NULL};
 		r = pool_run_fed(argv, "zfs receive", NULL, fd, feed_zfs, &check, err);
 	}
+	/* zfs-fuse applies an incremental stream to ds mounted without telling
+	 * the kernel, whose cache of ds's files stays as it was (a file that
+	 * kept its size reads as before the stream): mounted again, ds shows
+	 * what it holds. (Unmounted before the tool, ds would race zfs-fuse's
+	 * unmount, which ends after `zfs umount` returns: the tool fails with
+	 * "I/O error".) */
+	if (r >= 0 && from_snap)
+		zunmount_tree(zds);
 	if (r >= 0)
 		r = zmount_tree(zds, err);
 	if (r < 0) {
