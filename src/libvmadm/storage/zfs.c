@@ -1202,6 +1202,14 @@ static int receive_impl(struct vm_pool *pool, const char *ds, const char *snap,
 	feed.check.resuming = token != NULL;
 	zfs_cmd_receive(&a, zsnap, from_snap != NULL, resumable);
 	r = pool_run_fed(a.argv, "zfs receive", NULL, fd, feed_zfs, &feed, err);
+	/* zfs-fuse applies an incremental stream to ds mounted without telling
+	 * the kernel, whose cache of ds's files stays as it was (a file that
+	 * kept its size reads as before the stream): mounted again, ds shows
+	 * what it holds. (Unmounted before the tool, ds would race zfs-fuse's
+	 * unmount, which ends after `zfs umount` returns: the tool fails with
+	 * "I/O error".) */
+	if (r >= 0 && from_snap)
+		zunmount_tree(zds);
 	if (r >= 0)
 		r = zmount_tree(zds, err);
 	if (r < 0 && resumable && feed.cut && (*ret_token = resume_token_of(zds))) {
