@@ -213,6 +213,13 @@ check_eq "zfs node: their datasets are zfs datasets" \
 	"$(zfs list -H -o name -r "$ZZ" | tail -n +2 | sort | xargs)"
 check_eq "zfs node: disk path" "$Z/zones/$KVM-disk1/disk.raw" \
 	"$(on "$Z" "$VMADM" get "$KVM" | $JSON disks.1.path)"
+check_eq "zfs node: the joyent VM's quota (10 GiB, the default) is ZFS's own" 10737418240 \
+	"$(zfs get -Hp -o value quota "$ZZ/$OS")"
+check "zfs node: update quota=3" on "$Z" "$VMADM" update "$OS" quota=3
+check_eq "zfs node: the updated quota is ZFS's" 3221225472 "$(zfs get -Hp -o value quota "$ZZ/$OS")"
+check "zfs node: update quota=0 (none)" on "$Z" "$VMADM" update "$OS" quota=0
+check_eq "zfs node: no quota" 0 "$(zfs get -Hp -o value quota "$ZZ/$OS")"
+check "zfs node: quota back to 10" on "$Z" "$VMADM" update "$OS" quota=10
 
 # zfs -> zfs: the native encoding, `zfs send -p` in the stream's records,
 # through gzip as the note does it.
@@ -221,6 +228,7 @@ ZZ2=$(zfs_pool_of "$Z2")
 # properties the stream carries (-p) and the receiver must not apply
 zfs set com.example:tag=from-the-sender "$ZZ/$OS"
 zfs set atime=off "$ZZ/$OS"
+zfs set quota=5368709120 "$ZZ/$OS" # not the VM's (10 GiB): the stream's word only
 zfs set setuid=on "$ZZ/$OS/data"
 for u in $KVM $OS; do
 	check "send $u zfs -> file" sh -c "VMADM_ROOT=$Z $VMADM send $u | gzip >$T/$u.vms.gz"
@@ -235,11 +243,14 @@ check_eq "zfs -> zfs: the datasets, nothing more" \
 check_eq "zfs -> zfs: the sender's dataset has a property of its own" \
 	"from-the-sender" "$(zfs get -H -o value com.example:tag "$ZZ/$OS")"
 check_eq "zfs -> zfs: no property came from the stream" "" \
-	"$(zfs get -H -o name,property,value -s local,received all -r "$ZZ2" | grep -v "^$ZZ2\s" | xargs)"
+	"$(zfs get -H -o name,property,value -s local,received all -r "$ZZ2" | grep -v "^$ZZ2\s" |
+		grep -v "^$ZZ2/$OS	quota	10G$" | xargs)"
 check_eq "zfs -> zfs: the stream's atime=off not applied" "on" \
 	"$(zfs get -H -o value atime "$ZZ2/$OS")"
 check_eq "zfs -> zfs: each received dataset is mounted where the node keeps it" \
 	"$Z2/zones/$OS/data" "$(zfs get -H -o value mountpoint "$ZZ2/$OS/data")"
+check_eq "zfs -> zfs: the received joyent VM has its config's quota (10 GiB), not the stream's (5)" 10737418240 \
+	"$(zfs get -Hp -o value quota "$ZZ2/$OS")"
 check_eq "zfs -> zfs: the VMs are installed" "stopped stopped" \
 	"$(on "$Z2" "$VMADM" list -H -o state | xargs)"
 check_fails "zfs stream to a btrfs node: refused, saying how" "--portable" \
@@ -342,6 +353,17 @@ for u in $KVM $OS; do
 	check "delete $u on the target" on "$Z2" "$VMADM" delete "$u"
 done
 check_eq "second zfs node: no dataset left at the end" "" "$(zds "$Z2")"
+
+# ---- a quota ZFS enforces ----
+Q=$(node_make zq zfs 2147483648)
+QZ=$(zfs_pool_of "$Q")
+QV=8e3f4051-2222-4333-8444-555566667777
+check "quota: a joyent VM of quota 1 GiB" sh -c "echo '{\"brand\": \"joyent\", \"uuid\": \"$QV\",
+	\"quota\": 1, \"delegate_dataset\": true}' | VMADM_ROOT=$Q $VMADM create"
+check_fails "quota: writing 1100 MiB into its data dataset stops at the quota" "quota" \
+	dd if=/dev/zero of="$Q/zones/$QV/data/big" bs=1M count=1100 conv=fsync status=none
+check "quota: the VM is deleted, its data with it" on "$Q" "$VMADM" delete "$QV"
+check_eq "quota: nothing left" "" "$(zds "$Q")"
 
 # ---- VMs from images, started and stopped on a zfs node ----
 IMAGES=$BUILD/images

@@ -51,6 +51,16 @@ static void test_set_volsize(void)
 	CHECK_STR(joined(&a), "zfs set volsize=1099511627776 tank/u-disk1");
 }
 
+static void test_set_quota(void)
+{
+	struct zfs_argv a;
+
+	zfs_cmd_set_quota(&a, "zones/u", 10ull << 30);
+	CHECK_STR(joined(&a), "zfs set quota=10737418240 zones/u");
+	zfs_cmd_set_quota(&a, "zones/u", 0);
+	CHECK_STR(joined(&a), "zfs set quota=none zones/u");
+}
+
 static void test_send(void)
 {
 	struct zfs_argv a;
@@ -166,6 +176,7 @@ int main(void)
 {
 	RUN(test_create_volume);
 	RUN(test_set_volsize);
+	RUN(test_set_quota);
 	RUN(test_send);
 	RUN(test_send_resume);
 	RUN(test_receive);

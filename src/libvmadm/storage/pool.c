@@ -661,6 +661,14 @@ int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap, cons
 	return pool->ops->receive(pool, ds, snap, from_snap, fd, err);
 }
 
+int vm_pool_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes, struct vm_error *err)
+{
+	CHECK_DS(ds);
+	if (!pool->ops->set_quota)
+		return 0;
+	return pool->ops->set_quota(pool, ds, bytes, err);
+}
+
 int vm_pool_receive_resumable(struct vm_pool *pool, const char *ds, const char *snap,
 			      const char *from_snap, const char *token, int fd, char **ret_token,
 			      struct vm_error *err)

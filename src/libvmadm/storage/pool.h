@@ -133,6 +133,13 @@ struct vm_storage_ops {
 	/* Bytes still free in the pool. */
 	int (*available)(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
 
+	/* Limit what dataset ds and its children hold together to bytes (0:
+	 * no limit), enforced by the pool: a write past it fails (EDQUOT).
+	 * NULL where the pool cannot enforce one: a VM's quota is then kept
+	 * and shown, not enforced. */
+	int (*set_quota)(struct vm_pool *pool, const char *ds, uint64_t bytes,
+			 struct vm_error *err);
+
 	/* Native send: write the backend's own stream of snapshot ds@snap to fd,
 	 * incremental from ds@from_snap when from_snap is not NULL. Fails with
 	 * the tool's stderr if the tool fails; never reports success on a
@@ -274,6 +281,8 @@ enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds);
 int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
 		 uint64_t *ret_volsize, struct vm_error *err);
 int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
+/* set_quota where the pool enforces quotas; 0 (nothing done) where not. */
+int vm_pool_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes, struct vm_error *err);
 /* Write everything of the pool's filesystem to disk (syncfs): a receive
  * calls it before it reports a VM complete, so that a sender told "done"
  * may delete its copy even if this host loses power a moment later. */

@@ -33,6 +33,16 @@ void zfs_cmd_set_volsize(struct zfs_argv *a, const char *zds, uint64_t size)
 	SET_ARGV(a, "zfs", "set", a->buf[0], zds);
 }
 
+void zfs_cmd_set_quota(struct zfs_argv *a, const char *zds, uint64_t bytes)
+{
+	if (bytes)
+		snprintf(a->buf[0], sizeof(a->buf[0]), "quota=%" PRIu64, bytes);
+	else
+		snprintf(a->buf[0], sizeof(a->buf[0]), "quota=none");
+	/* zfs set quota=BYTES|none ZDS */
+	SET_ARGV(a, "zfs", "set", a->buf[0], zds);
+}
+
 void zfs_cmd_send(struct zfs_argv *a, const char *zsnap, const char *from_snap)
 {
 	if (from_snap) {

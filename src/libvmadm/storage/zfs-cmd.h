@@ -34,6 +34,10 @@ void zfs_cmd_create_volume(struct zfs_argv *a, const char *zds, uint64_t size);
  * image, made larger than the image). */
 void zfs_cmd_set_volsize(struct zfs_argv *a, const char *zds, uint64_t size);
 
+/* zfs set quota=BYTES ZDS (quota=none for 0): ZFS's own quota, on a
+ * dataset and its children. */
+void zfs_cmd_set_quota(struct zfs_argv *a, const char *zds, uint64_t bytes);
+
 /* zfs send -p [-i @FROM] ZDS@SNAP (from_snap NULL: a full stream). */
 void zfs_cmd_send(struct zfs_argv *a, const char *zsnap, const char *from_snap);
 

@@ -872,6 +872,24 @@ static int zfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, ui
 	return 0;
 }
 
+static int zfs_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes,
+			 struct vm_error *err)
+{
+	_cleanup_free_ char *zds = zname(pool, ds);
+	struct zfs_argv a;
+	int r;
+
+	if (!zds)
+		return vm_error_set(err, ENOMEM, "quota of %s", ds);
+	if (!zexists(zds))
+		return vm_error_setx(err, ENOENT, "quota of %s: dataset does not exist", ds);
+	zfs_cmd_set_quota(&a, zds, bytes);
+	r = run(a.argv, NULL, err);
+	if (r < 0)
+		return vm_error_prefix(err, "quota of %s", ds);
+	return 0;
+}
+
 static int zfs_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 {
 	return zget_u64(priv(pool)->zpool, "available", "pool space", ret, err);
@@ -1322,6 +1340,7 @@ const struct vm_storage_ops zfs_storage_ops = {
     .kind = zfs_kind,
     .used = zfs_used,
     .available = zfs_available,
+    .set_quota = zfs_set_quota,
     .open_snapshot = zfs_open_snapshot,
     .rollback = zfs_rollback,
     .volume_path = zfs_volume_path,

@@ -251,6 +251,16 @@ static int create_datasets(struct vm_pool *pool, json_t *vm, struct vm_error *er
 	return 0;
 }
 
+int vm_quota_apply(struct vm_pool *pool, json_t *vm, struct vm_error *err)
+{
+	json_t *q = json_object_get(vm, "quota");
+	const char *ds = jstr(vm, "zfs_filesystem");
+
+	if (!json_is_integer(q) || !ds)
+		return 0;
+	return vm_pool_set_quota(pool, ds, (uint64_t)json_integer_value(q) << 30, err);
+}
+
 static int destroy_existing(struct vm_pool *pool, json_t *vm, struct vm_error *err)
 {
 	_cleanup_json_ json_t *names = vm_datasets(vm);
@@ -325,6 +335,8 @@ int vm_create(struct vm_node *node, json_t *payload, json_t **ret_vm, struct vm_
 		return r;
 	vm_fault_point("create-after-record");
 	r = create_datasets(pool, vm, err);
+	if (r >= 0)
+		r = vm_quota_apply(pool, vm, err);
 	vm_fault_point("create-after-datasets");
 	if (r < 0) {
 		struct vm_error cerr = { 0 };
@@ -519,6 +531,16 @@ int vm_update(struct vm_node *node, const char *uuid, json_t *payload, json_t **
 	r = apply_update(vm, payload, err);
 	if (r < 0)
 		return r;
+	if (json_object_get(payload, "quota")) {
+		/* before the record: a quota the pool refuses (below what the
+		 * dataset holds) leaves the VM as it was */
+		struct vm_pool *pool;
+		r = vm_node_pool(node, &pool, err);
+		if (r >= 0)
+			r = vm_quota_apply(pool, vm, err);
+		if (r < 0)
+			return vm_error_prefix(err, "update VM %s", uuid);
+	}
 	r = vm_store_save(node, vm, err);
 	if (r < 0)
 		return r;

@@ -5,6 +5,8 @@
  */
 #pragma once
 
+struct vm_pool;
+
 #include <jansson.h>
 #include <stdbool.h>
 
@@ -26,6 +28,11 @@ int vm_get(struct vm_node *node, const char *uuid, json_t **ret_vm, struct vm_er
 int vm_get_all(struct vm_node *node, json_t **ret, struct vm_error *err);
 
 /* Apply an update payload (validated here); returns the new record. */
+/* Give the VM's own dataset (zfs_filesystem, with its children) the VM's
+ * "quota" (GiB, 0: none) where the pool enforces quotas (zfs); nothing
+ * where it does not, or the VM has no quota. */
+int vm_quota_apply(struct vm_pool *pool, json_t *vm, struct vm_error *err);
+
 int vm_update(struct vm_node *node, const char *uuid, json_t *payload, json_t **ret_vm,
 	      struct vm_error *err);
 

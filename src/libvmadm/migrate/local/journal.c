@@ -15,9 +15,11 @@
 #include "util/fs.h"
 #include "util/json.h"
 #include "util/lock.h"
+#include "util/log.h"
 #include "util/macros.h"
 #include "util/uuid.h"
 #include "vm/store.h"
+#include "vm/vm.h"
 
 char *recv_temp_name(const char *uuid, const char *final)
 {
@@ -185,6 +187,13 @@ int recv_commit(struct vm_node *node, struct vm_pool *pool, json_t *journal, str
 		for (char **s = snaps; s && *s; s++)
 			if (strncmp(*s, "vmadm-send-", 11) == 0)
 				vm_pool_destroy_snapshot(pool, json_string_value(x), *s, &e);
+	}
+	/* The VM's quota, where the pool enforces one: a quota the pool
+	 * refuses (the data is more) leaves the VM whole, and says so. */
+	{
+		struct vm_error e = {0};
+		if (vm_quota_apply(pool, record, &e) < 0)
+			vm_warn("VM %s: its quota is not applied: %s", uuid, e.msg);
 	}
 	r = vm_store_save(node, record, err);
 	if (r < 0)
