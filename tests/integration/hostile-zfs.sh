@@ -307,11 +307,12 @@ check_eq "the sender's properties unset" "yes $A/zones/$PROPS yes $A/zones/$PROP
 check_eq "nothing mounted at the evil path before the receive" "" \
 	"$(awk -v e="$EVIL" 'index($5, e) == 1 {print $5}' /proc/self/mountinfo)"
 check "received on b" sh -c "VMADM_ROOT=$B $VMADM receive < $T/props.vms"
-check_eq "none of them applied (zfs get -s local,received)" "" \
-	"$(zfs get -H -o name,property,value -s local,received all "$ZB/$PROPS" "$ZB/$PROPS/data" 2>&1)"
+# (the one local property is vmadm's own: the VM's quota from its config)
+check_eq "none of them applied (zfs get -s local,received)" "$ZB/$PROPS quota 10G" \
+	"$(zfs get -H -o name,property,value -s local,received all "$ZB/$PROPS" "$ZB/$PROPS/data" 2>&1 | xargs)"
 check_eq "mounted where the node keeps it" "$B/zones/$PROPS yes $B/zones/$PROPS/data yes" \
 	"$(zfs get -H -o value mountpoint,mounted "$ZB/$PROPS" "$ZB/$PROPS/data" | xargs)"
-check_eq "no quota, no reservation" "0 0 0 0" \
+check_eq "the config's quota (10 GiB), not the stream's; no reservation" "10737418240 0 0 0" \
 	"$(zfs get -Hp -o value quota,reservation "$ZB/$PROPS" "$ZB/$PROPS/data" | xargs)"
 check_eq "its data with it" "with properties" "$(cat "$B/zones/$PROPS/file" 2>&1)"
 check_eq "nothing mounted at the evil path" "" \

@@ -66,7 +66,8 @@ struct zfs_priv {
 	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
 	size_t n_clones;
 	bool volumes;	/* new volumes are zvols (OpenZFS), not image files */
-	bool resumable; /* receives keep a cut one's state (OpenZFS's receive -s) */
+	bool openzfs;	/* the tool is OpenZFS's: zvols may exist, receives keep a
+			 * cut one's state (receive -s); zfs-fuse has neither */
 };
 
 static struct zfs_priv *priv(struct vm_pool *pool)
@@ -151,10 +152,15 @@ static bool zexists(const char *zds)
 	return t != NULL;
 }
 
-/* Is zds a ZFS volume (a zvol: OpenZFS)? */
-static bool is_zvol(const char *zds)
+/* Is zds a ZFS volume (a zvol)? Never on zfs-fuse, which has none: no
+ * command asked there. */
+static bool is_zvol(struct vm_pool *pool, const char *zds)
 {
-	_cleanup_free_ char *t = ztype(zds);
+	_cleanup_free_ char *t = NULL;
+
+	if (!priv(pool)->openzfs)
+		return false;
+	t = ztype(zds);
 	return t && streq(t, "volume");
 }
 
@@ -175,12 +181,13 @@ static int run_unbusy(const char *const *argv, struct vm_error *err)
 	return r;
 }
 
-/* The filesystems of zds and its children, parents first (a
- * NULL-terminated vector, NULL when zds does not exist or is a volume). */
-static char **ztree(const char *zds)
+/* The filesystems of zds and its children, parents first, that are
+ * mounted (mounted true) or not (false): a NULL-terminated vector, NULL
+ * when zds does not exist or is a volume. One command for the whole tree. */
+static char **ztree(const char *zds, bool mounted)
 {
-	/* zfs list -H -o name -t filesystem -r ZDS */
-	const char *argv[] = {"zfs", "list",	   "-H", "-o", "name",
+	/* zfs list -H -o name,mounted -t filesystem -r ZDS */
+	const char *argv[] = {"zfs", "list",	   "-H", "-o", "name,mounted",
 			      "-t",  "filesystem", "-r", zds,  NULL};
 	_cleanup_free_ char *out = NULL;
 	_cleanup_strv_ char **v = NULL;
@@ -192,7 +199,12 @@ static char **ztree(const char *zds)
 		return NULL;
 	v = calloc(1, sizeof(char *));
 	for (line = strtok_r(out, "\n", &save); v && line; line = strtok_r(NULL, "\n", &save)) {
-		char **nv = realloc(v, (n + 2) * sizeof(char *));
+		char *tab = strchr(line, '\t'), **nv;
+
+		if (!tab || streq(tab + 1, "yes") != mounted)
+			continue;
+		*tab = '\0';
+		nv = realloc(v, (n + 2) * sizeof(char *));
 		if (!nv)
 			return NULL;
 		v = nv;
@@ -211,7 +223,7 @@ static char **ztree(const char *zds)
  * command says so). */
 static void zunmount_tree(const char *zds)
 {
-	_cleanup_strv_ char **v = ztree(zds);
+	_cleanup_strv_ char **v = ztree(zds, true);
 	size_t n = 0;
 
 	while (v && v[n])
@@ -219,27 +231,22 @@ static void zunmount_tree(const char *zds)
 	while (n-- > 0) {
 		/* zfs umount NAME */
 		const char *argv[] = {"zfs", "umount", v[n], NULL};
-		_cleanup_free_ char *m = zget(v[n], "mounted");
 		struct vm_error e2;
 
-		if (m && streq(m, "yes"))
-			(void)run_unbusy(argv, &e2);
+		(void)run_unbusy(argv, &e2);
 	}
 }
 
 /* Mount zds and its children, parents first (after a rename). */
 static int zmount_tree(const char *zds, struct vm_error *err)
 {
-	_cleanup_strv_ char **v = ztree(zds);
+	_cleanup_strv_ char **v = ztree(zds, false);
 
 	for (size_t i = 0; v && v[i]; i++) {
 		/* zfs mount NAME */
 		const char *argv[] = {"zfs", "mount", v[i], NULL};
-		_cleanup_free_ char *m = zget(v[i], "mounted");
 		int r;
 
-		if (m && streq(m, "yes"))
-			continue;
 		r = run(argv, NULL, err);
 		if (r < 0)
 			return r;
@@ -465,10 +472,10 @@ static int zfs_open(struct vm_pool *pool, struct vm_error *err)
 			goto fail;
 	}
 	/* conf "zfs_volumes" (true or false) decides where it is set */
-	p->resumable = is_openzfs();
+	p->openzfs = is_openzfs();
 	p->volumes = json_is_boolean(json_object_get(pool->conf, "zfs_volumes"))
 			 ? json_is_true(json_object_get(pool->conf, "zfs_volumes"))
-			 : p->resumable;
+			 : p->openzfs;
 	r = pool_restrict_mountpoint(pool, err);
 	if (r >= 0)
 		r = fs_mkdir_p(p->opendir, 0700, err);
@@ -641,7 +648,7 @@ static int zfs_clone(struct vm_pool *pool, const char *snap, const char *ds, uin
 	}
 	if (r < 0)
 		return vm_error_prefix(err, "clone %s to %s", snap, ds);
-	if (is_zvol(zds)) {
+	if (is_zvol(pool, zds)) {
 		r = wait_zvol(zds, err);
 		if (r >= 0)
 			r = zvol_grow(pool, ds, zds, size_or_0, err);
@@ -663,17 +670,18 @@ static int zfs_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 
 	if (!zds || !zsnap)
 		return vm_error_set(err, ENOMEM, "snapshot %s@%s", ds, name);
-	if (!zexists(zds))
-		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
-				     name);
-	if (zexists(zsnap))
-		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
-				     name);
 	{
-		/* zfs snapshot ZDS@NAME */
+		/* zfs snapshot ZDS@NAME (refuses a missing dataset and an
+		 * existing snapshot itself: the reason is asked only then) */
 		const char *argv[] = {"zfs", "snapshot", zsnap, NULL};
 		r = run(argv, NULL, err);
 	}
+	if (r < 0 && !zexists(zds))
+		return vm_error_setx(err, ENOENT, "snapshot %s@%s: dataset does not exist", ds,
+				     name);
+	if (r < 0 && zexists(zsnap))
+		return vm_error_setx(err, EEXIST, "snapshot %s@%s: snapshot already exists", ds,
+				     name);
 	if (r < 0)
 		return vm_error_prefix(err, "snapshot %s@%s", ds, name);
 	return 0;
@@ -690,9 +698,6 @@ static int zfs_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 
 	if (!zds)
 		return vm_error_set(err, ENOMEM, "list snapshots of %s", ds);
-	if (!zexists(zds))
-		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
-				     ds);
 	{
 		/* zfs list -H -t snapshot -o name -r ZDS (oldest first; children's
 		 * snapshots filtered out below) */
@@ -700,6 +705,9 @@ static int zfs_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
 				      "-o",  "name", "-r", zds,	 NULL};
 		r = run(argv, &out, err);
 	}
+	if (r < 0 && !zexists(zds))
+		return vm_error_setx(err, ENOENT, "list snapshots of %s: dataset does not exist",
+				     ds);
 	if (r < 0)
 		return vm_error_prefix(err, "list snapshots of %s", ds);
 	v = calloc(1, sizeof(char *));
@@ -732,12 +740,12 @@ static int zfs_destroy_snapshot(struct vm_pool *pool, const char *ds, const char
 
 	if (!zsnap)
 		return vm_error_set(err, ENOMEM, "destroy %s@%s", ds, name);
-	if (!zexists(zsnap))
-		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
-				     name);
 	/* a temporary clone of it that no fd holds any more would stop it */
 	sweep_own_clones(pool);
 	r = zdestroy(zsnap, false, err);
+	if (r < 0 && !zexists(zsnap))
+		return vm_error_setx(err, ENOENT, "destroy %s@%s: snapshot does not exist", ds,
+				     name);
 	if (r < 0)
 		return vm_error_prefix(err, "destroy %s@%s", ds, name);
 	return 0;
@@ -794,11 +802,8 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
 
 	if (!zfrom || !zto)
 		return vm_error_set(err, ENOMEM, "rename %s", from);
-	if (!zexists(zfrom))
-		return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
-	r = check_new(pool, "rename to", to, zto, err);
-	if (r < 0)
-		return vm_error_prefix(err, "rename %s", from);
+	/* zfs rename refuses a missing source, an existing target and a
+	 * missing parent itself: the reason is asked only when it failed */
 	zunmount_tree(zfrom);
 	{
 		/* zfs rename ZFROM ZTO */
@@ -808,6 +813,12 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
 	if (r < 0) {
 		struct vm_error e2;
 		(void)zmount_tree(zfrom, &e2);
+		if (!zexists(zfrom))
+			return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
+		if (check_new(pool, "rename to", to, zto, &e2) < 0) {
+			*err = e2;
+			return vm_error_prefix(err, "rename %s", from);
+		}
 		return vm_error_prefix(err, "rename %s to %s", from, to);
 	}
 	r = zmount_tree(zto, err);
@@ -820,14 +831,13 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
  * pool had zvols) the generic image file. */
 static char *zfs_volume_path(struct vm_pool *pool, const char *ds)
 {
-	_cleanup_free_ char *zds = zname(pool, ds);
-	_cleanup_free_ char *t = zds ? ztype(zds) : NULL;
+	_cleanup_free_ char *zds = zname(pool, ds), *t = NULL;
 	size_t n = strlen(VM_POOL_NAME);
 	const char *rest = strncmp(ds, VM_POOL_NAME "/", n + 1) == 0 ? ds + n + 1 : ds;
 
 	if (!zds)
 		return NULL;
-	if (t ? streq(t, "volume") : priv(pool)->volumes)
+	if (priv(pool)->openzfs && (t = ztype(zds)) ? streq(t, "volume") : priv(pool)->volumes)
 		return zfs_zvol_path(zds);
 	return strdup_printf("%s/%s/%s", pool->mountpoint, rest, VOLUME_FILE);
 }
@@ -854,21 +864,26 @@ static enum vm_dataset_kind zfs_kind(struct vm_pool *pool, const char *ds)
 static int zfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint64_t *ret_volsize,
 		    struct vm_error *err)
 {
-	_cleanup_free_ char *zds = zname(pool, ds), *file = vm_pool_volume_path(pool, ds);
+	_cleanup_free_ char *zds = zname(pool, ds), *file = NULL;
 	struct stat st;
 	int r;
 
-	if (!zds || !file)
+	if (!zds)
 		return vm_error_set(err, ENOMEM, "used %s", ds);
-	if (!zexists(zds))
-		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
+	/* one command when all is well; the reason asked only when not */
 	r = zget_u64(zds, "referenced", "used", ret_used, err);
+	if (r < 0 && !zexists(zds))
+		return vm_error_setx(err, ENOENT, "used %s: dataset does not exist", ds);
 	if (r < 0)
 		return vm_error_prefix(err, "used %s", ds);
-	if (ret_volsize && is_zvol(zds))
+	if (!ret_volsize)
+		return 0;
+	if (is_zvol(pool, zds))
 		return zget_u64(zds, "volsize", "used", ret_volsize, err);
-	if (ret_volsize)
-		*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
+	file = vm_pool_volume_path(pool, ds);
+	if (!file)
+		return vm_error_set(err, ENOMEM, "used %s", ds);
+	*ret_volsize = (lstat(file, &st) == 0 && S_ISREG(st.st_mode)) ? st.st_size : 0;
 	return 0;
 }
 
@@ -923,7 +938,7 @@ static int zfs_open_snapshot(struct vm_pool *pool, const char *ds, const char *s
 	if (!t || !streq(t, "snapshot"))
 		return vm_error_setx(err, ENOENT, "open %s@%s: snapshot does not exist", ds, snap);
 	zds = zname(pool, ds);
-	zvol = zds && is_zvol(zds);
+	zvol = zds && is_zvol(pool, zds);
 	id = strdup_printf("%ld-%u", (long)getpid(),
 			   __atomic_fetch_add(&open_seq, 1, __ATOMIC_SEQ_CST));
 	if (id) {
@@ -1025,15 +1040,17 @@ static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, cons
 
 	if (!zsnap || (from_snap && !zfrom))
 		return vm_error_set(err, ENOMEM, "send %s@%s", ds, snap);
-	if (!zexists(zsnap))
-		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot does not exist", ds, snap);
-	if (zfrom && !zexists(zfrom))
-		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot %s@%s does not exist", ds,
-				     snap, ds, from_snap);
+	/* `zfs send` refuses missing snapshots before it writes a byte: the
+	 * reason is asked only then */
 	zfs_cmd_send(&a, zsnap, from_snap);
 	sp.argv = a.argv;
 	r = vm_spawn_run(&sp, err);
 	vm_spawn_clear(&sp);
+	if (r < 0 && !zexists(zsnap))
+		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot does not exist", ds, snap);
+	if (r < 0 && zfrom && !zexists(zfrom))
+		return vm_error_setx(err, ENOENT, "send %s@%s: snapshot %s@%s does not exist", ds,
+				     snap, ds, from_snap);
 	if (r < 0)
 		return vm_error_prefix(err, "send %s@%s", ds, snap);
 	return 0;
@@ -1184,7 +1201,7 @@ static int receive_impl(struct vm_pool *pool, const char *ds, const char *snap,
 	struct vm_error e2;
 	int r;
 
-	resumable = resumable && priv(pool)->resumable;
+	resumable = resumable && priv(pool)->openzfs;
 	if (!zds || !zsnap || (from_snap && !zfrom))
 		return vm_error_set(err, ENOMEM, "receive %s@%s", ds, snap);
 	if (token) {
@@ -1278,9 +1295,9 @@ static int zfs_send_resume(struct vm_pool *pool, const char *ds, const char *sna
 
 	if (!zsnap || (from_snap && !zfrom))
 		return vm_error_set(err, ENOMEM, "send %s@%s", ds, snap);
-	if (!priv(pool)->resumable || !zfs_resume_token_ok(token))
+	if (!priv(pool)->openzfs || !zfs_resume_token_ok(token))
 		return vm_error_setx(err, EINVAL, "resume the send of %s@%s: %s", ds, snap,
-				     priv(pool)->resumable ? "not a resume token"
+				     priv(pool)->openzfs ? "not a resume token"
 							   : "this pool cannot resume a send");
 	if (zfrom) {
 		r = zget_u64(zfrom, "guid", "resume the send", &want_from, err);
@@ -1320,7 +1337,7 @@ static int zfs_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_e
 
 	if (!zds)
 		return vm_error_set(err, ENOMEM, "clean up %s", ds);
-	if (priv(pool)->resumable)
+	if (priv(pool)->openzfs)
 		drop_resume_state(zds);
 	return 0;
 }
