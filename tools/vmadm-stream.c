@@ -373,6 +373,8 @@ struct change {
 	const char *cfg_key;
 	json_t *cfg_value;
 	const char *data_ds, *data_file; /* --dataset-data: new data for data_ds */
+	const char *set_ds, *set_key;	 /* --dataset-set: a DS_BEGIN member of set_ds */
+	json_t *set_value;
 	bool done;
 };
 
@@ -395,7 +397,7 @@ static int write_dataset_data(struct stream_raw_writer *rw, const char *path, ui
 		r = vm_error_set(err, ENOMEM, "read %s", path);
 	while (r >= 0) {
 		ssize_t n = fs_read_full(fd, chunk, STREAM_CHUNK_MAX);
-		struct stream_header h = { .type = STREAM_REC_DS_DATA };
+		struct stream_header h = {.type = STREAM_REC_DS_DATA};
 
 		if (n < 0) {
 			r = vm_error_set(err, (int)n, "read %s", path);
@@ -410,7 +412,7 @@ static int write_dataset_data(struct stream_raw_writer *rw, const char *path, ui
 		r = stream_raw_write(rw, &h, chunk, n, err);
 	}
 	if (r >= 0) {
-		struct stream_header h = { .type = STREAM_REC_DS_END, .length = sizeof(end) };
+		struct stream_header h = {.type = STREAM_REC_DS_END, .length = sizeof(end)};
 
 		put64(end, total);
 		stream_digest_final(dg, end + 8);
@@ -453,6 +455,7 @@ static int cmd_rewrite(int argc, char **argv)
 	    {"length", required_argument, NULL, 'l'},
 	    {"config-set", required_argument, NULL, 'c'},
 	    {"dataset-data", required_argument, NULL, 'D'},
+	    {"dataset-set", required_argument, NULL, 'S'},
 	    {},
 	};
 	_cleanup_stream_raw_reader_ struct stream_raw_reader *rr = NULL;
@@ -514,6 +517,23 @@ static int cmd_rewrite(int argc, char **argv)
 				return die("--config-set %s: invalid JSON: %s", optarg, jerr.text);
 			break;
 		}
+		case 'S': {
+			json_error_t jerr;
+			char *colon = strchr(optarg, ':');
+
+			eq = colon ? strchr(colon, '=') : NULL;
+			if (!eq)
+				return die("--dataset-set wants NAME:KEY=JSON");
+			*colon = '\0';
+			*eq = '\0';
+			c.set_ds = optarg;
+			c.set_key = colon + 1;
+			c.set_value = json_loads(eq + 1, JSON_DECODE_ANY, &jerr);
+			if (!c.set_value)
+				return die("--dataset-set %s: invalid JSON: %s", c.set_key,
+					   jerr.text);
+			break;
+		}
 		case 'D':
 			eq = strchr(optarg, '=');
 			if (!eq)
@@ -529,7 +549,8 @@ static int cmd_rewrite(int argc, char **argv)
 	if (optind != argc || nchanges != 1)
 		return die("usage: vmadm-stream rewrite --magic STR | --version N | "
 			   "--required-features N | --dataset-name OLD=NEW | --length SEQ=N | "
-			   "--config-set KEY=JSON | --dataset-data NAME=FILE < IN > OUT "
+			   "--config-set KEY=JSON | --dataset-data NAME=FILE | --dataset-set "
+			   "NAME:KEY=JSON < IN > OUT "
 			   "(exactly one change)");
 	if (isatty(1))
 		return die("refusing to write a stream to a terminal");
@@ -595,9 +616,25 @@ static int cmd_rewrite(int argc, char **argv)
 				_cleanup_json_ json_t *o =
 				    json_loadb((const char *)payload, len, 0, NULL);
 
-				in_data_ds = streq(
-				    json_string_value(json_object_get(o, "name")) ?: "\x01",
-				    c.data_ds);
+				in_data_ds =
+				    streq(json_string_value(json_object_get(o, "name")) ?: "\x01",
+					  c.data_ds);
+			}
+			if (c.set_ds) {
+				_cleanup_json_ json_t *o =
+				    json_loadb((const char *)payload, len, 0, NULL);
+
+				if (streq(json_string_value(json_object_get(o, "name")) ?: "\x01",
+					  c.set_ds)) {
+					json_object_set(o, c.set_key, c.set_value);
+					text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+					if (!text)
+						return die("out of memory");
+					payload = (const uint8_t *)text;
+					len = strlen(text);
+					h.length = len;
+					c.done = true;
+				}
 			}
 			if (c.ds_old) {
 				_cleanup_json_ json_t *o =
@@ -662,6 +699,7 @@ int main(int argc, char **argv)
 			"       vmadm-stream rewrite [--magic STR | --version N | "
 			"--required-features N |\n"
 			"                             --dataset-name OLD=NEW | --length SEQ=N | "
-			"--config-set KEY=JSON | --dataset-data NAME=FILE] < IN > OUT\n");
+			"--config-set KEY=JSON | --dataset-data NAME=FILE |\n"
+			"                             --dataset-set NAME:KEY=JSON] < IN > OUT\n");
 	return 2;
 }

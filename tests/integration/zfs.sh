@@ -260,6 +260,15 @@ for u in $KVM $OS; do
 	check "delete $u on the second zfs node" on "$Z2" "$VMADM" delete "$u"
 done
 check_eq "second zfs node: no dataset left" "" "$(zds "$Z2")"
+# A stream that says it resumes a cut receive (DS_BEGIN resume_token) that
+# this node never kept: refused, nothing left.
+gunzip <"$T/$OS.vms.gz" >"$T/$OS.vms"
+"$BUILD/tools/vmadm-stream" rewrite --dataset-set ':resume_token="1-abcdef-12-789c"' \
+	<"$T/$OS.vms" >"$T/$OS.resumed.vms"
+check_fails "a resume_token this node never kept: refused" "did not keep" \
+	sh -c "VMADM_ROOT=$Z2 $VMADM receive <$T/$OS.resumed.vms"
+check_eq "a resume_token this node never kept: no dataset, no VM left" "" \
+	"$(zds "$Z2" | tr ' ' '\n' | grep "$OS"; on "$Z2" "$VMADM" list -H -o uuid)"
 
 for u in $KVM $OS; do
 	check "send --portable $u zfs -> btrfs" \
