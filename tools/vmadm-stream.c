@@ -367,13 +367,13 @@ static int cmd_dump(int argc, char **argv)
 struct change {
 	const char *magic;
 	long long version, features; /* -1: keep */
-	const char *ds_old, *ds_new;
 	long long length_seq;
 	uint64_t length;
 	const char *cfg_key;
 	json_t *cfg_value;
 	const char *data_ds, *data_file; /* --dataset-data: new data for data_ds */
-	const char *set_ds, *set_key;	 /* --dataset-set: a DS_BEGIN member of set_ds */
+	const char *set_ds, *set_key;	 /* --dataset-set (and --dataset-name): a DS_BEGIN
+					  * member of set_ds */
 	json_t *set_value;
 	bool done;
 };
@@ -492,8 +492,12 @@ static int cmd_rewrite(int argc, char **argv)
 			if (!eq)
 				return die("--dataset-name wants OLD=NEW");
 			*eq = '\0';
-			c.ds_old = optarg;
-			c.ds_new = eq + 1;
+			/* the same as --dataset-set OLD:name="NEW" */
+			c.set_ds = optarg;
+			c.set_key = "name";
+			c.set_value = json_string(eq + 1);
+			if (!c.set_value)
+				return die("--dataset-name %s: not UTF-8", eq + 1);
 			break;
 		case 'l':
 			eq = strchr(optarg, '=');
@@ -636,22 +640,6 @@ static int cmd_rewrite(int argc, char **argv)
 					c.done = true;
 				}
 			}
-			if (c.ds_old) {
-				_cleanup_json_ json_t *o =
-				    json_loadb((const char *)payload, len, 0, NULL);
-
-				if (streq(json_string_value(json_object_get(o, "name")) ?: "\x01",
-					  c.ds_old)) {
-					json_object_set_new(o, "name", json_string(c.ds_new));
-					text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-					if (!text)
-						return die("out of memory");
-					payload = (const uint8_t *)text;
-					len = strlen(text);
-					h.length = len;
-					c.done = true;
-				}
-			}
 			break;
 		case STREAM_REC_END:
 			/* the hash of what we wrote, not of what we read */
@@ -685,6 +673,7 @@ static int cmd_rewrite(int argc, char **argv)
 	if (!c.done)
 		return die("nothing to change: no record matched");
 	json_decref(c.cfg_value);
+	json_decref(c.set_value);
 	return 0;
 }
 
