@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <xxhash.h>
+#if defined(__x86_64__)
+#include <xxh_x86dispatch.h>
+#endif
 
 struct stream_digest {
 	enum stream_digest_alg alg;
@@ -61,7 +64,11 @@ int stream_digest_init(struct stream_digest *d, enum stream_digest_alg alg)
 void stream_digest_update(struct stream_digest *d, const void *buf, size_t len)
 {
 	if (d->alg == STREAM_DIGEST_XXH3)
+#if defined(__x86_64__)
+		XXH3_128bits_update_dispatch(d->xx, buf, len);
+#else
 		XXH3_128bits_update(d->xx, buf, len);
+#endif
 	else
 		EVP_DigestUpdate(d->md, buf, len);
 }
