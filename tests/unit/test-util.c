@@ -3,6 +3,7 @@
  * UUIDs, locks, extended attributes, sizes for people, JSON strings. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -313,6 +314,39 @@ static void xattrs_copy_and_compare(void)
 	CHECK(strstr(err.msg, "/nonexistent/x") != NULL);
 }
 
+/* fs_splice_full moves bytes through pipes, short only at the end of its
+ * input, and says -EINVAL where neither fd is a pipe (the caller copies
+ * then), -EPIPE for a pipe nobody reads. */
+static void splice_between_pipes(void)
+{
+	char file[PATH_MAX], buf[8];
+	int in[2], out[2], fd;
+
+	CHECK(pipe(in) == 0 && pipe(out) == 0);
+	CHECK(write(in[1], "abcdef", 6) == 6);
+	CHECK(fs_splice_full(in[0], out[1], 4) == 4);
+	CHECK(read(out[0], buf, sizeof(buf)) == 4 && memcmp(buf, "abcd", 4) == 0);
+	close(in[1]); /* the input ends after 2 more bytes: a short count */
+	CHECK(fs_splice_full(in[0], out[1], 5) == 2);
+	CHECK(read(out[0], buf, sizeof(buf)) == 2 && memcmp(buf, "ef", 2) == 0);
+	snprintf(file, sizeof(file), "%s/splice", tmpdir);
+	fd = open(file, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	CHECK(fd >= 0);
+	CHECK(write(fd, "f", 1) == 1 && lseek(fd, 0, SEEK_SET) == 0);
+	CHECK(fs_splice_full(fd, fd, 1) == -EINVAL); /* neither is a pipe */
+	close(in[0]);
+	CHECK(pipe(in) == 0);
+	CHECK(write(in[1], "x", 1) == 1);
+	close(out[0]);
+	signal(SIGPIPE, SIG_IGN);
+	CHECK(fs_splice_full(in[0], out[1], 1) == -EPIPE); /* its reader is gone */
+	signal(SIGPIPE, SIG_DFL);
+	close(in[0]);
+	close(in[1]);
+	close(out[1]);
+	close(fd);
+}
+
 /* The one size formatter: what messages, progress lines and the stop rule's
  * reasons show. */
 static void sizes_for_people(void)
@@ -361,6 +395,7 @@ int main(void)
 	RUN(uuids);
 	RUN(lock_is_exclusive);
 	RUN(xattrs_copy_and_compare);
+	RUN(splice_between_pipes);
 	RUN(sizes_for_people);
 	RUN(json_strings);
 	{

@@ -76,6 +76,24 @@ ssize_t fs_read_full(int fd, void *buf, size_t len)
 	return done;
 }
 
+ssize_t fs_splice_full(int in, int out, size_t len)
+{
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = splice(in, NULL, out, NULL, len - done, SPLICE_F_MOVE);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		done += n;
+	}
+	return done;
+}
+
 static int fsync_dir_of(const char *path)
 {
 	_cleanup_free_ char *dir = strdup(path);

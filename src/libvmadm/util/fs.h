@@ -40,6 +40,11 @@ int fs_clear_nochange_flags(int fd);
  * fs_read_full returns the number of bytes read, short only at EOF. */
 int fs_write_all(int fd, const void *buf, size_t len);
 ssize_t fs_read_full(int fd, void *buf, size_t len);
+/* Move len bytes from in to out without copying them (splice(2): one of
+ * them a pipe): the number moved, short only at the end of in; -EINVAL
+ * (nothing moved) when neither is a pipe, -EPIPE when out's reader is
+ * gone, another negative errno on other failures. */
+ssize_t fs_splice_full(int in, int out, size_t len);
 
 bool fs_exists(const char *path);
 bool fs_is_dir(const char *path);
