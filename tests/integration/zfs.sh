@@ -270,6 +270,20 @@ check_fails "a resume_token this node never kept: refused" "did not keep" \
 check_eq "a resume_token this node never kept: no dataset, no VM left" "" \
 	"$(zds "$Z2" | tr ' ' '\n' | grep "$OS"; on "$Z2" "$VMADM" list -H -o uuid)"
 
+# A compressed dataset: its native stream carries the data as it is, far
+# more than the dataset takes on disk. What the sender declares (the
+# snapshot's logical size, not what it takes) must cover it, or the
+# receiver refuses the data as more than declared.
+zfs set compression=gzip "$ZZ/$OS/data"
+yes "vmadm compresses well" | head -c $((48 << 20)) >"$Z/zones/$OS/data/compressible"
+check "a compressed dataset (48 MiB in ~2 MiB on disk): send | receive zfs -> zfs" \
+	sh -c "VMADM_ROOT=$Z $VMADM send $OS | VMADM_ROOT=$Z2 $VMADM receive"
+check_eq "a compressed dataset: its data arrived" "$(sha "$Z/zones/$OS/data/compressible")" \
+	"$(sha "$Z2/zones/$OS/data/compressible" 2>&1)"
+check "a compressed dataset: delete it on the second zfs node" on "$Z2" "$VMADM" delete "$OS"
+rm -f "$Z/zones/$OS/data/compressible"
+zfs inherit compression "$ZZ/$OS/data"
+
 for u in $KVM $OS; do
 	check "send --portable $u zfs -> btrfs" \
 		sh -c "VMADM_ROOT=$Z $VMADM send --portable $u | VMADM_ROOT=$B $VMADM receive"

@@ -172,6 +172,39 @@ static void test_resume_contents(void)
 	      -EINVAL);
 }
 
+/* The measure of a snapshot a native send declares: the command, and its
+ * output read as zfs-fuse and OpenZFS print it; anything else refused. */
+static void test_snapshot_size(void)
+{
+	struct zfs_argv a;
+	uint64_t v = 7;
+
+	zfs_cmd_snapshot_size(&a, "zones/u@s", true);
+	CHECK_STR(joined(&a), "zfs get -Hp -o value logicalreferenced zones/u@s");
+	zfs_cmd_snapshot_size(&a, "zones/u@s", false);
+	CHECK_STR(joined(&a), "zfs get -Hp -o value referenced,compressratio zones/u@s");
+	CHECK(zfs_snapshot_size_parse("1074913280\n", true, &v) == 0 && v == 1074913280ull);
+	CHECK(zfs_snapshot_size_parse("1074913280\n1.00x\n", false, &v) == 0 && v == 1074913280ull);
+	CHECK(zfs_snapshot_size_parse("1744896\n224.56x\n", false, &v) == 0 &&
+	      v == (uint64_t)(1744896 * 224.56));
+	CHECK(zfs_snapshot_size_parse("1000\n2.50x", false, &v) == 0 && v == 2500);
+	v = 7;
+	CHECK(zfs_snapshot_size_parse("", false, &v) == -EINVAL);
+	CHECK(zfs_snapshot_size_parse("-5\n1.00x\n", false, &v) == -EINVAL);
+	CHECK(zfs_snapshot_size_parse("1000\n", false, &v) == -EINVAL);	       /* no ratio */
+	CHECK(zfs_snapshot_size_parse("1000\n0.50x\n", false, &v) == -EINVAL); /* below 1 */
+	CHECK(zfs_snapshot_size_parse("1000\n40000.00x\n", false, &v) == -EINVAL);
+	CHECK(zfs_snapshot_size_parse("1000\nnanx\n", false, &v) == -EINVAL);
+	CHECK(zfs_snapshot_size_parse("1000\n1.00\n", false, &v) == -EINVAL); /* no x */
+	CHECK(zfs_snapshot_size_parse("1000\n1.00x\nmore\n", false, &v) == -EINVAL);
+	CHECK(zfs_snapshot_size_parse("1000\n1.00x\n", true, &v) == -EINVAL); /* two lines */
+	CHECK(zfs_snapshot_size_parse("none\n", true, &v) == -EINVAL);
+	CHECK(v == 7); /* untouched by a refusal */
+	/* a ratio times a count past 2^64 saturates */
+	CHECK(zfs_snapshot_size_parse("18446744073709551615\n2.00x\n", false, &v) == 0 &&
+	      v == UINT64_MAX);
+}
+
 int main(void)
 {
 	RUN(test_create_volume);
@@ -184,5 +217,6 @@ int main(void)
 	RUN(test_zvol_path);
 	RUN(test_token_ok);
 	RUN(test_resume_contents);
+	RUN(test_snapshot_size);
 	CHECK_EXIT();
 }

@@ -619,6 +619,19 @@ int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint6
 	return pool->ops->used(pool, ds, ret_used, ret_volsize, err);
 }
 
+int vm_pool_snapshot_used(struct vm_pool *pool, const char *ds, const char *snap, uint64_t *ret,
+			  struct vm_error *err)
+{
+	int r;
+
+	CHECK_DS(ds);
+	CHECK_SNAP(snap);
+	if (!pool->ops->snapshot_used)
+		return 0;
+	r = pool->ops->snapshot_used(pool, ds, snap, ret, err);
+	return r < 0 ? r : 1;
+}
+
 int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err)
 {
 	if (!pool->ops->available)

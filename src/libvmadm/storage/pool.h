@@ -39,7 +39,7 @@
 #include "util/macros.h"
 
 #define VM_POOL_NAME "zones"
-#define VOLUME_FILE "disk.raw"
+#define VOLUME_FILE  "disk.raw"
 /* dir backend: an empty file in the root directory of every dataset, so that
  * a tree walk knows which subdirectories are child datasets (to be skipped,
  * as ZFS and btrfs snapshots skip them). A received archive may not name it
@@ -54,11 +54,11 @@ enum vm_dataset_kind {
 
 struct vm_pool {
 	const struct vm_storage_ops *ops;
-	char *name;       /* "zones" */
-	char *root;       /* the node root */
+	char *name;	  /* "zones" */
+	char *root;	  /* the node root */
 	char *mountpoint; /* ROOT/zones */
-	json_t *conf;     /* the node config (borrowed reference) */
-	void *priv;       /* backend state */
+	json_t *conf;	  /* the node config (borrowed reference) */
+	void *priv;	  /* backend state */
 };
 
 struct pool_dir_ops;
@@ -112,13 +112,11 @@ struct vm_storage_ops {
 	/* Destroy a dataset and its snapshots; with recursive, its child
 	 * datasets too (else -EBUSY if it has any). A missing dataset is
 	 * -ENOENT. */
-	int (*destroy)(struct vm_pool *pool, const char *ds, bool recursive,
-		       struct vm_error *err);
+	int (*destroy)(struct vm_pool *pool, const char *ds, bool recursive, struct vm_error *err);
 
 	/* Rename a dataset (with its snapshots and children). The target must
 	 * not exist. Atomic: on failure the old name still holds everything. */
-	int (*rename)(struct vm_pool *pool, const char *from, const char *to,
-		      struct vm_error *err);
+	int (*rename)(struct vm_pool *pool, const char *from, const char *to, struct vm_error *err);
 
 	/* What kind ds is, VM_DS_NONE when it does not exist. */
 	enum vm_dataset_kind (*kind)(struct vm_pool *pool, const char *ds);
@@ -127,8 +125,8 @@ struct vm_storage_ops {
 	 * not included; blocks shared with snapshots or clones count in each).
 	 * For a volume also its logical size (ret_volsize, 0 for a
 	 * filesystem; may be NULL). */
-	int (*used)(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		    uint64_t *ret_volsize, struct vm_error *err);
+	int (*used)(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint64_t *ret_volsize,
+		    struct vm_error *err);
 
 	/* Bytes still free in the pool. */
 	int (*available)(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
@@ -208,6 +206,15 @@ struct vm_storage_ops {
 	int (*open_snapshot)(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
 			     struct vm_error *err);
 
+	/* What snapshot ds@snap takes, as the pool counts it, learnt without
+	 * opening it: its data uncompressed and its metadata, a bound of what
+	 * a full send() of it carries. For a native send, which needs no
+	 * open_snapshot() but this measure. NULL where opening a snapshot is
+	 * cheap (the caller measures the tree or image open_snapshot gives).
+	 * -ENOENT when the snapshot does not exist. */
+	int (*snapshot_used)(struct vm_pool *pool, const char *ds, const char *snap, uint64_t *ret,
+			     struct vm_error *err);
+
 	/* Put dataset ds back to what its snapshot ds@snap holds, in place:
 	 * what a receive changed over a kept snapshot since (an incremental
 	 * pass that failed or was killed half-way) is undone. ds keeps its
@@ -265,21 +272,17 @@ int vm_pool_create_volume(struct vm_pool *pool, const char *ds, uint64_t size,
 			  struct vm_error *err);
 int vm_pool_clone(struct vm_pool *pool, const char *snap, const char *ds, uint64_t size_or_0,
 		  struct vm_error *err);
-int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name,
-		     struct vm_error *err);
-int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret,
-			   struct vm_error *err);
+int vm_pool_snapshot(struct vm_pool *pool, const char *ds, const char *name, struct vm_error *err);
+int vm_pool_list_snapshots(struct vm_pool *pool, const char *ds, char ***ret, struct vm_error *err);
 /* Does ds exist and have snapshot snap? (false when it cannot be listed) */
 bool vm_pool_has_snapshot(struct vm_pool *pool, const char *ds, const char *snap);
 int vm_pool_destroy_snapshot(struct vm_pool *pool, const char *ds, const char *name,
 			     struct vm_error *err);
-int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive,
-		    struct vm_error *err);
-int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to,
-		   struct vm_error *err);
+int vm_pool_destroy(struct vm_pool *pool, const char *ds, bool recursive, struct vm_error *err);
+int vm_pool_rename(struct vm_pool *pool, const char *from, const char *to, struct vm_error *err);
 enum vm_dataset_kind vm_pool_kind(struct vm_pool *pool, const char *ds);
-int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used,
-		 uint64_t *ret_volsize, struct vm_error *err);
+int vm_pool_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, uint64_t *ret_volsize,
+		 struct vm_error *err);
 int vm_pool_available(struct vm_pool *pool, uint64_t *ret, struct vm_error *err);
 /* set_quota where the pool enforces quotas; 0 (nothing done) where not. */
 int vm_pool_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes, struct vm_error *err);
@@ -289,8 +292,8 @@ int vm_pool_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes, stru
 int vm_pool_sync(struct vm_pool *pool, struct vm_error *err);
 int vm_pool_send(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
 		 int fd, struct vm_error *err);
-int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap,
-		    const char *from_snap, int fd, struct vm_error *err);
+int vm_pool_receive(struct vm_pool *pool, const char *ds, const char *snap, const char *from_snap,
+		    int fd, struct vm_error *err);
 int vm_pool_receive_cleanup(struct vm_pool *pool, const char *ds, struct vm_error *err);
 /* receive_resumable where the backend has it, else receive() (no token is
  * ever given). */
@@ -303,6 +306,10 @@ int vm_pool_send_resume(struct vm_pool *pool, const char *ds, const char *snap,
 int vm_pool_open_snapshot(struct vm_pool *pool, const char *ds, const char *snap, int *ret_fd,
 			  struct vm_error *err);
 int vm_pool_rollback(struct vm_pool *pool, const char *ds, const char *snap, struct vm_error *err);
+/* snapshot_used: 1 with *ret set where the pool measures a snapshot
+ * itself, 0 (nothing set) where it leaves that to its caller. */
+int vm_pool_snapshot_used(struct vm_pool *pool, const char *ds, const char *snap, uint64_t *ret,
+			  struct vm_error *err);
 
 /* The pool's native encoding ("btrfs"), NULL when it has none. */
 const char *vm_pool_native_encoding(const struct vm_pool *pool);

@@ -89,6 +89,39 @@ void zfs_cmd_resume_token(struct zfs_argv *a, const char *zds)
 	SET_ARGV(a, "zfs", "get", "-H", "-o", "value", "receive_resume_token", zds);
 }
 
+void zfs_cmd_snapshot_size(struct zfs_argv *a, const char *zsnap, bool openzfs)
+{
+	/* zfs get -Hp -o value logicalreferenced ZDS@SNAP (OpenZFS)
+	 * zfs get -Hp -o value referenced,compressratio ZDS@SNAP (zfs-fuse) */
+	SET_ARGV(a, "zfs", "get", "-Hp", "-o", "value",
+		 openzfs ? "logicalreferenced" : "referenced,compressratio", zsnap);
+}
+
+int zfs_snapshot_size_parse(const char *text, bool openzfs, uint64_t *ret)
+{
+	unsigned long long n;
+	double ratio;
+	char x, nl;
+	int end = 0;
+
+	if (!text || text[0] < '0' || text[0] > '9')
+		return -EINVAL;
+	if (openzfs) {
+		if (sscanf(text, "%llu%n", &n, &end) != 1 ||
+		    (text[end] && !(text[end] == '\n' && !text[end + 1])))
+			return -EINVAL;
+		*ret = n;
+		return 0;
+	}
+	if (sscanf(text, "%llu%c%lf%c%n", &n, &nl, &ratio, &x, &end) != 4 || nl != '\n' ||
+	    x != 'x' || (text[end] && !(text[end] == '\n' && !text[end + 1])))
+		return -EINVAL;
+	if (!(ratio >= 1.0) || ratio > 32768.0)
+		return -EINVAL;
+	*ret = ratio * (double)n >= 0x1p64 ? UINT64_MAX : (uint64_t)(ratio * (double)n);
+	return 0;
+}
+
 void zfs_cmd_version(struct zfs_argv *a)
 {
 	/* zfs version */

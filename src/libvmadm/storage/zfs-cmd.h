@@ -57,6 +57,18 @@ void zfs_cmd_receive_abort(struct zfs_argv *a, const char *zds);
 /* zfs get -H -o value receive_resume_token ZDS: "-" when there is none. */
 void zfs_cmd_resume_token(struct zfs_argv *a, const char *zds);
 
+/* zfs get -Hp -o value logicalreferenced ZDS@SNAP (OpenZFS), or, where
+ * there is no such property (zfs-fuse), referenced,compressratio: what a
+ * full send of the snapshot carries at most, without reading it. */
+void zfs_cmd_snapshot_size(struct zfs_argv *a, const char *zsnap, bool openzfs);
+
+/* From what zfs_cmd_snapshot_size's command printed: OpenZFS's one number,
+ * or zfs-fuse's referenced times its compressratio ("N\nR.RRx"), which
+ * counts blocks compressed below a sector at their compressed size, so
+ * overstates such data (a bound still). -EINVAL for anything else, a ratio
+ * below 1 or above what any block and sector make (16 MiB / 512 B). */
+int zfs_snapshot_size_parse(const char *text, bool openzfs, uint64_t *ret);
+
 /* zfs version: succeeds on OpenZFS (0.8 and later), not on zfs-fuse. */
 void zfs_cmd_version(struct zfs_argv *a);
 

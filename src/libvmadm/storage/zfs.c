@@ -65,9 +65,9 @@ struct zfs_priv {
 	char *opendir; /* ROOT/.zfs-open */
 	char **clones; /* temporary clones open_snapshot made (NULL-terminated) */
 	size_t n_clones;
-	bool volumes;	/* new volumes are zvols (OpenZFS), not image files */
-	bool openzfs;	/* the tool is OpenZFS's: zvols may exist, receives keep a
-			 * cut one's state (receive -s); zfs-fuse has neither */
+	bool volumes; /* new volumes are zvols (OpenZFS), not image files */
+	bool openzfs; /* the tool is OpenZFS's: zvols may exist, receives keep a
+		       * cut one's state (receive -s); zfs-fuse has neither */
 };
 
 static struct zfs_priv *priv(struct vm_pool *pool)
@@ -814,7 +814,8 @@ static int zfs_rename(struct vm_pool *pool, const char *from, const char *to, st
 		struct vm_error e2;
 		(void)zmount_tree(zfrom, &e2);
 		if (!zexists(zfrom))
-			return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist", from);
+			return vm_error_setx(err, ENOENT, "rename %s: dataset does not exist",
+					     from);
 		if (check_new(pool, "rename to", to, zto, &e2) < 0) {
 			*err = e2;
 			return vm_error_prefix(err, "rename %s", from);
@@ -887,8 +888,33 @@ static int zfs_used(struct vm_pool *pool, const char *ds, uint64_t *ret_used, ui
 	return 0;
 }
 
-static int zfs_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes,
-			 struct vm_error *err)
+/* OpenZFS's logicalreferenced; zfs-fuse has none, and there referenced
+ * times compressratio (storage/zfs-cmd.h says where that overstates).
+ * The ratio, printed to two decimals, is rounded up by the data limit's
+ * slack (stream_dataset_data_limit). */
+static int zfs_snapshot_used(struct vm_pool *pool, const char *ds, const char *snap, uint64_t *ret,
+			     struct vm_error *err)
+{
+	_cleanup_free_ char *zsnap = zsnapname(pool, ds, snap), *out = NULL;
+	bool openzfs = priv(pool)->openzfs;
+	struct zfs_argv a;
+
+	if (!zsnap)
+		return vm_error_set(err, ENOMEM, "measure %s@%s", ds, snap);
+	zfs_cmd_snapshot_size(&a, zsnap, openzfs);
+	if (run(a.argv, &out, err) < 0) {
+		if (!zexists(zsnap))
+			return vm_error_setx(err, ENOENT, "measure %s@%s: snapshot does not exist",
+					     ds, snap);
+		return vm_error_prefix(err, "measure %s@%s", ds, snap);
+	}
+	if (zfs_snapshot_size_parse(out, openzfs, ret) < 0)
+		return vm_error_setx(err, EIO, "measure %s@%s: zfs get said '%.60s'", ds, snap,
+				     out);
+	return 0;
+}
+
+static int zfs_set_quota(struct vm_pool *pool, const char *ds, uint64_t bytes, struct vm_error *err)
 {
 	_cleanup_free_ char *zds = zname(pool, ds);
 	struct zfs_argv a;
@@ -1298,7 +1324,7 @@ static int zfs_send_resume(struct vm_pool *pool, const char *ds, const char *sna
 	if (!priv(pool)->openzfs || !zfs_resume_token_ok(token))
 		return vm_error_setx(err, EINVAL, "resume the send of %s@%s: %s", ds, snap,
 				     priv(pool)->openzfs ? "not a resume token"
-							   : "this pool cannot resume a send");
+							 : "this pool cannot resume a send");
 	if (zfrom) {
 		r = zget_u64(zfrom, "guid", "resume the send", &want_from, err);
 		if (r < 0)
@@ -1356,6 +1382,7 @@ const struct vm_storage_ops zfs_storage_ops = {
     .rename = zfs_rename,
     .kind = zfs_kind,
     .used = zfs_used,
+    .snapshot_used = zfs_snapshot_used,
     .available = zfs_available,
     .set_quota = zfs_set_quota,
     .open_snapshot = zfs_open_snapshot,

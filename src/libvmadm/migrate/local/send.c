@@ -88,6 +88,19 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	int r;
 
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
+	/* the rest of a stream the receiver took in part (a resumable native
+	 * receive, cut): only where the receiver gave a token */
+	sd.resume_token = native ? token : NULL;
+	if (native && !from_snap) {
+		/* The pool's own measure, where it has one, spares opening a
+		 * snapshot that its send tool reads by itself. */
+		r = vm_pool_snapshot_used(pool, ds, snap, &sd.used, err);
+		if (r < 0)
+			return r;
+		sd.has_used = r > 0;
+		if (sd.has_used)
+			return send_native(pool, w, &sd, kind, ds, err);
+	}
 	/* The snapshots, as the pool hands them out to be read. */
 	r = vm_pool_open_snapshot(pool, ds, snap, &fd, err);
 	if (r >= 0 && from_snap)
@@ -104,12 +117,8 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	if (r < 0)
 		return vm_error_prefix(err, "%s@%s", ds, snap);
 	sd.has_used = true;
-	if (native) {
-		/* the rest of a stream the receiver took in part (a resumable
-		 * native receive, cut): only where the receiver gave a token */
-		sd.resume_token = token;
+	if (native)
 		return send_native(pool, w, &sd, kind, ds, err);
-	}
 	if (kind == VM_DS_VOLUME)
 		return from_snap ? stream_send_volume_delta(w, &sd, old_fd, fd, NULL, err)
 				 : stream_send_volume(w, &sd, fd, err);
