@@ -1082,10 +1082,34 @@ static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, cons
 	return 0;
 }
 
-/* Copy n payload bytes from in to out (or drop them), through buf. */
-static int feed_payload(int in, int out, uint64_t n, bool forward, uint8_t *buf, size_t cap,
-			uint64_t at, bool *ret_cut, struct vm_error *err)
+/* Copy n payload bytes from in to out (or drop them): moved without a copy
+ * (splice; out is the tool's pipe) while *can_splice, as the checker reads
+ * no payload byte, else through buf. */
+static int feed_payload(int in, int out, uint64_t n, bool forward, bool *can_splice, uint8_t *buf,
+			size_t cap, uint64_t at, bool *ret_cut, struct vm_error *err)
 {
+	while (forward && *can_splice && n > 0) {
+		size_t want = n < cap ? (size_t)n : cap;
+		ssize_t got = fs_splice_full(in, out, want);
+
+		if (got == -EINVAL) {
+			*can_splice = false;
+			break;
+		}
+		if (got == -EPIPE)
+			return -EPIPE;
+		if (got < 0)
+			return vm_error_set(err, (int)-got, "feed zfs receive at byte %llu",
+					    (unsigned long long)at);
+		if ((size_t)got < want) {
+			*ret_cut = true;
+			return vm_error_setx(err, EPROTO,
+					     "zfs stream truncated at byte %llu (in a payload)",
+					     (unsigned long long)(at + (uint64_t)got));
+		}
+		n -= want;
+		at += want;
+	}
 	while (n > 0) {
 		size_t want = n < cap ? (size_t)n : cap;
 		ssize_t got = fs_read_full(in, buf, want);
@@ -1126,7 +1150,7 @@ static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 	struct zfs_stream_check *c = &f->check;
 	_cleanup_free_ uint8_t *buf = malloc(ZFS_FEED_BUF);
 	uint8_t rec[ZFS_STREAM_RECORD_SIZE], held[ZFS_STREAM_RECORD_SIZE], extra;
-	bool holding = false;
+	bool holding = false, can_splice = true;
 	int r;
 
 	if (!buf)
@@ -1158,7 +1182,7 @@ static int feed_zfs(void *ctx, int in, int out, struct vm_error *err)
 			if (r < 0)
 				return r == -EPIPE ? r : vm_error_set(err, -r, "feed zfs receive");
 		}
-		r = feed_payload(in, out, payload, fwd, buf, ZFS_FEED_BUF,
+		r = feed_payload(in, out, payload, fwd, &can_splice, buf, ZFS_FEED_BUF,
 				 at + ZFS_STREAM_RECORD_SIZE, &f->cut, err);
 		if (r < 0)
 			return r;
