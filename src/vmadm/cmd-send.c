@@ -381,11 +381,13 @@ int cmd_send(int argc, char **argv, struct vm_error *err)
 	if (r < 0)
 		return r;
 	opts.send.compress = compress;
+	/* stdout is the stream's: vm_send flushes and closes it as soon as it
+	 * is written, so that a receiver at the other end of a pipe goes on
+	 * while the snapshots are dropped here */
+	opts.send.own_fd = true;
 	r = vm_send(node, pos[0], 1, &opts.send, NULL, err);
 	if (r < 0)
 		return r;
-	if (fsync(1) < 0 && errno != EINVAL && errno != EROFS)
-		return vm_error_set(err, errno, "flush the stream");
 	fprintf(stderr, "Successfully sent VM %s\n", pos[0]);
 	return 0;
 }

@@ -89,6 +89,13 @@ same_vms "$A" "$B" "btrfs->btrfs gzip"
 check_eq "received datasets are subvolumes" 5 "$(btrfs subvolume list "$B/zones" | grep -v "\.snapshots" | grep -c -e "$KVM" -e "$OS")"
 check_eq "receiver kept no send snapshots" "" "$(find "$B/zones/.snapshots" -name '@vmadm-send-*')"
 
+# A stream that cannot be written (a full disk) fails the send, saying so,
+# and leaves the source as it was: no send snapshot.
+check_fails "send $OS > /dev/full fails, naming the write" "No space left" \
+	sh -c "VMADM_ROOT=$A $VMADM send $OS >/dev/full"
+check_eq "send > /dev/full left no snapshot, and the VM" \
+	"$OS" "$(find "$A/zones/.snapshots" -name '@vmadm-send-*'; on "$A" "$VMADM" list -H -o uuid | grep "$OS")"
+
 # 2. An existing UUID is refused, -f replaces a stopped VM.
 check_fails "existing UUID refused" "VM $KVM already exists on this node (use -f" \
 	sh -c "gunzip -c $T/$KVM.tgz | VMADM_ROOT=$B $VMADM receive"

@@ -41,6 +41,10 @@ struct vm_send_opts {
 	const char *snapshot; /* a fixed name for the send snapshots: reused if every
 			       * dataset has it, never destroyed by vm_send (the
 			       * caller drops them: vm_send_drop_snapshots) */
+	bool own_fd;	      /* vm_send closes fd before it returns: as soon as the
+			       * stream is written (fsync'ed first where fd is a
+			       * file), before the snapshots go, so that a reader
+			       * sees the stream's end without waiting for that */
 	json_t *skip;	      /* dataset names to leave out of the stream, or NULL */
 	json_t *resume;	      /* dataset name -> the receiver's token of a cut resumable
 			       * native receive of it: only its rest is sent (zfs

@@ -345,7 +345,7 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	    bool *ret_was_running, struct vm_error *err)
 {
 	_cleanup_json_ json_t *vm = NULL, *names = NULL, *config = NULL;
-	_cleanup_close_ int lock = -1;
+	_cleanup_close_ int lock = -1, owned = opts->own_fd ? fd : -1;
 	_cleanup_free_ char *marker = NULL;
 	_cleanup_stream_writer_ struct stream_writer *w = NULL;
 	const struct vm_brand_ops *ops;
@@ -464,6 +464,12 @@ int vm_send(struct vm_node *node, const char *uuid, int fd, const struct vm_send
 	}
 	if (r >= 0)
 		r = stream_finish(w, err);
+	if (owned >= 0) {
+		/* the end, for the reader, before the snapshots are dropped */
+		if (r >= 0 && fsync(owned) < 0 && errno != EINVAL && errno != EROFS)
+			r = vm_error_set(err, errno, "send VM %s: flush the stream", uuid);
+		close(TAKE_FD(owned));
+	}
 	if (!opts->snapshot) {
 		migrate_drop_snapshots(pool, names, snap);
 		unlink(marker);
