@@ -1279,7 +1279,8 @@ static int receive_impl(struct vm_pool *pool, const char *ds, const char *snap,
 		if (r < 0)
 			return r;
 	}
-	if (zexists(zsnap))
+	/* (a full stream's dataset does not exist, nor then its snapshot) */
+	if ((from_snap || token) && zexists(zsnap))
 		return vm_error_setx(err, EEXIST, "receive %s@%s: snapshot already exists", ds,
 				     snap);
 
