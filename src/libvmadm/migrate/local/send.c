@@ -75,6 +75,34 @@ static int send_native(struct vm_pool *pool, struct stream_writer *w, struct str
 	return stream_end_dataset(w, err);
 }
 
+/* A native stream carries per file what a pool's measure of its blocks
+ * may not show (20000 empty files: 7 MB referenced, a 26 MB zfs stream);
+ * the tree walk's declaration allows for each file. *used becomes the
+ * larger of the two. The walk reads the dataset itself, not the snapshot
+ * (which the pool would have to open): the VM is stopped and locked since
+ * its snapshot, so the tree is the same; a tree changed all the same is at
+ * worst refused by the receiver, as more data than declared. */
+static int declare_live_tree(struct vm_pool *pool, const char *ds, uint64_t *used,
+			     struct vm_error *err)
+{
+	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
+	_cleanup_close_ int fd = -1;
+	uint64_t walked = 0;
+	int r;
+
+	if (!path)
+		return vm_error_set(err, ENOMEM, "declare %s", ds);
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return vm_error_set(err, errno, "declare %s: open %s", ds, path);
+	r = stream_declare_tree(fd, -1, &walked, err);
+	if (r < 0)
+		return r;
+	if (walked > *used)
+		*used = walked;
+	return 0;
+}
+
 int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
 			 const char *uuid, const char *ds, const char *snap, const char *from_snap,
 			 bool portable, const char *token, struct vm_error *err)
@@ -98,6 +126,10 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 		if (r < 0)
 			return r;
 		sd.has_used = r > 0;
+		if (sd.has_used && kind == VM_DS_FILESYSTEM)
+			r = declare_live_tree(pool, ds, &sd.used, err);
+		if (r < 0)
+			return vm_error_prefix(err, "%s@%s", ds, snap);
 		if (sd.has_used)
 			return send_native(pool, w, &sd, kind, ds, err);
 	}
