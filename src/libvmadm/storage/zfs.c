@@ -1082,6 +1082,14 @@ static int zfs_send(struct vm_pool *pool, const char *ds, const char *snap, cons
 	return 0;
 }
 
+/* The input ended at byte at, inside a payload: cut, not refused. */
+static int payload_cut(uint64_t at, bool *ret_cut, struct vm_error *err)
+{
+	*ret_cut = true;
+	return vm_error_setx(err, EPROTO, "zfs stream truncated at byte %llu (in a payload)",
+			     (unsigned long long)at);
+}
+
 /* Copy n payload bytes from in to out (or drop them): moved without a copy
  * (splice; out is the tool's pipe) while *can_splice, as the checker reads
  * no payload byte, else through buf. */
@@ -1101,12 +1109,8 @@ static int feed_payload(int in, int out, uint64_t n, bool forward, bool *can_spl
 		if (got < 0)
 			return vm_error_set(err, (int)-got, "feed zfs receive at byte %llu",
 					    (unsigned long long)at);
-		if ((size_t)got < want) {
-			*ret_cut = true;
-			return vm_error_setx(err, EPROTO,
-					     "zfs stream truncated at byte %llu (in a payload)",
-					     (unsigned long long)(at + (uint64_t)got));
-		}
+		if ((size_t)got < want)
+			return payload_cut(at + (uint64_t)got, ret_cut, err);
 		n -= want;
 		at += want;
 	}
@@ -1118,12 +1122,8 @@ static int feed_payload(int in, int out, uint64_t n, bool forward, bool *can_spl
 		if (got < 0)
 			return vm_error_set(err, (int)-got, "read zfs stream at byte %llu",
 					    (unsigned long long)at);
-		if ((size_t)got < want) {
-			*ret_cut = true;
-			return vm_error_setx(err, EPROTO,
-					     "zfs stream truncated at byte %llu (in a payload)",
-					     (unsigned long long)(at + (uint64_t)got));
-		}
+		if ((size_t)got < want)
+			return payload_cut(at + (uint64_t)got, ret_cut, err);
 		if (forward) {
 			r = fs_write_all(out, buf, want);
 			if (r < 0)

@@ -57,13 +57,20 @@ int fs_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-ssize_t fs_read_full(int fd, void *buf, size_t len)
+/* One read(2) (buf set) or splice(2) (buf NULL) of up to len bytes. */
+static ssize_t move_some(int in, int out, char *buf, size_t len)
 {
-	char *p = buf;
+	return buf ? read(in, buf, len) : splice(in, NULL, out, NULL, len, SPLICE_F_MOVE);
+}
+
+/* len bytes by move_some, again after EINTR and short counts: the number
+ * moved, short only at the end of in, or a negative errno. */
+static ssize_t move_full(int in, int out, char *buf, size_t len)
+{
 	size_t done = 0;
 
 	while (done < len) {
-		ssize_t n = read(fd, p + done, len - done);
+		ssize_t n = move_some(in, out, buf ? buf + done : NULL, len - done);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -76,22 +83,14 @@ ssize_t fs_read_full(int fd, void *buf, size_t len)
 	return done;
 }
 
+ssize_t fs_read_full(int fd, void *buf, size_t len)
+{
+	return move_full(fd, -1, buf, len);
+}
+
 ssize_t fs_splice_full(int in, int out, size_t len)
 {
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = splice(in, NULL, out, NULL, len - done, SPLICE_F_MOVE);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			break;
-		done += n;
-	}
-	return done;
+	return move_full(in, out, NULL, len);
 }
 
 static int fsync_dir_of(const char *path)
