@@ -77,30 +77,29 @@ static int send_native(struct vm_pool *pool, struct stream_writer *w, struct str
 
 /* A native stream carries per file what a pool's measure of its blocks
  * may not show (20000 empty files: 7 MB referenced, a 26 MB zfs stream);
- * the tree walk's declaration allows for each file. *used becomes the
- * larger of the two. The walk reads the dataset itself, not the snapshot
- * (which the pool would have to open): the VM is stopped and locked since
- * its snapshot, so the tree is the same; a tree changed all the same is at
- * worst refused by the receiver, as more data than declared. */
-static int declare_live_tree(struct vm_pool *pool, const char *ds, uint64_t *used,
+ * the tree walk's declaration allows for each file. This walks the dataset
+ * itself, not the snapshot (which the pool would have to open): the VM is
+ * stopped and locked since its snapshot, so the tree is the same; a tree
+ * changed all the same is at worst refused by the receiver, as more data
+ * than declared. 1 with *ret set; 0 when the dataset is not mounted where
+ * the node keeps it (its directory missing, or no mount point of its own:
+ * a mountpoint property moved it), and the caller walks the snapshot. */
+static int declare_live_tree(struct vm_pool *pool, const char *ds, uint64_t *ret,
 			     struct vm_error *err)
 {
 	_cleanup_free_ char *path = vm_pool_dataset_path(pool, ds);
-	_cleanup_close_ int fd = -1;
-	uint64_t walked = 0;
-	int r;
+	_cleanup_close_ int fd = -1, up = -1;
+	struct stat st, upst;
 
 	if (!path)
 		return vm_error_set(err, ENOMEM, "declare %s", ds);
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return vm_error_set(err, errno, "declare %s: open %s", ds, path);
-	r = stream_declare_tree(fd, -1, &walked, err);
-	if (r < 0)
-		return r;
-	if (walked > *used)
-		*used = walked;
-	return 0;
+	if (fd >= 0)
+		up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || up < 0 || fstat(fd, &st) < 0 || fstat(up, &upst) < 0 ||
+	    st.st_dev == upst.st_dev)
+		return 0;
+	return stream_declare_tree(fd, -1, ret, err) < 0 ? -err->code : 1;
 }
 
 int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *names,
@@ -113,6 +112,8 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	size_t prefix = strlen(VM_POOL_NAME) + 1 + strlen(uuid);
 	_cleanup_close_ int fd = -1, old_fd = -1;
 	_cleanup_strv_ char **skip = NULL;
+	uint64_t pool_used = 0; /* the pool's measure, where it has one */
+	bool pool_measured = false;
 	int r;
 
 	snprintf(sd.name, sizeof(sd.name), "%s", ds + prefix);
@@ -121,17 +122,23 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 	sd.resume_token = native ? token : NULL;
 	if (native && !from_snap) {
 		/* The pool's own measure, where it has one, spares opening a
-		 * snapshot that its send tool reads by itself. */
-		r = vm_pool_snapshot_used(pool, ds, snap, &sd.used, err);
+		 * snapshot that its send tool reads by itself; a filesystem
+		 * declares the larger of it and the walk of its tree. */
+		r = vm_pool_snapshot_used(pool, ds, snap, &pool_used, err);
 		if (r < 0)
 			return r;
-		sd.has_used = r > 0;
-		if (sd.has_used && kind == VM_DS_FILESYSTEM)
-			r = declare_live_tree(pool, ds, &sd.used, err);
+		pool_measured = r > 0;
+		r = pool_measured && kind == VM_DS_FILESYSTEM
+			? declare_live_tree(pool, ds, &sd.used, err)
+			: pool_measured;
 		if (r < 0)
 			return vm_error_prefix(err, "%s@%s", ds, snap);
-		if (sd.has_used)
+		if (r > 0) {
+			if (pool_used > sd.used)
+				sd.used = pool_used;
+			sd.has_used = true;
 			return send_native(pool, w, &sd, kind, ds, err);
+		}
 	}
 	/* The snapshots, as the pool hands them out to be read. */
 	r = vm_pool_open_snapshot(pool, ds, snap, &fd, err);
@@ -148,6 +155,8 @@ int migrate_send_dataset(struct vm_pool *pool, struct stream_writer *w, json_t *
 		: stream_declare_tree(fd, old_fd, &sd.used, err);
 	if (r < 0)
 		return vm_error_prefix(err, "%s@%s", ds, snap);
+	if (pool_used > sd.used)
+		sd.used = pool_used;
 	sd.has_used = true;
 	if (native)
 		return send_native(pool, w, &sd, kind, ds, err);
